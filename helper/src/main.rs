@@ -1,0 +1,3 @@
+//! fsvc-mount: the privileged mount helper. (To be written.)
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Framing and fd passing over `SOCK_SEQPACKET`. (To be written: see lib.rs docs.)

@@ -1,0 +1,3 @@
+//! Benchmark command. (To be written.)
+
+fn main() {}
