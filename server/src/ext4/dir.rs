@@ -22,8 +22,14 @@
 //! directories use cookies 1 (after "."), 2 (after ".."), then the byte
 //! position in the inline address space (see `inline.rs`), which is ≥ 4.
 
+use std::sync::Arc;
+
+use super::bytes::{get_le16, get_le32};
+use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::fs::{DirEntry, FileKind, Fs};
+use super::inode::{flags as iflags, Inode};
+use super::{htree, inline};
 
 /// Size of the fixed part of a dirent (inode, rec_len, name_len, type).
 pub const DIRENT_HEADER: usize = 8;
@@ -56,18 +62,6 @@ pub mod ft {
     pub const SOCK: u8 = 6;
     /// Symbolic link.
     pub const SYMLINK: u8 = 7;
-}
-
-/// Little-endian u16 at `off`, `None` past the end.
-pub(crate) fn le16_at(b: &[u8], off: usize) -> Option<u16> {
-    let s = b.get(off..off.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
-}
-
-/// Little-endian u32 at `off`, `None` past the end.
-pub(crate) fn le32_at(b: &[u8], off: usize) -> Option<u32> {
-    let s = b.get(off..off.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// The kind a `file_type` byte names, `None` for unknown values.
@@ -249,8 +243,8 @@ pub fn has_tail(block: &[u8]) -> bool {
     else {
         return false;
     };
-    le32_at(t, 0) == Some(0)
-        && le16_at(t, 4) == Some(DIRENT_TAIL_SIZE as u16)
+    get_le32(t, 0) == Some(0)
+        && get_le16(t, 4) == Some(DIRENT_TAIL_SIZE as u16)
         && t[6] == 0
         && t[7] == DIRENT_TAIL_FT
 }
@@ -270,16 +264,260 @@ pub fn verify_leaf<'a>(
         ));
     }
     let body = &block[..block.len() - DIRENT_TAIL_SIZE];
-    let stored = le32_at(block, block.len() - 4).unwrap_or(0);
-    if crc32c_raw(inode_seed, body) != stored {
+    let stored = get_le32(block, block.len() - 4).unwrap_or(0);
+    if crc32c(inode_seed, body) != stored {
         return Err(Error::checksum(what()));
     }
     Ok(body)
 }
 
-/// ext4's raw crc32c (no inversion on entry or exit).
-pub(crate) fn crc32c_raw(crc: u32, data: &[u8]) -> u32 {
-    !crc32c::crc32c_append(!crc, data)
+/// Longest run of holes read_dir or a linear lookup walks before calling the
+/// directory corrupt: holes in directories are tolerated as empty blocks
+/// (as the kernel does for linear directories) but a huge sparse directory
+/// must not turn into an unbounded walk.
+const MAX_HOLE_RUN: u64 = 4096;
+
+/// What the directory walkers need to know about one directory.
+#[derive(Debug, Clone, Copy)]
+struct DirGeometry {
+    fmt: DirentFormat,
+    block_size: usize,
+    nblocks: u64,
+    csum: bool,
+    indexed: bool,
+}
+
+impl Fs {
+    /// Whether dirents carry a file-type byte.
+    pub(crate) fn has_filetype(&self) -> bool {
+        self.sb()
+            .has_incompat(super::superblock::incompat::FILETYPE)
+    }
+
+    /// The kind of the entry's target: from the file-type byte when it is
+    /// meaningful, else from the inode's mode. An unreadable inode is
+    /// reported as a regular file: listing the directory still works and the
+    /// damaged inode answers its own error when it is looked at.
+    pub(crate) fn entry_kind(&self, ino: u32, file_type: u8) -> FileKind {
+        if self.has_filetype() {
+            if let Some(k) = kind_from_ft(file_type) {
+                return k;
+            }
+        }
+        self.inode(ino).map(|i| i.kind()).unwrap_or(FileKind::File)
+    }
+
+    fn dir_geometry(&self, inode: &Inode) -> Result<DirGeometry> {
+        let sb = self.sb();
+        let block_size = sb.block_size as usize;
+        let nblocks = inode.size.div_ceil(block_size as u64);
+        if nblocks > u64::from(u32::MAX) {
+            return Err(Error::corrupt(
+                format!("directory {}", inode.ino),
+                format!("size {} is beyond any directory", inode.size),
+            ));
+        }
+        Ok(DirGeometry {
+            fmt: DirentFormat {
+                filetype: self.has_filetype(),
+                block_size,
+                max_ino: sb.inodes_count,
+            },
+            block_size,
+            nblocks,
+            csum: sb.metadata_csum(),
+            indexed: inode.has_flag(iflags::INDEX)
+                && sb.has_compat(super::superblock::compat::DIR_INDEX),
+        })
+    }
+
+    /// Directory block `lblk` (through the metadata cache), `None` for a hole.
+    fn dir_block(&self, inode: &Inode, lblk: u64) -> Result<Option<Arc<[u8]>>> {
+        match self.map_block(inode, lblk)? {
+            None => Ok(None),
+            Some(p) => {
+                let b = self.meta_block(p)?;
+                if b.len() != self.sb().block_size as usize {
+                    return Err(Error::corrupt(
+                        format!("directory {}", inode.ino),
+                        "block of the wrong size",
+                    ));
+                }
+                Ok(Some(b))
+            }
+        }
+    }
+
+    fn dx_params(&self, inode: &Inode, g: &DirGeometry) -> htree::DxParams {
+        let sb = self.sb();
+        htree::DxParams {
+            block_size: g.block_size,
+            csum: g.csum,
+            inode_seed: inode.csum_seed,
+            largedir: sb.has_incompat(super::superblock::incompat::LARGEDIR),
+            seed: sb.hash_seed,
+            unsigned_chars: sb.flags & super::superblock::FLAGS_UNSIGNED_HASH != 0,
+            nblocks: g.nblocks,
+        }
+    }
+
+    /// The validated entries of directory block `lblk` (already read), or
+    /// none for index blocks. Verifies the leaf checksum, or the dx root/node
+    /// checks for index blocks of an indexed directory.
+    fn block_entries<'a>(
+        &self,
+        inode: &Inode,
+        g: &DirGeometry,
+        lblk: u64,
+        block: &'a Arc<[u8]>,
+    ) -> Result<Vec<RawDirent<'a>>> {
+        let what = || format!("directory {} block {lblk}", inode.ino);
+        if g.indexed && lblk == 0 {
+            let p = self.dx_params(inode, g);
+            htree::parse_root_info(block, &p, &what)?;
+            htree::check_block(block.clone(), htree::DxKind::Root, &p, &what)?;
+            // "." and ".." (the latter's rec_len hides the index).
+            return parse_region(block, g.fmt, &what);
+        }
+        if g.indexed && htree::is_dx_node(block) {
+            let p = self.dx_params(inode, g);
+            htree::check_block(block.clone(), htree::DxKind::Node, &p, &what)?;
+            return Ok(Vec::new());
+        }
+        let region = if g.csum {
+            verify_leaf(block, inode.csum_seed, &what)?
+        } else {
+            &block[..]
+        };
+        parse_region(region, g.fmt, &what)
+    }
+
+    /// The directory inode `dir`, checked to be a directory.
+    fn dir_inode(&self, dir: u32) -> Result<Inode> {
+        let inode = self.inode(dir)?;
+        if inode.kind() != FileKind::Dir {
+            return Err(Error::NotDirectory);
+        }
+        Ok(inode)
+    }
+
+    /// Looks `name` up in directory `dir`; returns the inode number.
+    /// `Error::NotFound` when absent, `Error::NameTooLong` past 255 bytes.
+    pub fn lookup(&self, dir: u32, name: &[u8]) -> Result<u32> {
+        if name.len() > NAME_MAX {
+            return Err(Error::NameTooLong);
+        }
+        if name.is_empty() || name.contains(&b'/') || name.contains(&0) {
+            return Err(Error::NotFound);
+        }
+        let inode = self.dir_inode(dir)?;
+        if inode.has_flag(iflags::INLINE_DATA) {
+            return inline::lookup_inline(self, &inode, name);
+        }
+        let g = self.dir_geometry(&inode)?;
+        let dots = name == b"." || name == b"..";
+        if g.indexed && !dots {
+            return self.lookup_htree(&inode, &g, name);
+        }
+        // "." and ".." live in block 0 (of indexed directories too).
+        let last = if dots { g.nblocks.min(1) } else { g.nblocks };
+        let mut holes = 0u64;
+        for lblk in 0..last {
+            let Some(block) = self.dir_block(&inode, lblk)? else {
+                holes += 1;
+                if holes > MAX_HOLE_RUN {
+                    return Err(Error::corrupt(format!("directory {dir}"), "too many holes"));
+                }
+                continue;
+            };
+            holes = 0;
+            let found = self
+                .block_entries(&inode, &g, lblk, &block)?
+                .into_iter()
+                .find(|e| e.ino != 0 && e.name == name);
+            if let Some(e) = found {
+                return Ok(e.ino);
+            }
+        }
+        Err(Error::NotFound)
+    }
+
+    fn lookup_htree(&self, inode: &Inode, g: &DirGeometry, name: &[u8]) -> Result<u32> {
+        let what = || format!("htree of directory {}", inode.ino);
+        let p = self.dx_params(inode, g);
+        let mut read = |lblk: u32| -> Result<Arc<[u8]>> {
+            self.dir_block(inode, u64::from(lblk))?
+                .ok_or_else(|| Error::corrupt(what(), format!("hole at block {lblk}")))
+        };
+        let mut search_leaf = |lblk: u32| -> Result<Option<u32>> {
+            let block = self
+                .dir_block(inode, u64::from(lblk))?
+                .ok_or_else(|| Error::corrupt(what(), format!("hole at block {lblk}")))?;
+            let w = || format!("directory {} block {lblk}", inode.ino);
+            if htree::is_dx_node(&block) {
+                return Err(Error::corrupt(w(), "index block where a leaf was expected"));
+            }
+            let region = if g.csum {
+                verify_leaf(&block, inode.csum_seed, &w)?
+            } else {
+                &block[..]
+            };
+            for e in Dirents::new(region, g.fmt) {
+                let e = e.map_err(|d| Error::corrupt(w(), d))?;
+                if e.ino != 0 && e.name == name {
+                    return Ok(Some(e.ino));
+                }
+            }
+            Ok(None)
+        };
+        htree::lookup(name, &p, &mut read, &mut search_leaf, &what)?.ok_or(Error::NotFound)
+    }
+
+    /// Calls `f` for each entry of directory `dir` from `cookie` on (0 = the
+    /// start) until `f` returns false. See the module doc for cookies.
+    pub fn read_dir(
+        &self,
+        dir: u32,
+        cookie: u64,
+        f: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()> {
+        let inode = self.dir_inode(dir)?;
+        if inode.has_flag(iflags::INLINE_DATA) {
+            return inline::read_dir_inline(self, &inode, cookie, f);
+        }
+        let g = self.dir_geometry(&inode)?;
+        let bs = g.block_size as u64;
+        let first = cookie / bs;
+        let mut skip_before = (cookie % bs) as usize;
+        let mut holes = 0u64;
+        for lblk in first..g.nblocks {
+            let Some(block) = self.dir_block(&inode, lblk)? else {
+                holes += 1;
+                if holes > MAX_HOLE_RUN {
+                    return Err(Error::corrupt(format!("directory {dir}"), "too many holes"));
+                }
+                skip_before = 0;
+                continue;
+            };
+            holes = 0;
+            for e in self.block_entries(&inode, &g, lblk, &block)? {
+                if e.offset < skip_before || e.ino == 0 {
+                    continue;
+                }
+                let entry = DirEntry {
+                    ino: e.ino,
+                    name: e.name.to_vec(),
+                    kind: self.entry_kind(e.ino, e.file_type),
+                    next_cookie: lblk * bs + (e.offset + e.rec_len) as u64,
+                };
+                if !f(entry) {
+                    return Ok(());
+                }
+            }
+            skip_before = 0;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -372,7 +610,7 @@ mod tests {
         let mut b = ent(2, 1012, b".", 2);
         b.extend_from_slice(&[0, 0, 0, 0, 12, 0, 0, DIRENT_TAIL_FT, 0, 0, 0, 0]);
         let n = b.len();
-        let c = crc32c_raw(77, &b[..n - 12]);
+        let c = crc32c(77, &b[..n - 12]);
         b[n - 4..].copy_from_slice(&c.to_le_bytes());
         assert!(verify_leaf(&b, 77, &|| "t".into()).is_ok());
         assert!(matches!(

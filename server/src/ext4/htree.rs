@@ -17,7 +17,9 @@
 
 use std::sync::Arc;
 
-use super::dir::{le16_at, le32_at, rec_len_from_disk};
+use super::bytes::{get_le16, get_le32};
+use super::csum::crc32c;
+use super::dir::rec_len_from_disk;
 use super::error::{Error, Result};
 use super::hash::{self, DX_HASH_TEA, DX_HASH_UNSIGNED_DELTA};
 
@@ -75,12 +77,12 @@ impl DxBlock {
         if i == 0 {
             return 0;
         }
-        le32_at(&self.data, self.entries + i * DX_ENTRY_SIZE).unwrap_or(0)
+        get_le32(&self.data, self.entries + i * DX_ENTRY_SIZE).unwrap_or(0)
     }
 
     /// Child logical block of entry `i`.
     pub fn block(&self, i: usize) -> u32 {
-        le32_at(&self.data, self.entries + i * DX_ENTRY_SIZE + 4).unwrap_or(0) & DX_BLOCK_MASK
+        get_le32(&self.data, self.entries + i * DX_ENTRY_SIZE + 4).unwrap_or(0) & DX_BLOCK_MASK
     }
 
     /// Index of the last entry whose hash is ≤ `target` (binary search;
@@ -143,8 +145,8 @@ impl DxParams {
 /// spanning the whole block (a leaf always has a live entry or, with
 /// metadata_csum, a tail).
 pub fn is_dx_node(block: &[u8]) -> bool {
-    le32_at(block, 0) == Some(0)
-        && le16_at(block, 4).map(|r| rec_len_from_disk(r, block.len())) == Some(block.len())
+    get_le32(block, 0) == Some(0)
+        && get_le16(block, 4).map(|r| rec_len_from_disk(r, block.len())) == Some(block.len())
 }
 
 /// Parses and checks the root info of block 0.
@@ -155,8 +157,8 @@ pub fn parse_root_info(
 ) -> Result<DxRootInfo> {
     let bad = |d: String| Error::corrupt(what(), d);
     // "." then ".." spanning the rest of the block.
-    let dot_len = le16_at(block, 4).map(|r| rec_len_from_disk(r, p.block_size));
-    let dotdot_len = le16_at(block, 16).map(|r| rec_len_from_disk(r, p.block_size));
+    let dot_len = get_le16(block, 4).map(|r| rec_len_from_disk(r, p.block_size));
+    let dotdot_len = get_le16(block, 16).map(|r| rec_len_from_disk(r, p.block_size));
     if dot_len != Some(12) || dotdot_len != Some(p.block_size.saturating_sub(12)) {
         return Err(bad(
             "dx root does not start with '.' and a block-long '..'".into()
@@ -200,8 +202,8 @@ pub fn check_block(
         DxKind::Root => DX_ROOT_ENTRIES_OFFSET,
         DxKind::Node => DX_NODE_ENTRIES_OFFSET,
     };
-    let limit = usize::from(le16_at(&data, entries).unwrap_or(0));
-    let count = usize::from(le16_at(&data, entries + 2).unwrap_or(0));
+    let limit = usize::from(get_le16(&data, entries).unwrap_or(0));
+    let count = usize::from(get_le16(&data, entries + 2).unwrap_or(0));
     if limit != p.limit(kind) {
         return Err(bad(format!("dx limit {limit}, expected {}", p.limit(kind))));
     }
@@ -218,8 +220,8 @@ pub fn check_block(
             .get(tail..tail + 4)
             .ok_or_else(|| bad("no space for the dx checksum".into()))?;
         let stored =
-            le32_at(&data, tail + 4).ok_or_else(|| bad("no space for the dx checksum".into()))?;
-        let c = super::dir::crc32c_raw(super::dir::crc32c_raw(p.inode_seed, covered), reserved);
+            get_le32(&data, tail + 4).ok_or_else(|| bad("no space for the dx checksum".into()))?;
+        let c = crc32c(crc32c(p.inode_seed, covered), reserved);
         if c != stored {
             return Err(Error::checksum(what()));
         }

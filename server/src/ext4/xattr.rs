@@ -20,8 +20,15 @@
 //! before use; the entry walk is bounded by the area size; values are at most
 //! [`XATTR_SIZE_MAX`] bytes.
 
-use super::dir::{crc32c_raw, le16_at, le32_at};
+use std::sync::Arc;
+
+use super::acl;
+use super::bytes::{get_le16, get_le32};
+use super::csum::crc32c;
 use super::error::{Error, Result};
+use super::fs::Fs;
+use super::inode::{flags as iflags, Inode};
+use super::superblock::incompat;
 
 /// Magic at the start of the in-inode area and of an xattr block.
 pub const XATTR_MAGIC: u32 = 0xEA02_0000;
@@ -147,8 +154,8 @@ fn parse_entries(
     let mut raw = Vec::new();
     // Every entry is ≥ 16 bytes, so the walk ends within area.len()/16 steps.
     loop {
-        let first =
-            le32_at(area, pos).ok_or_else(|| bad(format!("xattr entry at {pos} past the area")))?;
+        let first = get_le32(area, pos)
+            .ok_or_else(|| bad(format!("xattr entry at {pos} past the area")))?;
         if first == 0 {
             break;
         }
@@ -168,9 +175,9 @@ fn parse_entries(
         raw.push((
             hdr[1],
             name.to_vec(),
-            le16_at(hdr, 2),
-            le32_at(hdr, 4),
-            le32_at(hdr, 8),
+            get_le16(hdr, 2),
+            get_le32(hdr, 4),
+            get_le32(hdr, 8),
         ));
         pos = next;
     }
@@ -216,7 +223,7 @@ pub fn parse_ibody(
     fmt: XattrFormat,
     what: &dyn Fn() -> String,
 ) -> Result<Vec<XattrEntry>> {
-    if le32_at(area, 0) != Some(XATTR_MAGIC) {
+    if get_le32(area, 0) != Some(XATTR_MAGIC) {
         return Ok(Vec::new());
     }
     parse_entries(area, IBODY_HEADER_SIZE, IBODY_HEADER_SIZE, fmt, what)
@@ -235,22 +242,148 @@ pub fn parse_block(
     if block.len() < BLOCK_HEADER_SIZE + 4 {
         return Err(bad("xattr block too small"));
     }
-    if le32_at(block, 0) != Some(XATTR_MAGIC) {
+    if get_le32(block, 0) != Some(XATTR_MAGIC) {
         return Err(bad("bad xattr block magic"));
     }
-    if le32_at(block, H_BLOCKS) != Some(1) {
+    if get_le32(block, H_BLOCKS) != Some(1) {
         return Err(bad("xattr block h_blocks is not 1"));
     }
     if let Some(seed) = csum_seed {
-        let mut c = crc32c_raw(seed, &blocknr.to_le_bytes());
-        c = crc32c_raw(c, &block[..H_CHECKSUM]);
-        c = crc32c_raw(c, &[0; 4]);
-        c = crc32c_raw(c, &block[H_CHECKSUM + 4..]);
-        if Some(c) != le32_at(block, H_CHECKSUM) {
+        let mut c = crc32c(seed, &blocknr.to_le_bytes());
+        c = crc32c(c, &block[..H_CHECKSUM]);
+        c = crc32c(c, &[0; 4]);
+        c = crc32c(c, &block[H_CHECKSUM + 4..]);
+        if Some(c) != get_le32(block, H_CHECKSUM) {
             return Err(Error::checksum(what()));
         }
     }
     parse_entries(block, BLOCK_HEADER_SIZE, 0, fmt, what)
+}
+
+/// Offset of `i_atime` in the raw inode: an EA inode keeps its value's
+/// crc32c there.
+const EA_INODE_HASH_OFFSET: usize = 0x8;
+
+/// Where a parsed entry's local value bytes are.
+#[derive(Debug)]
+enum Area {
+    Ibody,
+    Block(Arc<[u8]>),
+}
+
+impl Fs {
+    /// Entry-check parameters for this filesystem.
+    pub(crate) fn xattr_format(&self) -> XattrFormat {
+        XattrFormat {
+            ea_inode: self.sb().has_incompat(incompat::EA_INODE),
+            max_ino: self.sb().inodes_count,
+        }
+    }
+
+    /// All entries of an inode: in-inode ones first, then the block's.
+    fn xattr_entries(&self, inode: &Inode) -> Result<Vec<(XattrEntry, Area)>> {
+        let ino = inode.ino;
+        let mut out: Vec<(XattrEntry, Area)> =
+            parse_ibody(inode.inline_xattr_area(), self.xattr_format(), &|| {
+                format!("in-inode xattrs of inode {ino}")
+            })?
+            .into_iter()
+            .map(|e| (e, Area::Ibody))
+            .collect();
+        if inode.file_acl != 0 {
+            let what = || format!("xattr block {} of inode {ino}", inode.file_acl);
+            if !self.sb().block_in_fs(inode.file_acl) {
+                return Err(Error::corrupt(what(), "block outside the filesystem"));
+            }
+            let block = self.meta_block(inode.file_acl)?;
+            let seed = self.sb().metadata_csum().then_some(self.sb().csum_seed);
+            let entries = parse_block(&block, inode.file_acl, seed, self.xattr_format(), &what)?;
+            out.extend(entries.into_iter().map(|e| (e, Area::Block(block.clone()))));
+        }
+        Ok(out)
+    }
+
+    /// Full names of the visible extended attributes of `ino`.
+    pub fn list_xattrs(&self, ino: u32) -> Result<Vec<Vec<u8>>> {
+        let inode = self.inode(ino)?;
+        Ok(self
+            .xattr_entries(&inode)?
+            .iter()
+            .filter_map(|(e, _)| e.full_name())
+            .collect())
+    }
+
+    /// The value of extended attribute `name` of `ino` (`Error::NoXattr`
+    /// when absent or not a visible name). POSIX ACLs come out in the Linux
+    /// xattr ACL format.
+    pub fn get_xattr(&self, ino: u32, name: &[u8]) -> Result<Vec<u8>> {
+        let (idx, suffix) = split_name(name).ok_or(Error::NoXattr)?;
+        let inode = self.inode(ino)?;
+        let entries = self.xattr_entries(&inode)?;
+        let (entry, area) = entries
+            .iter()
+            .find(|(e, _)| e.index == idx && e.name == suffix)
+            .ok_or(Error::NoXattr)?;
+        let what = || format!("xattr {} of inode {ino}", String::from_utf8_lossy(name));
+        let value = match (entry.value, area) {
+            (XattrValue::Local { start, len }, Area::Ibody) => inode
+                .inline_xattr_area()
+                .get(start..start + len)
+                .ok_or_else(|| Error::corrupt(what(), "value out of bounds"))?
+                .to_vec(),
+            (XattrValue::Local { start, len }, Area::Block(b)) => b
+                .get(start..start + len)
+                .ok_or_else(|| Error::corrupt(what(), "value out of bounds"))?
+                .to_vec(),
+            (XattrValue::Inode { ino: ea, size }, _) => self.ea_inode_value(ea, size, &what)?,
+        };
+        if idx == index::POSIX_ACL_ACCESS || idx == index::POSIX_ACL_DEFAULT {
+            return acl::disk_to_xattr(&value, &what)?.ok_or(Error::NoXattr);
+        }
+        Ok(value)
+    }
+
+    /// Reads a value stored in EA inode `ea` and checks it against the
+    /// inode's flag, size and stored hash.
+    fn ea_inode_value(&self, ea: u32, size: u32, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
+        let inode = self.inode(ea)?;
+        if !inode.has_flag(iflags::EA_INODE) {
+            return Err(Error::corrupt(
+                what(),
+                format!("inode {ea} is not an EA inode"),
+            ));
+        }
+        if inode.size != u64::from(size) {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "EA inode {ea} holds {} bytes, entry says {size}",
+                    inode.size
+                ),
+            ));
+        }
+        let mut buf = vec![0u8; size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let n = self.read(ea, done as u64, &mut buf[done..])?;
+            if n == 0 {
+                return Err(Error::corrupt(what(), format!("EA inode {ea} ends early")));
+            }
+            done += n;
+        }
+        // The value's crc32c, seeded like metadata checksums (the kernel
+        // computes this seed whenever ea_inode is on).
+        let sb = self.sb();
+        let seed = if sb.metadata_csum() {
+            sb.csum_seed
+        } else {
+            crc32c(!0, &sb.uuid)
+        };
+        if Some(crc32c(seed, &buf)) != get_le32(&inode.raw, EA_INODE_HASH_OFFSET) {
+            return Err(Error::checksum(what()));
+        }
+        Ok(buf)
+    }
 }
 
 #[cfg(test)]
@@ -323,8 +456,8 @@ mod tests {
         b[..4].copy_from_slice(&XATTR_MAGIC.to_le_bytes());
         b[4..8].copy_from_slice(&1u32.to_le_bytes());
         b[8..12].copy_from_slice(&1u32.to_le_bytes());
-        let mut c = crc32c_raw(9, &77u64.to_le_bytes());
-        c = crc32c_raw(c, &b);
+        let mut c = crc32c(9, &77u64.to_le_bytes());
+        c = crc32c(c, &b);
         b[16..20].copy_from_slice(&c.to_le_bytes());
         assert!(parse_block(&b, 77, Some(9), FMT, &what).unwrap().is_empty());
         assert!(matches!(
