@@ -59,18 +59,15 @@ pub(crate) struct ErrorLog {
 impl ErrorLog {
     /// Logs `e` once per object if it is worth a log line, and returns its errno.
     pub(crate) fn errno(&self, e: &Error, context: &str) -> Errno {
-        match e {
-            Error::Corrupt { what, .. } | Error::Checksum { what } => {
-                if self.first_time(what) {
-                    log::error!("{e} ({context}); answering EUCLEAN for it from now on");
-                }
+        let key = match e {
+            Error::Corrupt { what, .. } | Error::Checksum { what } => Some(what.clone()),
+            Error::Io(_) => Some(e.to_string()),
+            _ => None,
+        };
+        if let Some(key) = key {
+            if self.first_time(&key) {
+                log::error!("{e} ({context})");
             }
-            Error::Io(_) => {
-                if self.first_time(&e.to_string()) {
-                    log::error!("{e} ({context})");
-                }
-            }
-            _ => {}
         }
         errno_of(e)
     }
