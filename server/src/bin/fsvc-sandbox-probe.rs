@@ -92,7 +92,14 @@ mod sys {
         // SAFETY: a fork-style clone with no stack or TLS arguments; the
         // child only calls _exit, which is async-signal-safe.
         let r = unsafe {
-            libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0usize, 0usize, 0usize, 0usize)
+            libc::syscall(
+                libc::SYS_clone,
+                libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
         };
         if r == 0 {
             // SAFETY: _exit is always safe to call in a forked child.
@@ -168,7 +175,13 @@ fn setup(path: &str) -> Result<(Kept, SandboxConfig)> {
     .context("socketpair")?;
     // stdout carries the results and stderr the errors; 0 is left out on
     // purpose so the probe shows it becomes /dev/null.
-    let keep_fds = vec![1, 2, file.as_raw_fd(), sock_a.as_raw_fd(), sock_b.as_raw_fd()];
+    let keep_fds = vec![
+        1,
+        2,
+        file.as_raw_fd(),
+        sock_a.as_raw_fd(),
+        sock_b.as_raw_fd(),
+    ];
     let cfg = SandboxConfig {
         keep_fds,
         uid: PROBE_ID,
@@ -223,7 +236,10 @@ fn probe_ids() {
 fn probe_paths() {
     line("open_root", io_outcome(File::open("/")));
     line("open_passwd", io_outcome(File::open("/etc/passwd")));
-    line("open_proc_status", io_outcome(File::open("/proc/self/status")));
+    line(
+        "open_proc_status",
+        io_outcome(File::open("/proc/self/status")),
+    );
     line("open_dev_null", io_outcome(File::open("/dev/null")));
     let name = format!("/tmp/fsvc-sandbox-probe-{}", std::process::id());
     line(
@@ -244,11 +260,21 @@ fn probe_paths() {
 fn probe_net_and_signals(parent: Pid) {
     line(
         "socket_inet",
-        outcome(socket(AddressFamily::Inet, SockType::Stream, SockFlag::empty(), None)),
+        outcome(socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )),
     );
     line(
         "socket_unix",
-        outcome(socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None)),
+        outcome(socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::empty(),
+            None,
+        )),
     );
     line("kill_init", outcome(kill(Pid::from_raw(1), None)));
     line("kill_parent", outcome(kill(parent, None)));
@@ -381,7 +407,9 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (mode, path) = match args.as_slice() {
         [_, mode, path] => (mode.as_str(), path.as_str()),
-        _ => bail!("usage: fsvc-sandbox-probe run|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE"),
+        _ => bail!(
+            "usage: fsvc-sandbox-probe run|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE"
+        ),
     };
     let parent = nix::unistd::getppid();
     let (kept, cfg) = setup(path)?;

@@ -40,7 +40,6 @@ pub(super) fn drop_privileges(cfg: &SandboxConfig) -> Result<CredsOutcome, Sandb
     prctl::set_dumpable(false).map_err(SandboxError::Dumpable)?;
 
     let ids = getresuid().map_err(SandboxError::GetIds)?;
-    let gids = getresgid().map_err(SandboxError::GetIds)?;
     let root = [ids.real, ids.effective, ids.saved]
         .iter()
         .any(|u| u.is_root());
@@ -86,10 +85,7 @@ pub(super) fn drop_privileges(cfg: &SandboxConfig) -> Result<CredsOutcome, Sandb
             ids.real, ids.effective, ids.saved
         )));
     }
-    if root
-        && (ids.real.as_raw() != cfg.uid
-            || gid_list.iter().any(|g| g.as_raw() != cfg.gid))
-    {
+    if root && (ids.real.as_raw() != cfg.uid || gid_list.iter().any(|g| g.as_raw() != cfg.gid)) {
         return Err(SandboxError::VerifyIds(format!(
             "expected {}:{}, have uid {} gids {}/{}/{}",
             cfg.uid, cfg.gid, ids.real, now_gids.real, now_gids.effective, now_gids.saved
@@ -111,7 +107,6 @@ pub(super) fn drop_privileges(cfg: &SandboxConfig) -> Result<CredsOutcome, Sandb
             "{groups_left} supplementary groups left"
         )));
     }
-    let _ = gids;
 
     // Step 4, capability sets: the uid change already emptied effective
     // and permitted (no KEEPCAPS), but inheritable survives it and a

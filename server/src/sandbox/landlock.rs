@@ -24,8 +24,7 @@
 use std::fmt;
 
 use ::landlock::{
-    Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr,
-    RulesetStatus, Scope, ABI,
+    Access, AccessFs, AccessNet, LandlockStatus, Ruleset, RulesetAttr, RulesetStatus, Scope, ABI,
 };
 
 use super::SandboxError;

@@ -5,16 +5,16 @@
 //! 0. refuse unless the process is single-threaded (Landlock and seccomp
 //!    apply to the calling thread and the threads it creates later; a thread
 //!    that already exists would stay unconfined);
-//! 1. [`fds`]: keep only the listed descriptors (0/1/2 → `/dev/null` when not
+//! 1. `fds`: keep only the listed descriptors (0/1/2 → `/dev/null` when not
 //!    listed), while `/dev/null` can still be opened;
-//! 2-5. [`creds`]: not dumpable, bounding set (while `CAP_SETPCAP` exists),
-//!    uid/gid drop when still root, clear every capability set,
-//!    `no_new_privs`;
-//! 6. [`landlock`]: every filesystem and network right handled with no rules,
+//! 2. `creds` (steps 2-5): not dumpable, bounding set (while
+//!    `CAP_SETPCAP` exists), uid/gid drop when still root, clear every
+//!    capability set, `no_new_privs`;
+//! 6. `landlock`: every filesystem and network right handled with no rules,
 //!    scopes for abstract unix sockets and signals;
-//! 7. [`rlimits`]: core 0, memlock 0, a small descriptor limit (before
+//! 7. `rlimits`: core 0, memlock 0, a small descriptor limit (before
 //!    seccomp, so that the filter can forbid setting limits);
-//! 8. [`seccomp`]: the allowlist, last, since the earlier steps need calls
+//! 8. `seccomp`: the allowlist, last, since the earlier steps need calls
 //!    it forbids.
 //!
 //! Invariants: [`is_entered`] is true only after every step succeeded. Any
@@ -212,7 +212,9 @@ fn thread_count() -> Result<usize, SandboxError> {
             .lines()
             .find_map(|l| l.strip_prefix(FIELD))
             .and_then(|v| v.trim().parse::<usize>().ok())
-            .ok_or_else(|| SandboxError::ThreadCount("no Threads: line in /proc/self/status".into())),
+            .ok_or_else(|| {
+                SandboxError::ThreadCount("no Threads: line in /proc/self/status".into())
+            }),
         Err(status_err) => std::fs::read_dir("/proc/self/task")
             .map(|d| d.count())
             .map_err(|e| {

@@ -35,11 +35,7 @@ pub(super) struct RlimitOutcome {
 /// Sets the limits described in the module documentation. `kept` is the
 /// sorted list of kept descriptors (0/1/2 are always open as well).
 pub(super) fn apply(kept: &[RawFd]) -> Result<RlimitOutcome, SandboxError> {
-    let highest = kept
-        .iter()
-        .copied()
-        .max()
-        .map_or(2, |fd| fd.max(2));
+    let highest = kept.iter().copied().max().map_or(2, |fd| fd.max(2));
     let highest = u64::try_from(highest).unwrap_or(0);
     let wanted = highest.saturating_add(NOFILE_MARGIN).max(MIN_NOFILE);
     // Never raise: if the hard limit is already lower, keep it.

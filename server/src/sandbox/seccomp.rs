@@ -102,8 +102,7 @@ const PRCTL_ALLOWED: [libc::c_int; 6] = [
 ];
 
 /// Flags a `clone` must carry: it may only create a thread of this process.
-const CLONE_THREAD_FLAGS: u64 =
-    (libc::CLONE_THREAD | libc::CLONE_VM | libc::CLONE_SIGHAND) as u64;
+const CLONE_THREAD_FLAGS: u64 = (libc::CLONE_THREAD | libc::CLONE_VM | libc::CLONE_SIGHAND) as u64;
 /// Flags a `clone` must not carry: new namespaces, vfork-like sharing games.
 const CLONE_FORBIDDEN_FLAGS: u64 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWUSER
@@ -256,7 +255,11 @@ fn allow_rules() -> Result<RuleMap, SandboxError> {
     m.insert(
         libc::SYS_clone,
         vec![rule(vec![
-            cond(0, SeccompCmpOp::MaskedEq(CLONE_THREAD_FLAGS), CLONE_THREAD_FLAGS)?,
+            cond(
+                0,
+                SeccompCmpOp::MaskedEq(CLONE_THREAD_FLAGS),
+                CLONE_THREAD_FLAGS,
+            )?,
             cond(0, SeccompCmpOp::MaskedEq(CLONE_FORBIDDEN_FLAGS), 0)?,
         ])?],
     );
@@ -300,7 +303,11 @@ fn eperm_rules(landlock: &LandlockOutcome, pid: u32) -> Result<RuleMap, SandboxE
         // openat(dirfd, path, flags, mode): O_PATH opens escape Landlock.
         m.insert(
             libc::SYS_openat,
-            vec![rule(vec![cond32(2, SeccompCmpOp::MaskedEq(o_path), o_path)?])?],
+            vec![rule(vec![cond32(
+                2,
+                SeccompCmpOp::MaskedEq(o_path),
+                o_path,
+            )?])?],
         );
     } else {
         m.insert(libc::SYS_openat, Vec::new());
@@ -356,10 +363,30 @@ pub(super) fn install(landlock: &LandlockOutcome) -> Result<SeccompOutcome, Sand
     let soft_denied = SOFT_ENOSYS.len() + SOFT_EPERM.len() + SOFT_EPERM_ARCH.len();
     let errno = |e: i32| SeccompAction::Errno(e as u32);
     let programs = [
-        compile(enosys_rules(), SeccompAction::Allow, errno(libc::ENOSYS), arch)?,
-        compile(eperm_rules(landlock, pid)?, SeccompAction::Allow, errno(libc::EPERM), arch)?,
-        compile(enotty_rules()?, SeccompAction::Allow, errno(libc::ENOTTY), arch)?,
-        compile(allow, SeccompAction::KillProcess, SeccompAction::Allow, arch)?,
+        compile(
+            enosys_rules(),
+            SeccompAction::Allow,
+            errno(libc::ENOSYS),
+            arch,
+        )?,
+        compile(
+            eperm_rules(landlock, pid)?,
+            SeccompAction::Allow,
+            errno(libc::EPERM),
+            arch,
+        )?,
+        compile(
+            enotty_rules()?,
+            SeccompAction::Allow,
+            errno(libc::ENOTTY),
+            arch,
+        )?,
+        compile(
+            allow,
+            SeccompAction::KillProcess,
+            SeccompAction::Allow,
+            arch,
+        )?,
     ];
     for program in &programs {
         apply_filter(program).map_err(seccomp_err)?;
