@@ -8,6 +8,9 @@
 //! fsvc-sandbox-probe kill-execve FILE
 //! fsvc-sandbox-probe kill-fork FILE    # clone without CLONE_THREAD
 //! fsvc-sandbox-probe kill-mmap-exec FILE
+//! fsvc-sandbox-probe fuse FILE DIR     # root: serve FILE as DIR/hello over
+//!                                      # FUSE from inside the sandbox until
+//!                                      # DIR is unmounted
 //! ```
 //!
 //! FILE is a regular file the probe opens before the sandbox and keeps (as
@@ -108,6 +111,14 @@ mod sys {
         Errno::result(r)
     }
 
+    /// Takes ownership of a descriptor just received with SCM_RIGHTS.
+    pub fn own(fd: std::os::fd::RawFd) -> std::os::fd::OwnedFd {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the caller passes a descriptor the kernel just installed
+        // for us (recvmsg SCM_RIGHTS); nothing else owns it.
+        unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    }
+
     /// `mmap(PROT_READ|PROT_EXEC)` anonymous: forbidden, must kill.
     pub fn mmap_exec() -> Result<(), Errno> {
         // SAFETY: a fresh anonymous private mapping chosen by the kernel;
@@ -155,6 +166,212 @@ fn line(name: &str, value: impl std::fmt::Display) {
     // The probe's output is its result; a failed write must not be silent.
     writeln!(out, "{name}={value}").expect("stdout");
     out.flush().expect("stdout");
+}
+
+mod fuse {
+    //! The `fuse` mode: the server's real shape in miniature. Before the
+    //! sandbox, `/dev/fuse` is opened and mounted, then parked in the socket
+    //! pair; after the sandbox it is received back (as the server receives
+    //! it from the helper) and served by a multi-threaded fuser session
+    //! whose reads pread the kept file.
+
+    use std::ffi::OsStr;
+    use std::fs::{File, OpenOptions};
+    use std::io::IoSlice;
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use anyhow::{bail, Context, Result};
+    use fsvc_server::sandbox::{self, SandboxConfig};
+    use fuser::{
+        Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, LockOwner,
+        OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, Request, SessionACL,
+    };
+    use nix::mount::{mount, MsFlags};
+    use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
+
+    use super::{line, Kept};
+
+    /// FUSE worker threads, as the server runs them.
+    const WORKERS: usize = 4;
+    const ROOT: INodeNo = INodeNo(1);
+    const HELLO: INodeNo = INodeNo(2);
+    const NAME: &str = "hello";
+    const TTL: Duration = Duration::from_secs(1);
+
+    struct ProbeFs {
+        file: File,
+        size: u64,
+    }
+
+    impl ProbeFs {
+        fn attr(&self, ino: INodeNo) -> FileAttr {
+            let dir = ino == ROOT;
+            FileAttr {
+                ino,
+                size: if dir { 0 } else { self.size },
+                blocks: 0,
+                atime: UNIX_EPOCH,
+                mtime: UNIX_EPOCH,
+                ctime: UNIX_EPOCH,
+                crtime: UNIX_EPOCH,
+                kind: if dir {
+                    FileType::Directory
+                } else {
+                    FileType::RegularFile
+                },
+                perm: if dir { 0o755 } else { 0o644 },
+                nlink: if dir { 2 } else { 1 },
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                blksize: 4096,
+                flags: 0,
+            }
+        }
+    }
+
+    impl Filesystem for ProbeFs {
+        fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+            if parent == ROOT && name == NAME {
+                reply.entry(&TTL, &self.attr(HELLO), Generation(0));
+            } else {
+                reply.error(Errno::ENOENT);
+            }
+        }
+
+        fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+            if ino == ROOT || ino == HELLO {
+                reply.attr(&TTL, &self.attr(ino));
+            } else {
+                reply.error(Errno::ENOENT);
+            }
+        }
+
+        fn read(
+            &self,
+            _req: &Request,
+            ino: INodeNo,
+            _fh: FileHandle,
+            offset: u64,
+            size: u32,
+            _flags: OpenFlags,
+            _lock: Option<LockOwner>,
+            reply: ReplyData,
+        ) {
+            if ino != HELLO {
+                return reply.error(Errno::EISDIR);
+            }
+            let mut buf = vec![0u8; size as usize];
+            let Ok(offset) = i64::try_from(offset) else {
+                return reply.error(Errno::EINVAL);
+            };
+            match nix::sys::uio::pread(&self.file, &mut buf, offset) {
+                Ok(n) => reply.data(buf.get(..n).unwrap_or(&[])),
+                Err(_) => reply.error(Errno::EIO),
+            }
+        }
+
+        fn readdir(
+            &self,
+            _req: &Request,
+            ino: INodeNo,
+            _fh: FileHandle,
+            offset: u64,
+            mut reply: ReplyDirectory,
+        ) {
+            if ino != ROOT {
+                return reply.error(Errno::ENOTDIR);
+            }
+            let entries = [
+                (ROOT, FileType::Directory, "."),
+                (ROOT, FileType::Directory, ".."),
+                (HELLO, FileType::RegularFile, NAME),
+            ];
+            for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
+                if reply.add(*ino, i as u64 + 1, *kind, name) {
+                    break;
+                }
+            }
+            reply.ok();
+        }
+    }
+
+    fn park(kept: &Kept, dev: &File) -> Result<()> {
+        let fds = [dev.as_raw_fd()];
+        sendmsg::<()>(
+            kept.sock_a.as_raw_fd(),
+            &[IoSlice::new(b"F")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .context("parking /dev/fuse")?;
+        Ok(())
+    }
+
+    fn unpark(kept: &Kept) -> Result<std::os::fd::OwnedFd> {
+        let mut byte = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(
+            kept.sock_b.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .context("receiving /dev/fuse")?;
+        let mut got = Vec::new();
+        for c in msg.cmsgs().context("cmsgs")? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                got.extend(fds);
+            }
+        }
+        match got.as_slice() {
+            [fd] => Ok(super::sys::own(*fd)),
+            other => bail!("expected one fd, got {other:?}"),
+        }
+    }
+
+    pub(super) fn serve(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
+        let size = kept.file.metadata()?.len();
+        let dev = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/fuse")
+            .context("open /dev/fuse")?;
+        let data = format!(
+            "fd={},rootmode=40000,user_id=0,group_id=0,allow_other,default_permissions",
+            dev.as_raw_fd()
+        );
+        mount(
+            Some("fsvc-sandbox-probe"),
+            dir,
+            Some("fuse.fsvcprobe"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY,
+            Some(data.as_str()),
+        )
+        .with_context(|| format!("mount fuse on {dir}"))?;
+        park(&kept, &dev)?;
+        drop(dev);
+        let report = sandbox::enter(cfg).context("entering the sandbox")?;
+        line("report", &report);
+        let dev = unpark(&kept)?;
+        let fs = ProbeFs {
+            file: kept.file,
+            size,
+        };
+        let mut config = Config::default();
+        config.acl = SessionACL::All;
+        config.n_threads = Some(WORKERS);
+        config.clone_fd = false;
+        let session =
+            fuser::Session::from_fd(fs, dev, SessionACL::All, config).context("fuse handshake")?;
+        line("serving", "ok");
+        session.run().context("fuse session")?;
+        line("fuse", "ok");
+        Ok(())
+    }
 }
 
 /// Everything opened before the sandbox and kept through it.
@@ -405,14 +622,19 @@ fn forbidden(mode: &str) -> Result<()> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (mode, path) = match args.as_slice() {
-        [_, mode, path] => (mode.as_str(), path.as_str()),
+    let (mode, path, dir) = match args.as_slice() {
+        [_, mode, path] => (mode.as_str(), path.as_str(), None),
+        [_, mode, path, dir] if mode == "fuse" => ("fuse", path.as_str(), Some(dir.as_str())),
         _ => bail!(
-            "usage: fsvc-sandbox-probe run|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE"
+            "usage: fsvc-sandbox-probe run|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
+             | fuse FILE DIR"
         ),
     };
     let parent = nix::unistd::getppid();
     let (kept, cfg) = setup(path)?;
+    if let Some(dir) = dir {
+        return fuse::serve(kept, &cfg, dir);
+    }
     line("kept", format!("{:?}", cfg.keep_fds));
     let report = sandbox::enter(&cfg).context("entering the sandbox")?;
     line("report", &report);
