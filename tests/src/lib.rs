@@ -1,1 +1,2 @@
 //! End-to-end test support. (To be written.)
+pub mod bench;
