@@ -11,6 +11,7 @@
 //! - Binaries (`fsvc-mount`, `fsvc-server`) are never built from here: they
 //!   are located next to the test executable (see [`util::bin_dir`]).
 
+pub mod bench;
 pub mod check;
 pub mod fixtures;
 pub mod mount;
