@@ -18,20 +18,15 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fsvc_protocol::Access;
-use fsvc_server::ext4::fs::{Fs, OpenOptions};
-use fsvc_server::ext4::Error as EngineError;
+use fsvc_server::ext4::{Error as EngineError, Fs, OpenOptions};
+use fsvc_server::fuse::{FuseServer, ServeOptions};
+use fsvc_server::io::unixfd::UnixFdChannel;
 use fsvc_server::logging::{self, FdLogger, Style};
+use fsvc_server::sandbox::{self, SandboxConfig};
 use fsvc_server::service::activation::{self, ActivationError, Mode};
 use fsvc_server::service::{Service, DEFAULT_TIMEOUT};
 use log::LevelFilter;
 use nix::errno::Errno;
-
-// TEMPORARY SHIMS: the sandbox, the unixfd IO channel and the FUSE server
-// are written in parallel by other helpers. Until they land on main, these
-// stand-ins keep this binary compiling; they refuse to work (the sandbox
-// shim fails), so no mount can happen without the real sandbox.
-mod pending;
-use pending::{FuseServer, SandboxConfig, ServeOptions, UnixFdChannel};
 
 /// The unprivileged ids the sandbox drops to when the server still runs as
 /// root (the helper's spawn and systemd's DynamicUser normally did it).
@@ -102,31 +97,44 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match serve(&mut svc, log_fd) {
-        Ok(Ended::Unmounted) => ExitCode::SUCCESS,
-        Ok(Ended::Broken) => ExitCode::from(1),
+    let (server, label) = match mount(&mut svc, log_fd) {
+        Ok(mounted) => mounted,
         Err(f) => {
             log::error!("{}", f.reason);
             if let Err(e) = svc.goodbye(f.status, &f.reason) {
                 log::debug!("could not tell the helper: {e}");
             }
+            return ExitCode::from(1);
+        }
+    };
+    // The kernel handshake is done: tell the helper (and so mount(8)) only
+    // now, so that its success means the mount answers requests.
+    if let Err(e) = svc.goodbye(0, "mounted") {
+        // The mount exists and works; the helper may have died. Serve anyway
+        // (unmounting ends us).
+        log::warn!("could not tell the helper the mount succeeded: {e}");
+    }
+    // The conversation is over: close the socket rather than keep an fd
+    // nothing will use again.
+    drop(svc);
+    log::info!("serving {label}");
+    match server.run() {
+        Ok(()) => {
+            log::info!("{label}: unmounted");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // Past the goodbye: nobody to tell but the log.
+            log::error!("{label}: serving ended with an error: {e}");
             ExitCode::from(1)
         }
     }
 }
 
-/// How serving ended, once mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ended {
-    /// The kernel connection ended (unmount).
-    Unmounted,
-    /// Serving failed after the goodbye (logged).
-    Broken,
-}
-
-/// Everything after the handshake. Returns when the kernel connection ends
-/// or with the failure to report (before the goodbye).
-fn serve(svc: &mut Service, log_fd: RawFd) -> Result<Ended, Failure> {
+/// Everything between the handshake and the goodbye: returns the FUSE
+/// server past its kernel handshake and a label for the log ("SOURCE on
+/// DIR"), or the failure to report in the goodbye.
+fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failure> {
     let info = svc.mount_info().clone();
     let opts = svc.options().clone();
     logging::set_verbose(info.verbose || opts.debug);
@@ -184,13 +192,13 @@ fn serve(svc: &mut Service, log_fd: RawFd) -> Result<Ended, Failure> {
     let mut keep_fds = vec![svc.socket().as_raw_fd(), dev_fd, log_fd, 2];
     keep_fds.sort_unstable();
     keep_fds.dedup();
-    let report = pending::enter_sandbox(&SandboxConfig {
+    let report = sandbox::enter(&SandboxConfig {
         keep_fds,
         uid: NOBODY,
         gid: NOBODY,
     })
     .map_err(|e| Failure::new(Errno::EPERM, format!("cannot enter the sandbox: {e}")))?;
-    log::info!("sandbox: {report}");
+    log::info!("{report}");
 
     // Step 5: the filesystem, now that a hostile image can only hurt this
     // sandboxed process.
@@ -223,30 +231,13 @@ fn serve(svc: &mut Service, log_fd: RawFd) -> Result<Ended, Failure> {
         }
     };
 
-    // Step 7: the kernel's FUSE handshake, then the goodbye, so that the
-    // helper (and mount(8)) only return once the mount answers requests.
+    // Step 7: the kernel's FUSE handshake (the goodbye follows in main).
     let serve_opts = ServeOptions {
+        threads: 0,
         read_only: true,
-        direct_io: opts.directio,
-        acl: opts.acl,
+        allow_other: req.allow_other,
     };
     let server = FuseServer::new(fs, fuse_fd, &serve_opts)
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot start serving the mount: {e}")))?;
-    if let Err(e) = svc.goodbye(0, "mounted") {
-        // The mount exists and works; the helper may have died. Serve anyway
-        // (unmounting ends us).
-        log::warn!("could not tell the helper the mount succeeded: {e}");
-    }
-    log::info!("serving {} on {}", info.source, info.mountpoint);
-    match server.run() {
-        Ok(()) => {
-            log::info!("{} unmounted", info.mountpoint);
-            Ok(Ended::Unmounted)
-        }
-        Err(e) => {
-            // Past the goodbye: nobody to tell but the log.
-            log::error!("serving {} ended with an error: {e}", info.mountpoint);
-            Ok(Ended::Broken)
-        }
-    }
+    Ok((server, format!("{} on {}", info.source, info.mountpoint)))
 }
