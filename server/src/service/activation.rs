@@ -80,7 +80,7 @@ pub enum ActivationError {
     NotSeqpacket(String),
 }
 
-/// Decides the mode from argv (including argv[0]) and the values of
+/// Decides the mode from argv (including `argv[0]`) and the values of
 /// `LISTEN_PID` and `LISTEN_FDS`.
 pub fn decide(
     args: &[OsString],

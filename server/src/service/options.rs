@@ -8,23 +8,24 @@
 //! was asked. Empty items (`a,,b`) are ignored; a later option overrides an
 //! earlier one (`ro,rw` is read-write), as with the kernel.
 //!
-//! Accepted options and what they mean here:
+//! Accepted options and what they mean here ("now" says what the
+//! read-only server of today does with it):
 //!
-//! | option | meaning |
-//! |---|---|
-//! | `ro` / `rw` | read-only / read-write (the engine is read-only for now: `rw` mounts read-only with a warning) |
-//! | `norecovery`, `noload` | do not replay the journal; implies read-only (a journal that needs recovery is left alone) |
-//! | `errors=continue\|remount-ro\|panic` | behaviour on a detected corruption; `panic` ends the server (the mount dies), never the kernel. Default: the superblock's |
-//! | `acl` / `noacl` | expose and enforce POSIX ACLs (default on, as the kernel) |
-//! | `user_xattr` | accepted for compatibility: user xattrs are always on |
-//! | `commit=N` | journal commit interval in seconds (0 = default 5 s); at most [`MAX_COMMIT_SECS`] |
-//! | `cache_size=N[KkMmGgTt]` | bytes of metadata cache (0 = default) |
-//! | `directio` | FUSE direct IO: file data bypasses the kernel's page cache |
-//! | `allow_other` | let other users in; only when the helper permits it |
-//! | `default_permissions` | accepted: the kernel always checks permissions on fsvc mounts |
-//! | `sync`, `dirsync`, `lazytime` | write behaviour (no effect while read-only) |
-//! | `fakeroot` | (fuse2fs) act as root inside the filesystem: only for a root caller |
-//! | `debug` | verbose server log |
+//! | option | meaning | now |
+//! |---|---|---|
+//! | `ro` / `rw` | read-only / read-write | always read-only; `rw` logs a warning |
+//! | `norecovery`, `noload` | do not replay the journal; implies read-only | passed to the engine |
+//! | `errors=continue\|remount-ro\|panic` | behaviour on a detected corruption; `panic` ends the server (the mount dies), never the kernel. Default: the superblock's | recorded (no writes to stop yet) |
+//! | `acl` / `noacl` | expose and enforce POSIX ACLs (default on, as the kernel) | recorded; the FUSE adapter always enables ACLs |
+//! | `user_xattr` | compatibility: user xattrs are always on | accepted |
+//! | `commit=N` | journal commit interval in seconds (0 = default 5 s); at most [`MAX_COMMIT_SECS`] | recorded |
+//! | `cache_size=N[KkMmGgTt]` | bytes of metadata cache (0 = default) | passed to the engine |
+//! | `directio` | FUSE direct IO: file data bypasses the page cache | logged as not supported yet |
+//! | `allow_other` | let other users in; only when the helper permits it | applied |
+//! | `default_permissions` | the kernel checks permissions (always on for fsvc) | accepted |
+//! | `sync`, `dirsync`, `lazytime` | write behaviour | recorded (no writes yet) |
+//! | `fakeroot` | (fuse2fs) act as root inside the filesystem: only for a root caller | recorded |
+//! | `debug` | verbose server log | applied |
 //!
 //! VFS flags the helper is expected to have split off (`noatime`,
 //! `relatime`, `strictatime`, `atime`, `nodiratime`, `diratime`, `nosuid`,
