@@ -139,7 +139,8 @@ fn failure_after_mount_undoes_it() {
         send(&s, &ServerMsg::FilesDone);
         let _ = wait_closed(&s);
     };
-    let cases: Vec<(&str, Box<dyn FnOnce(OwnedFd) + Send>, &str)> = vec![
+    type After = Box<dyn FnOnce(OwnedFd) + Send>;
+    let cases: Vec<(&str, After, &str)> = vec![
         ("hang-up", Box::new(hang_up), "exited after mounting"),
         ("goodbye error", Box::new(fail), "cannot serve: fake"),
         ("out of order", Box::new(garbage), "unexpected FilesDone"),
