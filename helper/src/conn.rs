@@ -7,6 +7,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use fsvc_protocol::{HelperMsg, ServerMsg, WireError};
+use nix::sys::socket::{setsockopt, sockopt};
+use nix::sys::time::TimeVal;
 
 /// Why a receive or send failed, in the helper's terms.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,11 @@ impl From<WireError> for ConnError {
         match e {
             WireError::Timeout(t) => ConnError::Timeout(t),
             WireError::PeerClosed => ConnError::Closed,
+            // SO_SNDTIMEO expired: the server stopped reading.
+            WireError::Os {
+                op: "sendmsg",
+                errno: nix::errno::Errno::EAGAIN,
+            } => ConnError::Protocol("the server stopped reading its socket".into()),
             other => ConnError::Protocol(other.to_string()),
         }
     }
@@ -40,9 +47,17 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Wraps a connected `SOCK_SEQPACKET` socket.
-    pub fn new(sock: OwnedFd, timeout: Duration) -> Self {
-        Conn { sock, timeout }
+    /// Wraps a connected `SOCK_SEQPACKET` socket. Sends get the same
+    /// timeout as receives (`SO_SNDTIMEO`): a server that stops reading
+    /// must not leave the helper blocked in `sendmsg`.
+    pub fn new(sock: OwnedFd, timeout: Duration) -> Result<Self, String> {
+        let tv = TimeVal::new(
+            i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            i64::from(timeout.subsec_micros()),
+        );
+        setsockopt(&sock, sockopt::SendTimeout, &tv)
+            .map_err(|e| format!("cannot set a send timeout on the server socket: {e}"))?;
+        Ok(Conn { sock, timeout })
     }
 
     /// Sends one message with exactly the fds it carries.

@@ -112,7 +112,7 @@ fn run() -> Result<(), Failure> {
         verbose: args.verbose,
     };
     let route = reached.route;
-    let conn = conn::Conn::new(reached.sock, knobs.timeout);
+    let conn = conn::Conn::new(reached.sock, knobs.timeout).map_err(failed)?;
     let ctx = session::Context {
         dir: dir.as_fd(),
         options: &opts,

@@ -13,7 +13,7 @@
 //! is reparented); only a failed one is reaped, with a deadline.
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::thread::sleep;
@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use fsvc_protocol::FsType;
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{connect, socket, socketpair, AddressFamily, SockFlag, SockType, UnixAddr};
 use nix::sys::stat::Mode;
@@ -63,21 +63,27 @@ pub fn connect_socket(socket_dir: &Path, fs_type: FsType) -> Result<Option<Reach
     }
     let addr =
         UnixAddr::new(&path).map_err(|e| format!("bad socket path {}: {e}", path.display()))?;
+    // Non-blocking for the connect only: a listener whose backlog is full
+    // would otherwise block us forever.
     let sock = socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
-        SockFlag::SOCK_CLOEXEC,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )
     .map_err(|e| format!("cannot create a socket: {e}"))?;
-    use std::os::fd::AsRawFd;
     match connect(sock.as_raw_fd(), &addr) {
-        Ok(()) => Ok(Some(Reached {
-            sock,
-            route: Route::Socket(path.display().to_string()),
-        })),
-        // Nobody listens (socket unit stopped): fall back to spawning.
-        Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => Ok(None),
+        Ok(()) => {
+            fcntl(&sock, FcntlArg::F_SETFL(OFlag::empty()))
+                .map_err(|e| format!("cannot make the socket blocking: {e}"))?;
+            Ok(Some(Reached {
+                sock,
+                route: Route::Socket(path.display().to_string()),
+            }))
+        }
+        // Nobody listens (socket unit stopped), or it does not accept
+        // (backlog full): fall back to spawning.
+        Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) | Err(Errno::EAGAIN) => Ok(None),
         Err(e) => Err(format!("cannot connect to {}: {e}", path.display())),
     }
 }

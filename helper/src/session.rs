@@ -20,6 +20,11 @@ use crate::mount::{self, MountPlan, Mounted};
 use crate::options::SplitOptions;
 use crate::source;
 
+/// Most file requests served in one conversation. The protocol needs one or
+/// two (read-write, then read-only); the bound stops a server from making
+/// the helper open the source in a loop.
+const MAX_FILE_REQUESTS: usize = 16;
+
 /// Where the conversation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -115,6 +120,7 @@ fn converse(
 
     let mut phase = Phase::Files;
     let mut last_refusal: Option<String> = None;
+    let mut file_requests = 0usize;
     loop {
         let msg = conn.recv().map_err(|e| match (&e, mounted.is_some()) {
             (ConnError::Closed, true) => SessionError("the server exited after mounting, without saying it serves (see the kernel log / FSVC_LOG)".into()),
@@ -122,6 +128,12 @@ fn converse(
         })?;
         match msg {
             ServerMsg::FileRequest { path, access } => {
+                file_requests += 1;
+                if file_requests > MAX_FILE_REQUESTS {
+                    return Err(protocol(format!(
+                        "more than {MAX_FILE_REQUESTS} file requests"
+                    )));
+                }
                 let reply = if phase != Phase::Files {
                     Err(refuse(
                         libc::EPERM,

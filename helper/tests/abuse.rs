@@ -360,3 +360,26 @@ fn non_root_caller_is_refused() {
         "nothing half-done"
     );
 }
+
+#[test]
+fn server_floods_requests_without_reading() {
+    if !require_root("server_floods_requests_without_reading") {
+        return;
+    }
+    let f = Fixture::new("flood");
+    let (out, _) = f.run(&[], |s| {
+        let _ = handshake(&s);
+        // Never read a reply; stop when the helper is gone.
+        for _ in 0..10_000 {
+            let req = ServerMsg::FileRequest {
+                path: "/nope".into(),
+                access: Access::ReadOnly,
+            };
+            if fsvc_protocol::send_server_msg(s.as_fd(), &req).is_err() {
+                break;
+            }
+        }
+    });
+    out.assert_mount_failure("more than 16 file requests");
+    assert!(!is_mounted(&f.mnt));
+}

@@ -40,9 +40,18 @@ fn mountinfo(mnt: &Path) -> Option<(String, String, String, String)> {
 /// Plays a server up to the mount; returns the `/dev/fuse` fd it got.
 fn up_to_mount(s: &OwnedFd, img: String, read_only: bool) -> Option<OwnedFd> {
     let _ = handshake(s);
-    send(s, &ServerMsg::FileRequest { path: img, access: Access::ReadOnly });
+    send(
+        s,
+        &ServerMsg::FileRequest {
+            path: img,
+            access: Access::ReadOnly,
+        },
+    );
     let (reply, fds) = recv(s);
-    assert!(matches!(reply, HelperMsg::FileReply(Ok(_))) && fds.len() == 1, "{reply:?}");
+    assert!(
+        matches!(reply, HelperMsg::FileReply(Ok(_))) && fds.len() == 1,
+        "{reply:?}"
+    );
     send(s, &ServerMsg::FilesDone);
     send(
         s,
@@ -72,7 +81,13 @@ fn mount_is_made_with_flags_and_fuse_fd() {
         let fuse = up_to_mount(&s, img, true)?;
         // Observed while the helper still waits for our goodbye.
         let seen = mountinfo(&mnt);
-        send(&s, &ServerMsg::Goodbye { status: 0, reason: String::new() });
+        send(
+            &s,
+            &ServerMsg::Goodbye {
+                status: 0,
+                reason: String::new(),
+            },
+        );
         Some((fuse, seen))
     });
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -84,7 +99,13 @@ fn mount_is_made_with_flags_and_fuse_fd() {
     for o in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
         assert!(opts.split(',').any(|x| x == o), "{o} in {opts}");
     }
-    for o in ["ro", "user_id=0", "group_id=0", "default_permissions", "allow_other"] {
+    for o in [
+        "ro",
+        "user_id=0",
+        "group_id=0",
+        "default_permissions",
+        "allow_other",
+    ] {
         assert!(sopts.split(',').any(|x| x == o), "{o} in {sopts}");
     }
     // The mount outlives the helper (the server serves it).
@@ -105,14 +126,21 @@ fn failure_after_mount_undoes_it() {
     // (case, what the server does after MountReply, expected words)
     let hang_up = |s: OwnedFd| drop(s);
     let fail = |s: OwnedFd| {
-        send(&s, &ServerMsg::Goodbye { status: libc::EIO, reason: "cannot serve: fake".into() });
+        send(
+            &s,
+            &ServerMsg::Goodbye {
+                status: libc::EIO,
+                reason: "cannot serve: fake".into(),
+            },
+        );
         let _ = wait_closed(&s);
     };
     let garbage = |s: OwnedFd| {
         send(&s, &ServerMsg::FilesDone);
         let _ = wait_closed(&s);
     };
-    let cases: Vec<(&str, Box<dyn FnOnce(OwnedFd) + Send>, &str)> = vec![
+    type After = Box<dyn FnOnce(OwnedFd) + Send>;
+    let cases: Vec<(&str, After, &str)> = vec![
         ("hang-up", Box::new(hang_up), "exited after mounting"),
         ("goodbye error", Box::new(fail), "cannot serve: fake"),
         ("out of order", Box::new(garbage), "unexpected FilesDone"),
@@ -130,7 +158,10 @@ fn failure_after_mount_undoes_it() {
         });
         assert_eq!(was, Some(true), "{case}: the mount existed");
         out.assert_mount_failure(want);
-        assert!(out.stderr.contains("the mount was undone"), "{case}: {out:?}");
+        assert!(
+            out.stderr.contains("the mount was undone"),
+            "{case}: {out:?}"
+        );
         assert!(!is_mounted(&f.mnt), "{case}: nothing stays mounted");
     }
 }

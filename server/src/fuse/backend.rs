@@ -24,9 +24,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn statfs(&self) -> StatFs;
 }
 
-// Until the engine's methods land on main these calls resolve to the trait
-// methods themselves; once they exist, inherent methods take precedence.
-#[allow(unconditional_recursion, clippy::only_used_in_recursion)] // TODO(iofuse): remove after merging the engine
+// `Fs::x(self, ..)` names the inherent method (inherent methods take
+// precedence over trait methods in path resolution).
 impl Backend for Fs {
     fn stat(&self, ino: u32) -> Result<Stat> {
         Fs::stat(self, ino)

@@ -20,6 +20,8 @@
 
 mod attr;
 mod backend;
+#[cfg(test)]
+mod engine_tests;
 mod errno;
 mod ops;
 #[cfg(test)]

@@ -370,9 +370,12 @@ fn lookup_and_getattr_errors() {
     assert_eq!(code(a.do_getattr(INodeNo(1000))), Some(libc::ESTALE));
     assert_eq!(code(a.do_getattr(node(BROKEN))), Some(EUCLEAN));
     assert_eq!(code(a.do_read(node(SUB), 0, 10)), Some(libc::EISDIR));
+    let r = a.do_read(node(HELLO), 299_990, 100).unwrap();
+    assert_eq!(&*r, &hello_data()[299_990..]);
     assert_eq!(
-        a.do_read(node(HELLO), 299_990, 100).unwrap(),
-        hello_data()[299_990..]
+        r.as_ptr() as usize % 4096,
+        0,
+        "read buffers are page-aligned"
     );
     assert!(a.do_read(node(HELLO), 400_000, 100).unwrap().is_empty());
 }

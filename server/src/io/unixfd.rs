@@ -44,8 +44,7 @@ const BOUNCE_ALIGN: usize = 4096;
 /// single request cannot make the server allocate without bound.
 const MAX_BOUNCE: u64 = 1 << 20;
 
-/// Whether the sandbox has been entered (a channel that requires it refuses
-/// all access until then).
+/// Whether the sandbox has been entered (the gate for `require_sandbox`).
 pub(crate) fn sandbox_entered() -> bool {
     crate::sandbox::is_entered()
 }
@@ -235,9 +234,15 @@ impl UnixFdChannel {
         (a_start, a_end.min(a_start + MAX_BOUNCE))
     }
 
+    /// A bounce buffer big enough for the first (largest) piece of `[offset, end)`.
+    fn bounce(&self, offset: u64, end: u64) -> AlignedBuf {
+        let (a_start, a_end) = self.span(offset, end);
+        AlignedBuf::new((a_end - a_start) as usize)
+    }
+
     fn read_bounced(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
         let end = offset + buf.len() as u64;
-        let mut bounce = AlignedBuf::new(MAX_BOUNCE.min(buf.len() as u64 + 2 * 65536) as usize);
+        let mut bounce = self.bounce(offset, end);
         let mut pos = offset;
         while pos < end {
             let (a_start, a_end) = self.span(pos, end);
@@ -269,7 +274,7 @@ impl UnixFdChannel {
             // is not a sector multiple: an aligned write would grow the file.
             return self.write_buffered(offset, buf);
         }
-        let mut bounce = AlignedBuf::new(MAX_BOUNCE.min(buf.len() as u64 + 2 * 65536) as usize);
+        let mut bounce = self.bounce(offset, end);
         let mut pos = offset;
         while pos < end {
             let (a_start, a_end) = self.span(pos, end);
