@@ -438,6 +438,7 @@ pub(crate) fn recv_packet(
     let mut cmsg_buf = cmsg::buffer_for_fds(fd_space);
     let (bytes, flags) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut reset_seen = false;
         loop {
             // MSG_DONTWAIT: poll said readable, but never block past the
             // deadline should the packet be gone by now.
@@ -450,6 +451,11 @@ pub(crate) fn recv_packet(
                 Ok(r) => break (r.bytes, r.flags),
                 Err(Errno::EINTR) => continue,
                 Err(Errno::EAGAIN) => return Err(WireError::Timeout(timeout)),
+                // A peer that closes with packets of ours still unread resets
+                // the connection, and the kernel reports that error before
+                // the packets the peer sent last (typically its goodbye).
+                // Reading the error clears it: look once more.
+                Err(Errno::ECONNRESET) if !reset_seen => reset_seen = true,
                 Err(Errno::ECONNRESET) => return Err(WireError::PeerClosed),
                 Err(errno) => {
                     return Err(WireError::Os {

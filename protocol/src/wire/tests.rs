@@ -369,6 +369,25 @@ fn a_closed_peer_is_reported_after_its_last_message() {
 }
 
 #[test]
+fn a_last_message_survives_a_reset() {
+    // `a` closes with a packet of `b`'s still unread: the kernel resets the
+    // connection, but what `a` sent before closing must still arrive.
+    let (a, b) = pair();
+    send_server_msg(b.as_fd(), &ServerMsg::FilesDone).expect("send to a (never read)");
+    let bye = ServerMsg::Goodbye {
+        status: 71,
+        reason: "protocol error".to_owned(),
+    };
+    send_server_msg(a.as_fd(), &bye).expect("send goodbye");
+    drop(a);
+    assert_eq!(recv_server_msg(b.as_fd(), LONG).expect("goodbye"), bye);
+    assert!(matches!(
+        recv_server_msg(b.as_fd(), LONG),
+        Err(WireError::PeerClosed)
+    ));
+}
+
+#[test]
 fn string_limits_are_enforced_on_decode() {
     let mut long_source = mount_info();
     long_source.source = "s".repeat(MAX_PATH_LEN + 1);
