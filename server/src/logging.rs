@@ -17,6 +17,8 @@
 use std::fmt::Write as _;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use nix::errno::Errno;
 use nix::sys::stat::{fstat, major, minor, SFlag};
@@ -164,7 +166,7 @@ impl FdLogger {
 
 impl Log for FdLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= log::max_level()
+        level_enabled(metadata.level(), metadata.target())
     }
 
     fn log(&self, record: &Record<'_>) {
@@ -183,10 +185,27 @@ impl Log for FdLogger {
     fn flush(&self) {}
 }
 
-/// Turns verbose logging on or off after installation (the `debug` option
-/// and `-v` are only known after the handshake).
-pub fn set_verbose(verbose: bool) {
-    log::set_max_level(if verbose {
+/// Whether libraries' (non-fsvc) debug records pass: fuser logs every
+/// request at debug level, which `-v` should not drown the log in.
+static LIBRARY_DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// Whether a record of `level` from module `target` is written.
+fn level_enabled(level: Level, target: &str) -> bool {
+    if level > log::max_level() {
+        return false;
+    }
+    // The library and the binary are both crate `fsvc_server`.
+    let ours = target.starts_with("fsvc_");
+    ours || level <= Level::Info || LIBRARY_DEBUG.load(Ordering::Relaxed)
+}
+
+/// Sets the log detail after installation (`-v` and the `debug` option are
+/// only known after the handshake): `verbose` turns on fsvc's own debug
+/// records, `library_debug` also those of libraries (fuser's per-request
+/// trace).
+pub fn set_verbose(verbose: bool, library_debug: bool) {
+    LIBRARY_DEBUG.store(library_debug, Ordering::Relaxed);
+    log::set_max_level(if verbose || library_debug {
         LevelFilter::Debug
     } else {
         LevelFilter::Info
@@ -220,6 +239,20 @@ mod tests {
             let got = format_record(style, 7, level, msg);
             assert_eq!(String::from_utf8(got).expect("utf8"), want);
         }
+    }
+
+    #[test]
+    fn library_debug_needs_the_debug_option() {
+        set_verbose(true, false);
+        assert!(level_enabled(Level::Debug, "fsvc_server::service"));
+        assert!(level_enabled(Level::Debug, "fsvc_server"));
+        assert!(!level_enabled(Level::Debug, "fuser::request"));
+        assert!(level_enabled(Level::Warn, "fuser::request"));
+        set_verbose(true, true);
+        assert!(level_enabled(Level::Debug, "fuser::request"));
+        set_verbose(false, false);
+        assert!(!level_enabled(Level::Debug, "fsvc_server::service"));
+        assert!(level_enabled(Level::Info, "fsvc_server::service"));
     }
 
     #[test]

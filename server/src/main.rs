@@ -137,7 +137,7 @@ fn main() -> ExitCode {
 fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failure> {
     let info = svc.mount_info().clone();
     let opts = svc.options().clone();
-    logging::set_verbose(info.verbose || opts.debug);
+    logging::set_verbose(info.verbose || opts.debug, opts.debug);
     log::info!(
         "mounting {} on {} as {} for uid {}",
         info.source,
