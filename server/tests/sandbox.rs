@@ -121,6 +121,7 @@ fn probe_sees_a_confined_process() -> Result<()> {
         ("open_proc_status", path_denied),
         ("open_dev_null", path_denied),
         ("create_tmp", path_denied),
+        ("open_tmpfile", path_denied),
         ("open_o_path", "EPERM"),
         ("socket_inet", "EPERM"),
         ("socket_unix", "EPERM"),
@@ -318,5 +319,18 @@ fn fuse_session_is_served_from_inside_the_sandbox() -> Result<()> {
     );
     assert!(stdout.contains("serving=ok"), "stdout:\n{stdout}");
     assert!(stdout.contains("fuse=ok"), "stdout:\n{stdout}");
+    Ok(())
+}
+
+#[test]
+fn enter_refuses_when_threads_exist() -> Result<()> {
+    let (out, map) = run_probe("threaded")?;
+    assert!(out.status.success(), "status {:?}", out.status);
+    let enter = get(&map, "enter")?;
+    assert!(
+        enter.starts_with("refused(") && enter.contains("2 threads"),
+        "enter: {enter}"
+    );
+    assert_eq!(get(&map, "entered")?, "false");
     Ok(())
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! fsvc-sandbox-probe run FILE          # every probe; exits 0
+//! fsvc-sandbox-probe threaded FILE     # enter() with a second thread: refused
 //! fsvc-sandbox-probe kill-ptrace FILE  # a forbidden call: must die by SIGSYS
 //! fsvc-sandbox-probe kill-execve FILE
 //! fsvc-sandbox-probe kill-fork FILE    # clone without CLONE_THREAD
@@ -464,6 +465,16 @@ fn probe_paths() {
         io_outcome(OpenOptions::new().write(true).create_new(true).open(&name)),
     );
     line(
+        "open_tmpfile",
+        io_outcome(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .open("/tmp"),
+        ),
+    );
+    line(
         "open_o_path",
         io_outcome(
             OpenOptions::new()
@@ -626,7 +637,7 @@ fn main() -> Result<()> {
         [_, mode, path] => (mode.as_str(), path.as_str(), None),
         [_, mode, path, dir] if mode == "fuse" => ("fuse", path.as_str(), Some(dir.as_str())),
         _ => bail!(
-            "usage: fsvc-sandbox-probe run|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
+            "usage: fsvc-sandbox-probe run|threaded|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
              | fuse FILE DIR"
         ),
     };
@@ -634,6 +645,23 @@ fn main() -> Result<()> {
     let (kept, cfg) = setup(path)?;
     if let Some(dir) = dir {
         return fuse::serve(kept, &cfg, dir);
+    }
+    if mode == "threaded" {
+        // A thread that exists before enter() would escape Landlock and
+        // seccomp: enter() must refuse.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        line(
+            "enter",
+            match sandbox::enter(&cfg) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("refused({e})"),
+            },
+        );
+        line("entered", sandbox::is_entered());
+        drop(tx);
+        let _ = t.join();
+        return Ok(());
     }
     line("kept", format!("{:?}", cfg.keep_fds));
     let report = sandbox::enter(&cfg).context("entering the sandbox")?;
