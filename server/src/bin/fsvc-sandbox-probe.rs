@@ -12,6 +12,8 @@
 //! fsvc-sandbox-probe fuse FILE DIR     # root: serve FILE as DIR/hello over
 //!                                      # FUSE from inside the sandbox until
 //!                                      # DIR is unmounted
+//! fsvc-sandbox-probe ext4 IMAGE DIR    # root: the real engine and FUSE
+//!                                      # adapter serve IMAGE on DIR
 //! ```
 //!
 //! FILE is a regular file the probe opens before the sandbox and keeps (as
@@ -312,11 +314,15 @@ mod fuse {
     }
 
     fn unpark(kept: &Kept) -> Result<std::os::fd::OwnedFd> {
+        unpark_from(&kept.sock_b)
+    }
+
+    fn unpark_from(sock: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd> {
         let mut byte = [0u8; 1];
         let mut iov = [std::io::IoSliceMut::new(&mut byte)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let msg = recvmsg::<()>(
-            kept.sock_b.as_raw_fd(),
+            sock.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
@@ -334,8 +340,10 @@ mod fuse {
         }
     }
 
-    pub(super) fn serve(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
-        let size = kept.file.metadata()?.len();
+    /// Opens `/dev/fuse`, mounts it on `dir` (read-only, as root would with
+    /// `-o ro`), and parks the descriptor in the socket pair so that it is
+    /// received after the sandbox, like the server receives it.
+    fn mount_and_park(kept: &Kept, dir: &str) -> Result<()> {
         let dev = OpenOptions::new()
             .read(true)
             .write(true)
@@ -353,8 +361,13 @@ mod fuse {
             Some(data.as_str()),
         )
         .with_context(|| format!("mount fuse on {dir}"))?;
-        park(&kept, &dev)?;
-        drop(dev);
+        park(kept, &dev)
+    }
+
+    /// `fuse` mode: a toy filesystem serving the kept file as `hello`.
+    pub(super) fn serve(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
+        let size = kept.file.metadata()?.len();
+        mount_and_park(&kept, dir)?;
         let report = sandbox::enter(cfg).context("entering the sandbox")?;
         line("report", &report);
         let dev = unpark(&kept)?;
@@ -370,6 +383,41 @@ mod fuse {
             fuser::Session::from_fd(fs, dev, SessionACL::All, config).context("fuse handshake")?;
         line("serving", "ok");
         session.run().context("fuse session")?;
+        line("fuse", "ok");
+        Ok(())
+    }
+
+    /// `ext4` mode: the server's real engine and FUSE adapter serve the kept
+    /// file as an ext4 image, in the server's order (IO channel learned
+    /// before the sandbox, first image byte read after it).
+    pub(super) fn serve_ext4(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
+        use std::sync::Arc;
+
+        use fsvc_server::ext4::{Fs, OpenOptions as FsOptions};
+        use fsvc_server::fuse::{FuseServer, ServeOptions};
+        use fsvc_server::io::UnixFdChannel;
+
+        mount_and_park(&kept, dir)?;
+        let Kept {
+            file,
+            sock_a,
+            sock_b,
+        } = kept;
+        let channel = UnixFdChannel::new(std::os::fd::OwnedFd::from(file), true, false)
+            .context("IO channel")?;
+        let report = sandbox::enter(cfg).context("entering the sandbox")?;
+        line("report", &report);
+        let dev = unpark_from(&sock_b)?;
+        drop((sock_a, sock_b));
+        let opts = FsOptions {
+            read_only: true,
+            ..FsOptions::default()
+        };
+        let fs = Fs::open(Arc::new(channel), &opts).context("opening the filesystem")?;
+        let server = FuseServer::new(Arc::new(fs), dev, &ServeOptions::default())
+            .context("fuse handshake")?;
+        line("serving", "ok");
+        server.run().context("fuse session")?;
         line("fuse", "ok");
         Ok(())
     }
@@ -635,16 +683,22 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (mode, path, dir) = match args.as_slice() {
         [_, mode, path] => (mode.as_str(), path.as_str(), None),
-        [_, mode, path, dir] if mode == "fuse" => ("fuse", path.as_str(), Some(dir.as_str())),
+        [_, mode, path, dir] if mode == "fuse" || mode == "ext4" => {
+            (mode.as_str(), path.as_str(), Some(dir.as_str()))
+        }
         _ => bail!(
             "usage: fsvc-sandbox-probe run|threaded|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
-             | fuse FILE DIR"
+             | fuse FILE DIR | ext4 IMAGE DIR"
         ),
     };
     let parent = nix::unistd::getppid();
     let (kept, cfg) = setup(path)?;
     if let Some(dir) = dir {
-        return fuse::serve(kept, &cfg, dir);
+        return if mode == "ext4" {
+            fuse::serve_ext4(kept, &cfg, dir)
+        } else {
+            fuse::serve(kept, &cfg, dir)
+        };
     }
     if mode == "threaded" {
         // A thread that exists before enter() would escape Landlock and
