@@ -141,6 +141,8 @@ fn probe_sees_a_confined_process() -> Result<()> {
     for (key, want) in expected {
         assert_eq!(get(&map, key)?, *want, "probe line {key}");
     }
+    // fd 2 was kept (the test's pipe), not replaced by /dev/null.
+    assert!(get(&map, "stderr")?.starts_with("other("), "stderr");
     assert!(
         get(&map, "enter_again")?.starts_with("refused("),
         "a second enter() must be refused"
@@ -460,6 +462,19 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// fd 2 listed in keep_fds but closed (as the helper leaves a spawned
+/// server's): the sandbox fills it with /dev/null instead of failing.
+#[test]
+fn a_kept_but_closed_standard_fd_becomes_dev_null() -> Result<()> {
+    let (out, map) = run_probe("closed-stderr")?;
+    assert!(out.status.success(), "status {:?}", out.status);
+    assert_eq!(get(&map, "stderr")?, "devnull");
+    assert_eq!(get(&map, "done")?, "ok");
+    let fds: Vec<&str> = get(&map, "fds")?.split(',').collect();
+    assert!(fds.starts_with(&["0", "1", "2"]), "fds {fds:?}");
+    Ok(())
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! fsvc-sandbox-probe run FILE          # every probe; exits 0
+//! fsvc-sandbox-probe closed-stderr FILE # like run, with fd 2 closed (kept)
 //! fsvc-sandbox-probe threaded FILE     # enter() with a second thread: refused
 //! fsvc-sandbox-probe kill-ptrace FILE  # a forbidden call: must die by SIGSYS
 //! fsvc-sandbox-probe kill-execve FILE
@@ -120,6 +121,14 @@ mod sys {
         // SAFETY: the caller passes a descriptor the kernel just installed
         // for us (recvmsg SCM_RIGHTS); nothing else owns it.
         unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    }
+
+    /// Closes fd 2 (no Rust object owns it; std's `Stderr` only borrows
+    /// the number).
+    pub fn close_stderr() {
+        // SAFETY: closing the standard error number invalidates no owned
+        // descriptor; later writes to it fail or go to its replacement.
+        unsafe { libc::close(2) };
     }
 
     /// `mmap(PROT_READ|PROT_EXEC)` anonymous: forbidden, must kill.
@@ -565,15 +574,13 @@ fn probe_fds(kept: &Kept) {
         .map(|fd| fd.to_string())
         .collect();
     line("fds", open.join(","));
-    let stdin = std::io::stdin();
-    line(
-        "stdin",
-        match fstat(stdin.as_fd()) {
-            Ok(st) if (major(st.st_rdev), minor(st.st_rdev)) == DEV_NULL => "devnull".to_string(),
-            Ok(st) => format!("other({:o})", st.st_mode),
-            Err(e) => format!("{e:?}"),
-        },
-    );
+    let class = |r: nix::Result<nix::sys::stat::FileStat>| match r {
+        Ok(st) if (major(st.st_rdev), minor(st.st_rdev)) == DEV_NULL => "devnull".to_string(),
+        Ok(st) => format!("other({:o})", st.st_mode),
+        Err(e) => format!("{e:?}"),
+    };
+    line("stdin", class(fstat(std::io::stdin().as_fd())));
+    line("stderr", class(fstat(std::io::stderr().as_fd())));
     let mut buf = [0u8; 256];
     line(
         "pread",
@@ -687,7 +694,7 @@ fn main() -> Result<()> {
             (mode.as_str(), path.as_str(), Some(dir.as_str()))
         }
         _ => bail!(
-            "usage: fsvc-sandbox-probe run|threaded|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
+            "usage: fsvc-sandbox-probe run|closed-stderr|threaded|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
              | fuse FILE DIR | ext4 IMAGE DIR"
         ),
     };
@@ -717,11 +724,16 @@ fn main() -> Result<()> {
         let _ = t.join();
         return Ok(());
     }
+    if mode == "closed-stderr" {
+        // A spawned server's 2 is closed by the helper while the server
+        // still lists it: the sandbox must fill it, not fail.
+        sys::close_stderr();
+    }
     line("kept", format!("{:?}", cfg.keep_fds));
     let report = sandbox::enter(&cfg).context("entering the sandbox")?;
     line("report", &report);
     line("entered", sandbox::is_entered());
-    if mode != "run" {
+    if mode != "run" && mode != "closed-stderr" {
         return forbidden(mode);
     }
     line(
