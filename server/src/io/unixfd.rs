@@ -44,11 +44,10 @@ const BOUNCE_ALIGN: usize = 4096;
 /// single request cannot make the server allocate without bound.
 const MAX_BOUNCE: u64 = 1 << 20;
 
-/// Whether the sandbox has been entered. Stand-in until `sandbox::is_entered`
-/// lands on main; until then a channel that requires the sandbox refuses all
-/// access, which is the safe direction.
+/// Whether the sandbox has been entered (`sandbox::enter` fully succeeded);
+/// until then a channel that requires the sandbox refuses all access.
 pub(crate) fn sandbox_entered() -> bool {
-    false
+    crate::sandbox::is_entered()
 }
 
 /// A channel over a block device or image file descriptor.
