@@ -412,7 +412,7 @@ mod fuse {
             sock_a,
             sock_b,
         } = kept;
-        let channel = UnixFdChannel::new(std::os::fd::OwnedFd::from(file), true, false)
+        let channel = UnixFdChannel::new(std::os::fd::OwnedFd::from(file), true, true)
             .context("IO channel")?;
         let report = sandbox::enter(cfg).context("entering the sandbox")?;
         line("report", &report);
