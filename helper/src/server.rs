@@ -148,17 +148,18 @@ fn open_log(path: &Path) -> Result<OwnedFd, String> {
 }
 
 /// Reaps a spawned server that failed: waits up to [`REAP_GRACE`] for it to
-/// exit, then kills it. Returns a description of how it ended, if known.
+/// exit, then kills it. Returns a description of how it ended when that
+/// adds something (it failed before exec, or died of a signal).
 pub fn reap_failed(pid: Pid) -> Option<String> {
     let mut deadline = Instant::now() + REAP_GRACE;
     let mut killed = false;
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            // Only a failure before exec is worth a word: after exec the
+            // server said why in its Goodbye or its log.
             Ok(WaitStatus::Exited(_, code)) => {
-                return Some(format!(
-                    "the server exited with status {code} ({})",
-                    sys::describe_child_exit(code)
-                ))
+                return sys::describe_child_exit(code)
+                    .map(|what| format!("the spawned server {what} (exit status {code})"))
             }
             Ok(WaitStatus::Signaled(_, sig, _)) if !killed => {
                 return Some(format!("the server was killed by {sig}"))

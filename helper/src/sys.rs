@@ -370,14 +370,15 @@ struct CapData {
     inheritable: u32,
 }
 
-/// Decodes a child exit status from [`spawn_server`] into words.
-pub fn describe_child_exit(code: i32) -> &'static str {
+/// Decodes a child exit status from [`spawn_server`] into words, for the
+/// statuses only the pre-exec child uses.
+pub fn describe_child_exit(code: i32) -> Option<&'static str> {
     match code {
-        child_exit::SETUP => "could not set up its fds or working directory",
-        child_exit::IDS => "could not drop to the server uid/gid",
-        child_exit::CAPS => "kept capabilities after dropping its uid",
-        child_exit::NNP => "could not set no_new_privs",
-        child_exit::EXEC => "could not execute the server binary",
-        _ => "exited early",
+        child_exit::SETUP => Some("could not set up its fds or working directory"),
+        child_exit::IDS => Some("could not drop to the server uid/gid"),
+        child_exit::CAPS => Some("kept capabilities after dropping its uid"),
+        child_exit::NNP => Some("could not set no_new_privs"),
+        child_exit::EXEC => Some("could not execute the server binary"),
+        _ => None,
     }
 }

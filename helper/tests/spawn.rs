@@ -140,3 +140,42 @@ fn spawned_server_gets_the_contract() {
     assert_eq!(sid, pid, "the server leads its own session");
     assert_eq!(line("cwd"), "/");
 }
+
+#[test]
+fn unexecutable_server_is_reported() {
+    if !require_root("unexecutable_server_is_reported") {
+        return;
+    }
+    let f = Fixture::new("noexec");
+    let bin = f.dir.join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    std::fs::set_permissions(&f.dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::copy(HELPER, bin.join("fsvc-mount")).expect("copy helper");
+    // Present but not executable by anyone: execve fails in the child.
+    std::fs::write(bin.join("fsvc-server"), "#!/bin/sh\n").expect("server");
+    std::fs::set_permissions(
+        bin.join("fsvc-server"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    let empty_sockdir = f.dir.join("nosock");
+    std::fs::create_dir(&empty_sockdir).expect("dir");
+    let child = Command::new(bin.join("fsvc-mount"))
+        .arg(&f.img)
+        .arg(&f.mnt)
+        .env("FSVC_SOCKET_DIR", &empty_sockdir)
+        .env("FSVC_LOG", f.dir.join("server.log"))
+        .env("FSVC_TIMEOUT_SECS", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn helper");
+    let out = wait_bounded(child);
+    out.assert_mount_failure("could not execute the server binary");
+    let log = std::fs::read_to_string(f.dir.join("server.log")).expect("log");
+    assert!(
+        log.contains("cannot execute the server"),
+        "the child logged why: {log}"
+    );
+}

@@ -121,6 +121,7 @@ fn probe_sees_a_confined_process() -> Result<()> {
         ("open_proc_status", path_denied),
         ("open_dev_null", path_denied),
         ("create_tmp", path_denied),
+        ("open_tmpfile", path_denied),
         ("open_o_path", "EPERM"),
         ("socket_inet", "EPERM"),
         ("socket_unix", "EPERM"),
@@ -140,6 +141,8 @@ fn probe_sees_a_confined_process() -> Result<()> {
     for (key, want) in expected {
         assert_eq!(get(&map, key)?, *want, "probe line {key}");
     }
+    // fd 2 was kept (the test's pipe), not replaced by /dev/null.
+    assert!(get(&map, "stderr")?.starts_with("other("), "stderr");
     assert!(
         get(&map, "enter_again")?.starts_with("refused("),
         "a second enter() must be refused"
@@ -230,41 +233,85 @@ impl Drop for FuseGuard {
     }
 }
 
-#[test]
-fn fuse_session_is_served_from_inside_the_sandbox() -> Result<()> {
-    use std::time::Instant;
-
-    if !is_root() || !std::path::Path::new("/dev/fuse").exists() {
-        let why = "needs root and /dev/fuse to mount";
-        if require_privileged() {
-            panic!("FSVC_REQUIRE_PRIVILEGED=1: {why}");
-        }
-        eprintln!("skipping the FUSE-under-sandbox test: {why}");
-        return Ok(());
+/// Skips (or, with `FSVC_REQUIRE_PRIVILEGED=1`, fails) unless the test can
+/// mount FUSE.
+fn can_mount(what: &str) -> bool {
+    if is_root() && std::path::Path::new("/dev/fuse").exists() {
+        return true;
     }
-    let file = temp_file()?;
+    let why = "needs root and /dev/fuse to mount";
+    if require_privileged() {
+        panic!("FSVC_REQUIRE_PRIVILEGED=1: {what} {why}");
+    }
+    eprintln!("skipping {what}: {why}");
+    false
+}
+
+/// Starts `fsvc-sandbox-probe MODE FILE DIR` and waits until `marker`
+/// exists under the mount.
+fn start_server(mode: &str, file: &std::path::Path, marker: &str) -> Result<FuseGuard> {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let dir = PathBuf::from(format!("/tmp/sandbox-test-mnt-{}-{n}", std::process::id()));
     std::fs::create_dir(&dir)?;
     let child = Command::new(PROBE)
-        .arg("fuse")
-        .arg(&file.0)
+        .arg(mode)
+        .arg(file)
         .arg(&dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let mut guard = FuseGuard {
+    let guard = FuseGuard {
         child: Some(child),
-        dir: dir.clone(),
+        dir,
     };
-    let hello = dir.join("hello");
-    let start = Instant::now();
-    while !hello.exists() {
+    let start = std::time::Instant::now();
+    while !guard.dir.join(marker).exists() {
         if start.elapsed() > FUSE_DEADLINE {
             bail!("the probe's FUSE mount did not appear");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    Ok(guard)
+}
+
+/// Unmounts, waits for the server to exit, and checks it exited cleanly
+/// (a SIGSYS here means the allowlist misses a call the server made).
+fn stop_server(mut guard: FuseGuard) -> Result<()> {
+    nix::mount::umount(&guard.dir)?;
+    let mut child = guard.child.take().context("child")?;
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if start.elapsed() > FUSE_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the probe did not exit after the unmount");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.success(),
+        "probe status {status:?} (SIGSYS = a syscall missing from the allowlist)\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("serving=ok"), "stdout:\n{stdout}");
+    assert!(stdout.contains("fuse=ok"), "stdout:\n{stdout}");
+    Ok(())
+}
+
+#[test]
+fn fuse_session_is_served_from_inside_the_sandbox() -> Result<()> {
+    if !can_mount("the FUSE-under-sandbox test") {
+        return Ok(());
+    }
+    let file = temp_file()?;
+    let guard = start_server("fuse", &file.0, "hello")?;
+    let dir = guard.dir.clone();
+    let hello = dir.join("hello");
 
     let names: Vec<String> = std::fs::read_dir(&dir)?
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -294,29 +341,151 @@ fn fuse_session_is_served_from_inside_the_sandbox() -> Result<()> {
     // which must not be a crash); std has no xattr call, so use getfattr
     // when it is installed. Its own status does not matter.
     let _ = Command::new("getfattr").arg("-d").arg(&hello).output();
+    stop_server(guard)
+}
 
-    nix::mount::umount(&dir)?;
-    let mut child = guard.child.take().context("child")?;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break st;
+/// Builds a varied tree for the ext4 image.
+fn build_tree(root: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::symlink;
+
+    std::fs::create_dir_all(root.join("a/b/c"))?;
+    std::fs::write(root.join("small"), "small file\n")?;
+    let large: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(root.join("large"), &large)?;
+    let sparse = std::fs::File::create(root.join("sparse"))?;
+    sparse.set_len(20 << 20)?;
+    nix::sys::uio::pwrite(&sparse, b"tail", 20 << 20)?;
+    symlink("small", root.join("fastlink"))?;
+    symlink(format!("{}/target", "d".repeat(200)), root.join("slowlink"))?;
+    std::fs::hard_link(root.join("small"), root.join("hardlink"))?;
+    nix::unistd::mkfifo(
+        &root.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )?;
+    std::fs::write(root.join("odd name \u{fc} \n"), "odd")?;
+    for i in 0..300 {
+        std::fs::write(root.join(format!("a/b/f{i}")), format!("{i}"))?;
+    }
+    Ok(())
+}
+
+/// Compares the mounted tree with the source tree: names, types, sizes,
+/// contents and symlink targets.
+fn compare_trees(src: &std::path::Path, mnt: &std::path::Path) -> Result<usize> {
+    let mut checked = 0;
+    let mut src_names: Vec<_> = std::fs::read_dir(src)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    src_names.sort();
+    let mut mnt_names: Vec<_> = std::fs::read_dir(mnt)?
+        .map(|e| e.map(|e| e.file_name()))
+        .filter(|n| n.as_ref().map_or(true, |n| n != "lost+found"))
+        .collect::<Result<_, _>>()?;
+    mnt_names.sort();
+    assert_eq!(src_names, mnt_names, "entries of {}", mnt.display());
+    for name in src_names {
+        let (s, m) = (src.join(&name), mnt.join(&name));
+        let (sm, mm) = (
+            std::fs::symlink_metadata(&s)?,
+            std::fs::symlink_metadata(&m)?,
+        );
+        assert_eq!(sm.file_type(), mm.file_type(), "type of {}", m.display());
+        if sm.is_dir() {
+            checked += compare_trees(&s, &m)?;
+        } else if sm.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&s)?,
+                std::fs::read_link(&m)?,
+                "{}",
+                m.display()
+            );
+        } else if sm.is_file() {
+            assert_eq!(sm.len(), mm.len(), "size of {}", m.display());
+            assert!(
+                std::fs::read(&s)? == std::fs::read(&m)?,
+                "content of {}",
+                m.display()
+            );
         }
-        if start.elapsed() > FUSE_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the probe did not exit after the unmount");
+        checked += 1;
+    }
+    Ok(checked)
+}
+
+#[test]
+fn ext4_image_is_served_by_the_real_engine_inside_the_sandbox() -> Result<()> {
+    if !can_mount("the ext4-under-sandbox test") {
+        return Ok(());
+    }
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let base = PathBuf::from(format!("/tmp/sandbox-test-ext4-{}-{n}", std::process::id()));
+    let tree = base.join("tree");
+    let image = base.join("image");
+    let _cleanup = TempDir(base.clone());
+    build_tree(&tree)?;
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&tree)
+        .arg(&image)
+        .arg("64M")
+        .output();
+    match mkfs {
+        Ok(o) if o.status.success() => {}
+        other => {
+            if require_privileged() {
+                panic!("FSVC_REQUIRE_PRIVILEGED=1: mkfs.ext4 -d failed: {other:?}");
+            }
+            eprintln!("skipping: mkfs.ext4 -d unavailable: {other:?}");
+            return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    let out = child.wait_with_output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    }
+    let guard = start_server("ext4", &image, "small")?;
+    let checked = compare_trees(&tree, &guard.dir)?;
+    assert!(checked > 300, "only {checked} entries compared");
+    nix::sys::statfs::statfs(&guard.dir)?;
+    // xattr requests reach the engine; their result is not this test's
+    // business, only that the server survives them.
+    let _ = Command::new("getfattr")
+        .arg("-R")
+        .arg("-d")
+        .arg(&guard.dir)
+        .output();
+    stop_server(guard)
+}
+
+/// A directory tree removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// fd 2 listed in keep_fds but closed (as the helper leaves a spawned
+/// server's): the sandbox fills it with /dev/null instead of failing.
+#[test]
+fn a_kept_but_closed_standard_fd_becomes_dev_null() -> Result<()> {
+    let (out, map) = run_probe("closed-stderr")?;
+    assert!(out.status.success(), "status {:?}", out.status);
+    assert_eq!(get(&map, "stderr")?, "devnull");
+    assert_eq!(get(&map, "done")?, "ok");
+    let fds: Vec<&str> = get(&map, "fds")?.split(',').collect();
+    assert!(fds.starts_with(&["0", "1", "2"]), "fds {fds:?}");
+    Ok(())
+}
+
+#[test]
+fn enter_refuses_when_threads_exist() -> Result<()> {
+    let (out, map) = run_probe("threaded")?;
+    assert!(out.status.success(), "status {:?}", out.status);
+    let enter = get(&map, "enter")?;
     assert!(
-        status.success(),
-        "probe status {status:?} (SIGSYS = a syscall missing from the allowlist)\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        enter.starts_with("refused(") && enter.contains("2 threads"),
+        "enter: {enter}"
     );
-    assert!(stdout.contains("serving=ok"), "stdout:\n{stdout}");
-    assert!(stdout.contains("fuse=ok"), "stdout:\n{stdout}");
+    assert_eq!(get(&map, "entered")?, "false");
     Ok(())
 }

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! fsvc-sandbox-probe run FILE          # every probe; exits 0
+//! fsvc-sandbox-probe closed-stderr FILE # like run, with fd 2 closed (kept)
+//! fsvc-sandbox-probe threaded FILE     # enter() with a second thread: refused
 //! fsvc-sandbox-probe kill-ptrace FILE  # a forbidden call: must die by SIGSYS
 //! fsvc-sandbox-probe kill-execve FILE
 //! fsvc-sandbox-probe kill-fork FILE    # clone without CLONE_THREAD
@@ -11,6 +13,8 @@
 //! fsvc-sandbox-probe fuse FILE DIR     # root: serve FILE as DIR/hello over
 //!                                      # FUSE from inside the sandbox until
 //!                                      # DIR is unmounted
+//! fsvc-sandbox-probe ext4 IMAGE DIR    # root: the real engine and FUSE
+//!                                      # adapter serve IMAGE on DIR
 //! ```
 //!
 //! FILE is a regular file the probe opens before the sandbox and keeps (as
@@ -117,6 +121,14 @@ mod sys {
         // SAFETY: the caller passes a descriptor the kernel just installed
         // for us (recvmsg SCM_RIGHTS); nothing else owns it.
         unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+    }
+
+    /// Closes fd 2 (no Rust object owns it; std's `Stderr` only borrows
+    /// the number).
+    pub fn close_stderr() {
+        // SAFETY: closing the standard error number invalidates no owned
+        // descriptor; later writes to it fail or go to its replacement.
+        unsafe { libc::close(2) };
     }
 
     /// `mmap(PROT_READ|PROT_EXEC)` anonymous: forbidden, must kill.
@@ -311,11 +323,15 @@ mod fuse {
     }
 
     fn unpark(kept: &Kept) -> Result<std::os::fd::OwnedFd> {
+        unpark_from(&kept.sock_b)
+    }
+
+    fn unpark_from(sock: &std::os::fd::OwnedFd) -> Result<std::os::fd::OwnedFd> {
         let mut byte = [0u8; 1];
         let mut iov = [std::io::IoSliceMut::new(&mut byte)];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let msg = recvmsg::<()>(
-            kept.sock_b.as_raw_fd(),
+            sock.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
@@ -333,8 +349,10 @@ mod fuse {
         }
     }
 
-    pub(super) fn serve(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
-        let size = kept.file.metadata()?.len();
+    /// Opens `/dev/fuse`, mounts it on `dir` (read-only, as root would with
+    /// `-o ro`), and parks the descriptor in the socket pair so that it is
+    /// received after the sandbox, like the server receives it.
+    fn mount_and_park(kept: &Kept, dir: &str) -> Result<()> {
         let dev = OpenOptions::new()
             .read(true)
             .write(true)
@@ -352,8 +370,13 @@ mod fuse {
             Some(data.as_str()),
         )
         .with_context(|| format!("mount fuse on {dir}"))?;
-        park(&kept, &dev)?;
-        drop(dev);
+        park(kept, &dev)
+    }
+
+    /// `fuse` mode: a toy filesystem serving the kept file as `hello`.
+    pub(super) fn serve(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
+        let size = kept.file.metadata()?.len();
+        mount_and_park(&kept, dir)?;
         let report = sandbox::enter(cfg).context("entering the sandbox")?;
         line("report", &report);
         let dev = unpark(&kept)?;
@@ -369,6 +392,41 @@ mod fuse {
             fuser::Session::from_fd(fs, dev, SessionACL::All, config).context("fuse handshake")?;
         line("serving", "ok");
         session.run().context("fuse session")?;
+        line("fuse", "ok");
+        Ok(())
+    }
+
+    /// `ext4` mode: the server's real engine and FUSE adapter serve the kept
+    /// file as an ext4 image, in the server's order (IO channel learned
+    /// before the sandbox, first image byte read after it).
+    pub(super) fn serve_ext4(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
+        use std::sync::Arc;
+
+        use fsvc_server::ext4::{Fs, OpenOptions as FsOptions};
+        use fsvc_server::fuse::{FuseServer, ServeOptions};
+        use fsvc_server::io::UnixFdChannel;
+
+        mount_and_park(&kept, dir)?;
+        let Kept {
+            file,
+            sock_a,
+            sock_b,
+        } = kept;
+        let channel = UnixFdChannel::new(std::os::fd::OwnedFd::from(file), true, true)
+            .context("IO channel")?;
+        let report = sandbox::enter(cfg).context("entering the sandbox")?;
+        line("report", &report);
+        let dev = unpark_from(&sock_b)?;
+        drop((sock_a, sock_b));
+        let opts = FsOptions {
+            read_only: true,
+            ..FsOptions::default()
+        };
+        let fs = Fs::open(Arc::new(channel), &opts).context("opening the filesystem")?;
+        let server = FuseServer::new(Arc::new(fs), dev, &ServeOptions::default())
+            .context("fuse handshake")?;
+        line("serving", "ok");
+        server.run().context("fuse session")?;
         line("fuse", "ok");
         Ok(())
     }
@@ -464,6 +522,16 @@ fn probe_paths() {
         io_outcome(OpenOptions::new().write(true).create_new(true).open(&name)),
     );
     line(
+        "open_tmpfile",
+        io_outcome(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .open("/tmp"),
+        ),
+    );
+    line(
         "open_o_path",
         io_outcome(
             OpenOptions::new()
@@ -506,15 +574,13 @@ fn probe_fds(kept: &Kept) {
         .map(|fd| fd.to_string())
         .collect();
     line("fds", open.join(","));
-    let stdin = std::io::stdin();
-    line(
-        "stdin",
-        match fstat(stdin.as_fd()) {
-            Ok(st) if (major(st.st_rdev), minor(st.st_rdev)) == DEV_NULL => "devnull".to_string(),
-            Ok(st) => format!("other({:o})", st.st_mode),
-            Err(e) => format!("{e:?}"),
-        },
-    );
+    let class = |r: nix::Result<nix::sys::stat::FileStat>| match r {
+        Ok(st) if (major(st.st_rdev), minor(st.st_rdev)) == DEV_NULL => "devnull".to_string(),
+        Ok(st) => format!("other({:o})", st.st_mode),
+        Err(e) => format!("{e:?}"),
+    };
+    line("stdin", class(fstat(std::io::stdin().as_fd())));
+    line("stderr", class(fstat(std::io::stderr().as_fd())));
     let mut buf = [0u8; 256];
     line(
         "pread",
@@ -624,22 +690,50 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (mode, path, dir) = match args.as_slice() {
         [_, mode, path] => (mode.as_str(), path.as_str(), None),
-        [_, mode, path, dir] if mode == "fuse" => ("fuse", path.as_str(), Some(dir.as_str())),
+        [_, mode, path, dir] if mode == "fuse" || mode == "ext4" => {
+            (mode.as_str(), path.as_str(), Some(dir.as_str()))
+        }
         _ => bail!(
-            "usage: fsvc-sandbox-probe run|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
-             | fuse FILE DIR"
+            "usage: fsvc-sandbox-probe run|closed-stderr|threaded|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
+             | fuse FILE DIR | ext4 IMAGE DIR"
         ),
     };
     let parent = nix::unistd::getppid();
     let (kept, cfg) = setup(path)?;
     if let Some(dir) = dir {
-        return fuse::serve(kept, &cfg, dir);
+        return if mode == "ext4" {
+            fuse::serve_ext4(kept, &cfg, dir)
+        } else {
+            fuse::serve(kept, &cfg, dir)
+        };
+    }
+    if mode == "threaded" {
+        // A thread that exists before enter() would escape Landlock and
+        // seccomp: enter() must refuse.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || rx.recv());
+        line(
+            "enter",
+            match sandbox::enter(&cfg) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => format!("refused({e})"),
+            },
+        );
+        line("entered", sandbox::is_entered());
+        drop(tx);
+        let _ = t.join();
+        return Ok(());
+    }
+    if mode == "closed-stderr" {
+        // A spawned server's 2 is closed by the helper while the server
+        // still lists it: the sandbox must fill it, not fail.
+        sys::close_stderr();
     }
     line("kept", format!("{:?}", cfg.keep_fds));
     let report = sandbox::enter(&cfg).context("entering the sandbox")?;
     line("report", &report);
     line("entered", sandbox::is_entered());
-    if mode != "run" {
+    if mode != "run" && mode != "closed-stderr" {
         return forbidden(mode);
     }
     line(

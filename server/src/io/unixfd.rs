@@ -44,7 +44,8 @@ const BOUNCE_ALIGN: usize = 4096;
 /// single request cannot make the server allocate without bound.
 const MAX_BOUNCE: u64 = 1 << 20;
 
-/// Whether the sandbox has been entered (the gate for `require_sandbox`).
+/// Whether the sandbox has been entered (`sandbox::enter` fully succeeded);
+/// until then a channel that requires the sandbox refuses all access.
 pub(crate) fn sandbox_entered() -> bool {
     crate::sandbox::is_entered()
 }

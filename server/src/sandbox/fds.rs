@@ -28,21 +28,28 @@ const DEV_NULL: &str = "/dev/null";
 
 /// Checks `keep` and returns it sorted and deduplicated: every entry must
 /// be a non-negative, open descriptor (a typo here would otherwise silently
-/// close the descriptor the server needs).
+/// close the descriptor the server needs). Exception: a listed 0/1/2 that is
+/// closed (a spawned server's, closed by the helper) is dropped from the
+/// list, so that it is filled with `/dev/null` like an unlisted one.
 fn validate(keep: &[RawFd]) -> Result<Vec<RawFd>, SandboxError> {
     let mut sorted = keep.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    for &fd in &sorted {
+    let mut kept = Vec::with_capacity(sorted.len());
+    for fd in sorted {
         if fd < 0 {
             return Err(SandboxError::BadKeptFd {
                 fd,
                 errno: Errno::EBADF,
             });
         }
-        sys::fd_is_open(fd).map_err(|errno| SandboxError::BadKeptFd { fd, errno })?;
+        match sys::fd_is_open(fd) {
+            Ok(()) => kept.push(fd),
+            Err(Errno::EBADF) if STD_FDS.contains(&fd) => {}
+            Err(errno) => return Err(SandboxError::BadKeptFd { fd, errno }),
+        }
     }
-    Ok(sorted)
+    Ok(kept)
 }
 
 /// Redirects unkept 0/1/2 to `/dev/null`, then closes every descriptor that

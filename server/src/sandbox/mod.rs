@@ -46,8 +46,9 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxConfig {
     /// Descriptors that stay open. Every descriptor a live Rust object owns
-    /// must be listed; everything else is closed (0/1/2 are pointed at
-    /// `/dev/null` instead when not listed).
+    /// must be listed, and each listed one must be open; everything else is
+    /// closed. 0/1/2 are never left closed: when unlisted (or listed but
+    /// closed) they are pointed at `/dev/null`.
     pub keep_fds: Vec<RawFd>,
     /// The uid to switch to, used only if the process is still root.
     pub uid: u32,

@@ -396,3 +396,112 @@ pub(super) fn install(landlock: &LandlockOutcome) -> Result<SeccompOutcome, Sand
         soft_denied,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::sandbox::landlock::LandlockEnforcement;
+
+    fn outcomes() -> [LandlockOutcome; 2] {
+        [
+            LandlockOutcome {
+                enforcement: LandlockEnforcement::FullyEnforced,
+                kernel_abi: 7,
+                signal_scope: true,
+                abstract_unix_scope: true,
+            },
+            LandlockOutcome {
+                enforcement: LandlockEnforcement::Unavailable,
+                kernel_abi: 0,
+                signal_scope: false,
+                abstract_unix_scope: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn plain_list_has_no_duplicates() {
+        let mut seen = BTreeSet::new();
+        for &(nr, name) in PLAIN.iter().chain(PLAIN_ARCH) {
+            assert!(seen.insert(nr), "{name} listed twice");
+        }
+    }
+
+    /// A call an errno filter answers must pass the allow filter, or the
+    /// kill would win over the errno.
+    #[test]
+    fn every_soft_denied_call_is_allowed_by_the_kill_filter() {
+        let allow = allow_rules().expect("allow rules");
+        for ll in outcomes() {
+            let soft = eperm_rules(&ll, 1)
+                .expect("eperm rules")
+                .into_keys()
+                .chain(enotty_rules().expect("enotty").into_keys())
+                .chain(enosys_rules().into_keys());
+            for nr in soft {
+                assert!(
+                    allow.contains_key(&nr),
+                    "syscall {nr} is soft-denied but not allowed"
+                );
+            }
+        }
+    }
+
+    /// Calls the server must never make stay out of the allow filter.
+    #[test]
+    fn dangerous_calls_are_not_allowed() {
+        let allow = allow_rules().expect("allow rules");
+        for nr in [
+            libc::SYS_execve,
+            libc::SYS_execveat,
+            libc::SYS_ptrace,
+            libc::SYS_mount,
+            libc::SYS_setuid,
+            libc::SYS_setresuid,
+            libc::SYS_connect,
+            libc::SYS_bind,
+            libc::SYS_seccomp,
+            libc::SYS_memfd_create,
+            libc::SYS_process_vm_writev,
+            libc::SYS_unshare,
+            libc::SYS_setns,
+            libc::SYS_bpf,
+            libc::SYS_io_uring_setup,
+            libc::SYS_userfaultfd,
+            libc::SYS_landlock_create_ruleset,
+        ] {
+            assert!(!allow.contains_key(&nr), "syscall {nr} must not be allowed");
+        }
+    }
+
+    #[test]
+    fn every_filter_compiles_for_this_arch() {
+        let arch = TargetArch::try_from(std::env::consts::ARCH).expect("arch");
+        for ll in outcomes() {
+            let errno = SeccompAction::Errno(libc::EPERM as u32);
+            compile(
+                eperm_rules(&ll, 1).expect("eperm"),
+                SeccompAction::Allow,
+                errno,
+                arch,
+            )
+            .expect("eperm filter");
+        }
+        compile(
+            allow_rules().expect("allow"),
+            SeccompAction::KillProcess,
+            SeccompAction::Allow,
+            arch,
+        )
+        .expect("allow filter");
+        compile(
+            enotty_rules().expect("enotty"),
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::ENOTTY as u32),
+            arch,
+        )
+        .expect("enotty filter");
+    }
+}
