@@ -89,7 +89,7 @@ fn undamaged_images_read_completely() {
     for fx in fixtures() {
         let out = run_case(fx, "undamaged", |_| {});
         assert_eq!(out.open_err, None, "{}", fx.name);
-        assert!(out.errors.is_empty(), "{}: {:?}", fx.name, out.errors);
+        assert!(out.errors.is_empty(), "{}: {:?}", fx.name, out.details);
         assert!(
             out.mismatched.is_empty(),
             "{}: {:?}",
@@ -110,7 +110,9 @@ fn fixtures_have_the_structures_under_test() {
         .iter()
         .filter(|f| f.inodes["/sparse"].extent_depth >= Some(2))
         .count();
-    assert!(depth2 >= 2, "no depth-2 extent tree made");
+    if std::env::var_os("FSVC_CORRUPT_ONLY").is_none() {
+        assert!(depth2 >= 2, "no depth-2 extent tree made");
+    }
     assert!(
         fx.iter().all(|f| f.inodes["/b/b1"].xattr_block.is_some()),
         "xattr block missing"

@@ -290,6 +290,26 @@ fn build(name: &'static str, args: &[&str], work: &Path) -> Fixture {
         true,
     );
 
+    // Expected contents come from debugfs (the image's own oracle), not the
+    // source tree: mkfs may legitimately differ (with inline_data it drops a
+    // trailing hole from a sparse file's size, and the kernel agrees).
+    let mut files = files;
+    let dumps: Vec<(String, PathBuf)> = files
+        .keys()
+        .filter(|p| !p.starts_with("/h/"))
+        .enumerate()
+        .map(|(i, p)| (p.clone(), dir.join(format!("dump{i}"))))
+        .collect();
+    let cmds: Vec<String> = dumps
+        .iter()
+        .map(|(p, out)| format!("dump {p} {}", out.display()))
+        .collect();
+    debugfs(&image, &cmds, false);
+    for (p, out) in dumps {
+        let data = fs::read(&out).unwrap_or_else(|e| panic!("{name}: debugfs dump {p}: {e}"));
+        files.insert(p, data);
+    }
+
     let header = sh(Command::new("dumpe2fs").arg("-h").arg(&image));
     let field = |k: &str| {
         header
@@ -477,7 +497,13 @@ pub fn fixtures() -> &'static [Fixture] {
     F.get_or_init(|| {
         let work = PathBuf::from(format!("/tmp/fsvc-corrupt-engine-{}", std::process::id()));
         let _ = fs::remove_dir_all(&work);
-        let v = VARIANTS.iter().map(|(n, a)| build(n, a, &work)).collect();
+        // FSVC_CORRUPT_ONLY=NAME restricts the run to one variant (debugging).
+        let only = std::env::var("FSVC_CORRUPT_ONLY").ok();
+        let v = VARIANTS
+            .iter()
+            .filter(|(n, _)| only.as_deref().is_none_or(|o| o == *n))
+            .map(|(n, a)| build(n, a, &work))
+            .collect();
         let _ = fs::remove_dir_all(&work);
         v
     })
@@ -564,6 +590,8 @@ pub struct Outcome {
     pub listed: BTreeSet<String>,
     /// Entries seen.
     pub entries: usize,
+    /// The engine's messages, "path op: message", in order.
+    pub details: Vec<String>,
     /// Readdir made no progress (a cookie came back twice): a FUSE readdir
     /// over this directory would never end.
     pub cookie_loops: Vec<String>,
@@ -620,6 +648,7 @@ pub fn open_and_walk(io: Arc<dyn IoChannel>, expected: &BTreeMap<String, Vec<u8>
     };
     let rec = |out: &mut Outcome, path: &str, op: &'static str, e: &Error| {
         out.errors.push((path.to_string(), op, kind(e)));
+        out.details.push(format!("{path} {op}: {e}"));
     };
     let _ = fs.statfs();
     let mut seen_dirs = HashSet::new();
