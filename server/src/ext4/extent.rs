@@ -68,9 +68,12 @@ pub struct Extent {
 
 struct Header {
     entries: usize,
+    max: usize,
     depth: u16,
 }
 
+/// Checks the parts of a header needed to find the checksum tail (magic,
+/// `max` within capacity).
 fn parse_header(node: &[u8], capacity: usize, what: &dyn Fn() -> String) -> Result<Header> {
     let magic = le16(node, EH_MAGIC);
     if magic != EXTENT_MAGIC {
@@ -79,7 +82,6 @@ fn parse_header(node: &[u8], capacity: usize, what: &dyn Fn() -> String) -> Resu
             format!("extent header magic {magic:#06x}"),
         ));
     }
-    let entries = usize::from(le16(node, EH_ENTRIES));
     let max = usize::from(le16(node, EH_MAX));
     if max == 0 || max > capacity {
         return Err(Error::corrupt(
@@ -87,14 +89,9 @@ fn parse_header(node: &[u8], capacity: usize, what: &dyn Fn() -> String) -> Resu
             format!("extent node max {max} (capacity {capacity})"),
         ));
     }
-    if entries > max {
-        return Err(Error::corrupt(
-            what(),
-            format!("extent node has {entries} entries, max {max}"),
-        ));
-    }
     Ok(Header {
-        entries,
+        entries: usize::from(le16(node, EH_ENTRIES)),
+        max,
         depth: le16(node, EH_DEPTH),
     })
 }
@@ -165,6 +162,16 @@ pub fn map(
             root_capacity
         };
         let h = parse_header(node, capacity, &name)?;
+        // A block's checksum first: if it fails nothing else in it is trustworthy.
+        if owned.is_some() && sb.metadata_csum() {
+            check_tail(node, h.max, seed, &name)?;
+        }
+        if h.entries > h.max {
+            return Err(Error::corrupt(
+                name(),
+                format!("extent node has {} entries, max {}", h.entries, h.max),
+            ));
+        }
         match expect_depth {
             None if h.depth > MAX_DEPTH => {
                 return Err(Error::corrupt(
@@ -180,13 +187,8 @@ pub fn map(
             }
             _ => {}
         }
-        if owned.is_some() {
-            if sb.metadata_csum() {
-                check_tail(node, usize::from(le16(node, EH_MAX)), seed, &name)?;
-            }
-            if h.entries == 0 {
-                return Err(Error::corrupt(name(), "empty non-root node"));
-            }
+        if owned.is_some() && h.entries == 0 {
+            return Err(Error::corrupt(name(), "empty non-root node"));
         }
         if h.depth == 0 {
             return map_leaf(sb, node, h.entries, lblk, lo, hi, &name);

@@ -225,8 +225,9 @@ pub fn gdt_location(sb: &Superblock, group: u32) -> Result<(u64, usize)> {
     let offset = (group % dpb) as usize * usize::from(sb.desc_size);
     let meta = sb.has_incompat(super::superblock::incompat::META_BG);
     let blk = if !meta || index < sb.first_meta_bg {
-        // The classic GDT follows the superblock's block.
-        u64::from(sb.first_data_block) + 1 + u64::from(index)
+        // The classic GDT follows the superblock's block (block 1 with
+        // 1 KiB blocks even when bigalloc makes the first data block 0).
+        sb.superblock_block() + 1 + u64::from(index)
     } else {
         // meta_bg: each meta group (dpb groups) keeps its descriptor block
         // in its first group, right after a superblock backup if it has one.

@@ -691,6 +691,11 @@ impl Superblock {
         1u64 << self.log_cluster_ratio
     }
 
+    /// Block holding the primary superblock (1 with 1 KiB blocks, else 0).
+    pub fn superblock_block(&self) -> u64 {
+        SUPERBLOCK_OFFSET / u64::from(self.block_size)
+    }
+
     /// Whether group `g` holds a superblock backup (and so a GDT copy).
     pub fn group_has_super(&self, g: u32) -> bool {
         if g == 0 {
