@@ -221,7 +221,9 @@ pub fn check_block(
             .ok_or_else(|| bad("no space for the dx checksum".into()))?;
         let stored =
             get_le32(&data, tail + 4).ok_or_else(|| bad("no space for the dx checksum".into()))?;
-        let c = crc32c(crc32c(p.inode_seed, covered), reserved);
+        // The checksum covers the used entries, then the tail with its
+        // checksum field taken as zero.
+        let c = crc32c(crc32c(crc32c(p.inode_seed, covered), reserved), &[0; 4]);
         if c != stored {
             return Err(Error::checksum(what()));
         }
