@@ -12,6 +12,7 @@
 //!   are located next to the test executable (see [`util::bin_dir`]).
 
 pub mod check;
+pub mod fake_server;
 pub mod fixtures;
 pub mod mount;
 pub mod oracle;
