@@ -101,8 +101,23 @@ fn check_image(args: &[&str], size: &str, with_big: bool) {
     }
 
     // Contents.
-    for (p, want) in standard_files(false) {
+    // mke2fs -d with inline_data loses the tail of a file ending in a hole
+    // (e2fsprogs 1.47.0): there, e2fsprogs' own reader (debugfs dump) is the
+    // only oracle; elsewhere the source must match too.
+    let mkfs_mangles = args.iter().any(|a| a.contains("inline_data"));
+    for (p, source) in standard_files(false) {
         let d = debugfs_stat(&img_path, p);
+        let dump = s.0.join("dump");
+        debugfs(&img_path, &format!("dump /{p} {}", dump.display()));
+        let mut want = std::fs::read(&dump).unwrap();
+        // debugfs dumps all 60 bytes of i_block for inline files: cut at i_size.
+        want.truncate(d.size as usize);
+        if !mkfs_mangles {
+            assert!(
+                want == source,
+                "{ctx}: debugfs reads {p} differently from the source"
+            );
+        }
         for chunk in [1 << 20, 7777] {
             let got = read_all(&fs, d.ino, chunk);
             assert!(got == want, "{ctx}: contents of {p} differ (chunk {chunk})");
@@ -123,10 +138,6 @@ fn check_image(args: &[&str], size: &str, with_big: bool) {
         ("slowlink", vec![b'x'; 200]),
     ] {
         let d = debugfs_stat(&img_path, p);
-        let inode = fs.inode(d.ino).unwrap();
-        if inode.flags & 0x1000_0000 != 0 {
-            continue; // inline data symlink: the namespace helper's part
-        }
         assert_eq!(read_all(&fs, d.ino, 4096), target, "{ctx}: {p} target");
     }
     if with_big {
@@ -194,5 +205,7 @@ image_tests! {
     ext4_csum_seed: &["-t", "ext4", "-O", "metadata_csum_seed"], "16M", false;
     ext4_small_inodes: &["-t", "ext4", "-I", "128"], "16M", false;
     ext4_no_extents: &["-t", "ext4", "-O", "^extent,^64bit", "-b", "1024"], "16M", false;
+    ext4_inline_data: &["-t", "ext4", "-O", "inline_data"], "16M", false;
+    ext4_inline_data_1k_nocsum: &["-t", "ext4", "-b", "1024", "-I", "256", "-O", "inline_data,^metadata_csum"], "16M", false;
     ext4_bigalloc: &["-t", "ext4", "-O", "bigalloc", "-C", "16384"], "64M", false;
 }

@@ -90,7 +90,10 @@ fn e2fsck_d(img: &Path) {
         .output()
         .expect("run e2fsck");
     // 0 = clean, 1 = corrected (the -D rewrite counts as a correction).
-    assert!(matches!(st.status.code(), Some(0 | 1)), "e2fsck -fyD: {st:?}");
+    assert!(
+        matches!(st.status.code(), Some(0 | 1)),
+        "e2fsck -fyD: {st:?}"
+    );
 }
 
 /// `debugfs ls -p DIR` as (ino, name) pairs, "." and ".." included.
@@ -197,7 +200,11 @@ fn populate_small(dir: &Path) {
     }
     mkfile(&dir.join("L".repeat(255)), b"long");
     std::os::unix::fs::symlink("f1", dir.join("link")).unwrap();
-    nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
 }
 
 /// Checks read_dir, lookup and cookie resumption of `path` against debugfs
@@ -218,14 +225,22 @@ fn check_dir(fs: &Fs, img: &Path, src: &Path, path: &str, filetype: bool) {
     names.sort();
     assert_eq!(names, names_of(src), "{path}: names vs source tree");
     for e in &entries {
-        assert_eq!(fs.lookup(dir, &e.name).unwrap(), e.ino, "lookup {:?}", e.name);
+        assert_eq!(
+            fs.lookup(dir, &e.name).unwrap(),
+            e.ino,
+            "lookup {:?}",
+            e.name
+        );
         if e.name != b"." && e.name != b".." {
             let want = kind_of(&src.join(OsStr::from_bytes(&e.name)));
             assert_eq!(e.kind, want, "kind of {:?} (filetype {filetype})", e.name);
         }
     }
     assert!(matches!(fs.lookup(dir, b"absent"), Err(Error::NotFound)));
-    assert!(matches!(fs.lookup(dir, &[b'a'; 256]), Err(Error::NameTooLong)));
+    assert!(matches!(
+        fs.lookup(dir, &[b'a'; 256]),
+        Err(Error::NameTooLong)
+    ));
     // Resume from every cookie: the rest is exactly the remaining entries.
     for (i, e) in entries.iter().enumerate() {
         let mut rest = Vec::new();
@@ -254,7 +269,10 @@ fn check_dir(fs: &Fs, img: &Path, src: &Path, path: &str, filetype: bool) {
 fn hashes_match_debugfs() {
     let s = Scratch::new("hash");
     let img = s.mkfs(&["-b", "1024"], "4M");
-    let seeds = ["00000000-0000-0000-0000-000000000000", "6f1c3d2e-9a8b-4c7d-8e5f-0123456789ab"];
+    let seeds = [
+        "00000000-0000-0000-0000-000000000000",
+        "6f1c3d2e-9a8b-4c7d-8e5f-0123456789ab",
+    ];
     let names: Vec<Vec<u8>> = (0..60)
         .map(|i| {
             let mut n = odd_name(i * 3);
@@ -275,7 +293,12 @@ fn hashes_match_debugfs() {
             }
             let cmdfile = s.0.join("cmds");
             std::fs::write(&cmdfile, &cmds).unwrap();
-            let out = Command::new("debugfs").arg("-f").arg(&cmdfile).arg(&img).output().unwrap();
+            let out = Command::new("debugfs")
+                .arg("-f")
+                .arg(&cmdfile)
+                .arg(&img)
+                .output()
+                .unwrap();
             let lines: Vec<&[u8]> = out
                 .stdout
                 .split(|&b| b == b'\n')
@@ -291,7 +314,11 @@ fn hashes_match_debugfs() {
                     .map(|t| u32::from_str_radix(t, 16).unwrap())
                     .collect();
                 let h = dx_hash(n, version, &words).unwrap();
-                assert_eq!((h.major, h.minor), (hex[0], hex[1]), "v{version} seed {seed} name {n:?}");
+                assert_eq!(
+                    (h.major, h.minor),
+                    (hex[0], hex[1]),
+                    "v{version} seed {seed} name {n:?}"
+                );
             }
         }
     }
@@ -299,7 +326,9 @@ fn hashes_match_debugfs() {
 
 fn seed_words(uuid: &str) -> [u32; 4] {
     let hex: String = uuid.chars().filter(|c| *c != '-').collect();
-    let b: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let b: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
     [0, 1, 2, 3].map(|i| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
 }
 
@@ -320,11 +349,23 @@ fn linear_directories_across_formats() {
         let img = s.mkfs(args, "16M");
         let fs = open(&img);
         check_dir(&fs, &img, &s.tree().join("small"), "small", filetype);
-        check_dir(&fs, &img, &s.tree().join("small/sub"), "small/sub", filetype);
+        check_dir(
+            &fs,
+            &img,
+            &s.tree().join("small/sub"),
+            "small/sub",
+            filetype,
+        );
         let file = resolve(&fs, "small/f1");
         assert!(matches!(fs.lookup(file, b"x"), Err(Error::NotDirectory)));
-        assert!(matches!(fs.read_dir(file, 0, &mut |_| true), Err(Error::NotDirectory)));
-        assert_eq!(fs.lookup(resolve(&fs, "small/sub"), b"..").unwrap(), resolve(&fs, "small"));
+        assert!(matches!(
+            fs.read_dir(file, 0, &mut |_| true),
+            Err(Error::NotDirectory)
+        ));
+        assert_eq!(
+            fs.lookup(resolve(&fs, "small/sub"), b"..").unwrap(),
+            resolve(&fs, "small")
+        );
     }
 }
 
@@ -353,9 +394,21 @@ fn htree_lookups_every_hash() {
     let variants: [(&str, &[&str], &str, usize, u32); 5] = [
         ("htree-md4", &["-b", "4096"], "half_md4", 3000, 0),
         ("htree-tea", &["-b", "4096"], "tea", 3000, 0),
-        ("htree-legacy", &["-b", "2048", "-O", "^metadata_csum"], "legacy", 3000, 0),
+        (
+            "htree-legacy",
+            &["-b", "2048", "-O", "^metadata_csum"],
+            "legacy",
+            3000,
+            0,
+        ),
         ("htree-2lvl", &["-b", "1024"], "half_md4", 6000, 1),
-        ("htree-2lvl-tea", &["-b", "1024", "-O", "^metadata_csum"], "tea", 6000, 1),
+        (
+            "htree-2lvl-tea",
+            &["-b", "1024", "-O", "^metadata_csum"],
+            "tea",
+            6000,
+            1,
+        ),
     ];
     for (label, args, hash, n, levels) in variants {
         let s = Scratch::new(label);
@@ -365,18 +418,32 @@ fn htree_lookups_every_hash() {
         let out = debugfs_w(&img, &format!("ssv def_hash_version {hash}"));
         assert!(!String::from_utf8_lossy(&out).contains("rror"), "{out:?}");
         e2fsck_d(&img);
-        assert_eq!(htree_levels(&img, "big"), Some(levels), "{label}: index levels");
+        assert_eq!(
+            htree_levels(&img, "big"),
+            Some(levels),
+            "{label}: index levels"
+        );
         let fs = open(&img);
         let dir = resolve(&fs, "big");
         let want = ls_p(&img, "big");
         assert_eq!(want.len(), n + 2);
         for (ino, name) in &want {
-            assert_eq!(fs.lookup(dir, name).unwrap(), *ino, "{label}: lookup {name:?}");
+            assert_eq!(
+                fs.lookup(dir, name).unwrap(),
+                *ino,
+                "{label}: lookup {name:?}"
+            );
         }
         for i in [n, n + 1, n * 2] {
-            assert!(matches!(fs.lookup(dir, &odd_name(i)), Err(Error::NotFound)), "{label}");
+            assert!(
+                matches!(fs.lookup(dir, &odd_name(i)), Err(Error::NotFound)),
+                "{label}"
+            );
         }
-        let mut got: Vec<(u32, Vec<u8>)> = read_all(&fs, dir).into_iter().map(|e| (e.ino, e.name)).collect();
+        let mut got: Vec<(u32, Vec<u8>)> = read_all(&fs, dir)
+            .into_iter()
+            .map(|e| (e.ino, e.name))
+            .collect();
         got.sort();
         let mut want = want;
         want.sort();
@@ -470,7 +537,10 @@ fn fifty_thousand_entries_read_in_linear_work() {
             mkfile(&dir.join(format!("entry-{i:06}")), b"");
         }
     }
-    assert!(htree_levels(&img, "big").is_some(), "the directory is indexed");
+    assert!(
+        htree_levels(&img, "big").is_some(),
+        "the directory is indexed"
+    );
     let fs = open(&img);
     let ino = resolve(&fs, "big");
     let size = fs.stat(ino).unwrap().size;

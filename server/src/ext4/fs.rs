@@ -402,7 +402,7 @@ impl Fs {
             )));
         }
         if inode.has_flag(flags::INLINE_DATA) {
-            return Err(Error::Unsupported("inline_data".into()));
+            return super::inline::read_inline(self, inode, offset, buf);
         }
         if offset >= inode.size {
             return Ok(0);
