@@ -495,3 +495,253 @@ fn fifty_thousand_entries_read_in_linear_work() {
     );
     assert!(reads <= requests);
 }
+
+/// `getfattr -d -m - -e hex -h PATH` as name → value.
+fn getfattr(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let out = Command::new("getfattr")
+        .args(["-d", "-m", "-", "-e", "hex", "--absolute-names", "-h"])
+        .arg(path)
+        .output()
+        .expect("run getfattr");
+    let mut m = BTreeMap::new();
+    for l in out.stdout.split(|&b| b == b'\n') {
+        if l.is_empty() || l.starts_with(b"#") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(l);
+        let (name, val) = text.split_once('=').unwrap_or((&text, "0x"));
+        let hex = val.trim_start_matches("0x");
+        let bytes = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        m.insert(name.as_bytes().to_vec(), bytes);
+    }
+    m
+}
+
+fn setfattr(path: &Path, name: &str, value: &[u8]) {
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    let st = Command::new("setfattr")
+        .args(["-h", "-n", name, "-v"])
+        .arg(format!("0x{hex}"))
+        .arg(path)
+        .status()
+        .expect("run setfattr");
+    assert!(st.success(), "setfattr {name} on {path:?}");
+}
+
+fn setfacl(path: &Path, args: &[&str]) {
+    let st = Command::new("setfacl").args(args).arg(path).status().expect("run setfacl");
+    assert!(st.success(), "setfacl {args:?}");
+}
+
+/// Our xattrs of `ino` as name → value.
+fn our_xattrs(fs: &Fs, ino: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    fs.list_xattrs(ino)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let v = fs.get_xattr(ino, &n).unwrap_or_else(|e| panic!("get {n:?}: {e}"));
+            (n, v)
+        })
+        .collect()
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// Files with xattrs in the inode, in a block, big values, other namespaces
+/// and ACLs; `big` is a value size that only fits the external block.
+fn populate_xattrs(t: &Path, big: usize) -> Vec<&'static str> {
+    let root = nix::unistd::geteuid().is_root();
+    mkfile(&t.join("small"), b"s");
+    setfattr(&t.join("small"), "user.a", b"1");
+    setfattr(&t.join("small"), "user.empty", b"");
+    mkfile(&t.join("many"), b"m");
+    for i in 0..12 {
+        setfattr(&t.join("many"), &format!("user.attr{i:02}"), &pattern(40, i));
+    }
+    mkfile(&t.join("bigval"), b"b");
+    setfattr(&t.join("bigval"), "user.big", &pattern(big, 7));
+    mkfile(&t.join("ns"), b"n");
+    setfattr(&t.join("ns"), "security.test", b"sec");
+    if root {
+        setfattr(&t.join("ns"), "trusted.t", b"trusted value");
+    }
+    mkfile(&t.join("acl"), b"a");
+    setfacl(&t.join("acl"), &["-m", "u:1000:r,g:100:rw,m::rw"]);
+    std::fs::create_dir(t.join("dacl")).unwrap();
+    setfacl(&t.join("dacl"), &["-m", "u:1000:rx"]);
+    setfacl(&t.join("dacl"), &["-d", "-m", "u:1001:rwx,g:5:r"]);
+    vec!["small", "many", "bigval", "ns", "acl", "dacl"]
+}
+
+#[test]
+fn xattrs_and_acls_match_the_source_tree() {
+    let variants: [(&str, &[&str], usize); 4] = [
+        ("xattr-4k", &["-b", "4096"], 3000),
+        ("xattr-1k", &["-b", "1024"], 700),
+        ("xattr-4k-nocsum", &["-b", "4096", "-O", "^metadata_csum"], 3000),
+        ("xattr-ext3-128", &["-t", "ext3", "-b", "2048", "-I", "128"], 1500),
+    ];
+    for (label, args, big) in variants {
+        let s = Scratch::new(label);
+        let files = populate_xattrs(&s.tree(), big);
+        let img = s.mkfs(args, "16M");
+        let fs = open(&img);
+        for f in files {
+            let ino = resolve(&fs, f);
+            let want = getfattr(&s.tree().join(f));
+            assert!(!want.is_empty());
+            assert_eq!(our_xattrs(&fs, ino), want, "{label}: xattrs of {f}");
+            assert!(matches!(fs.get_xattr(ino, b"user.absent"), Err(Error::NoXattr)));
+            assert!(matches!(fs.get_xattr(ino, b"system.data"), Err(Error::NoXattr)));
+        }
+        // The bigger values really went to the external block.
+        assert_ne!(fs.inode(resolve(&fs, "bigval")).unwrap().file_acl, 0, "{label}");
+        // Kernel oracle: the same image through the kernel's ext4.
+        if nix::unistd::geteuid().is_root() {
+            let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
+            for f in ["small", "many", "bigval", "ns", "acl", "dacl"] {
+                let ino = resolve(&fs, f);
+                assert_eq!(our_xattrs(&fs, ino), getfattr(&m.0.join(f)), "{label}: kernel {f}");
+            }
+        }
+    }
+}
+
+#[test]
+fn ea_inode_values() {
+    let s = Scratch::new("eainode");
+    mkfile(&s.tree().join("f"), b"f");
+    // Larger than the 1 KiB block: only an EA inode can hold it.
+    let value = pattern(3000, 3);
+    setfattr(&s.tree().join("f"), "user.huge", &value);
+    setfattr(&s.tree().join("f"), "user.small", b"x");
+    let img = s.mkfs(&["-b", "1024", "-O", "ea_inode"], "16M");
+    let fs = open(&img);
+    let ino = resolve(&fs, "f");
+    assert_eq!(fs.get_xattr(ino, b"user.huge").unwrap(), value);
+    assert_eq!(our_xattrs(&fs, ino), getfattr(&s.tree().join("f")));
+    if nix::unistd::geteuid().is_root() {
+        let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
+        assert_eq!(our_xattrs(&fs, ino), getfattr(&m.0.join("f")));
+    }
+}
+
+#[test]
+fn symlinks_fast_slow_and_with_xattr_block() {
+    for (label, args) in [("sym-4k", &["-b", "4096"][..]), ("sym-ext2", &["-t", "ext2", "-b", "1024"][..])] {
+        let s = Scratch::new(label);
+        let t = s.tree();
+        let targets: Vec<(String, String)> = vec![
+            ("fast".into(), "a/b".into()),
+            ("fast59".into(), "t".repeat(59)),
+            ("slow60".into(), "u".repeat(60)),
+            ("slow".into(), "dir/".repeat(200)),
+        ];
+        for (n, tg) in &targets {
+            std::os::unix::fs::symlink(tg, t.join(n)).unwrap();
+        }
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            // A fast symlink that also owns an xattr block (trusted.* is
+            // allowed on symlinks): i_blocks counts the block, yet the target
+            // is still in i_block.
+            std::os::unix::fs::symlink("xt", t.join("fastx")).unwrap();
+            setfattr(&t.join("fastx"), "trusted.pad", &pattern(400, 1));
+        }
+        let img = s.mkfs(args, "8M");
+        let fs = open(&img);
+        for (n, tg) in &targets {
+            assert_eq!(fs.read_link(resolve(&fs, n)).unwrap(), tg.as_bytes(), "{label}: {n}");
+        }
+        if root {
+            let ino = resolve(&fs, "fastx");
+            assert_ne!(fs.inode(ino).unwrap().file_acl, 0);
+            assert_eq!(fs.read_link(ino).unwrap(), b"xt");
+        }
+        assert!(matches!(fs.read_link(ROOT_INO), Err(Error::NotSymlink)));
+    }
+}
+
+#[test]
+fn inline_data_files_dirs_and_symlinks() {
+    let s = Scratch::new("inline");
+    let t = s.tree();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("tiny", b"hello inline".to_vec()),
+        ("sixty", pattern(60, 1)),
+        ("spill", pattern(100, 2)),
+        ("empty", Vec::new()),
+        ("blocky", pattern(5000, 3)),
+    ];
+    for (n, d) in &files {
+        mkfile(&t.join(n), d);
+    }
+    std::fs::create_dir(t.join("idir")).unwrap();
+    for n in ["a", "bb", "ccc"] {
+        mkfile(&t.join("idir").join(n), b"");
+    }
+    std::fs::create_dir(t.join("iempty")).unwrap();
+    std::os::unix::fs::symlink("v".repeat(80), t.join("ilink")).unwrap();
+    std::os::unix::fs::symlink("short", t.join("flink")).unwrap();
+    let img = s.mkfs(&["-b", "4096", "-I", "256", "-O", "inline_data"], "8M");
+    let root = nix::unistd::geteuid().is_root();
+    let mut dirs = vec!["idir", "iempty"];
+    if root {
+        // An inline directory that spills from i_block into system.data:
+        // libext2fs converts such a directory to blocks, the kernel does not.
+        let m = KernelMount::new(&img, &s.0.join("mnt"), "rw");
+        std::fs::create_dir(m.0.join("idir2")).unwrap();
+        std::fs::create_dir(t.join("idir2")).unwrap();
+        for i in 0..5 {
+            mkfile(&m.0.join("idir2").join(format!("name-{i:05}")), b"");
+            mkfile(&t.join("idir2").join(format!("name-{i:05}")), b"");
+        }
+        dirs.push("idir2");
+    } else {
+        privileged("inline_data_files_dirs_and_symlinks (spilled inline directory)");
+    }
+    let fs = open(&img);
+    const INLINE: u32 = 0x1000_0000;
+    for (n, d) in &files {
+        let inode = fs.inode(resolve(&fs, n)).unwrap();
+        if *n != "blocky" && *n != "empty" {
+            assert_ne!(inode.flags & INLINE, 0, "{n} is inline");
+        }
+        if inode.flags & INLINE == 0 {
+            continue;
+        }
+        let mut buf = vec![0u8; d.len() + 10];
+        let got = inline::read_inline(&fs, &inode, 0, &mut buf).unwrap();
+        assert_eq!(&buf[..got], &d[..], "{n}");
+        // Odd-sized reads at every offset stitch together the same bytes.
+        for off in 0..=d.len() {
+            let mut b = [0u8; 7];
+            let k = inline::read_inline(&fs, &inode, off as u64, &mut b).unwrap();
+            assert_eq!(&b[..k], &d[off..(off + 7).min(d.len())], "{n} at {off}");
+        }
+    }
+    for d in &dirs {
+        let d = *d;
+        let ino = resolve(&fs, d);
+        assert_ne!(fs.inode(ino).unwrap().flags & INLINE, 0, "{d} is inline");
+        check_dir(&fs, &img, &t.join(d), d, true);
+        assert_eq!(fs.lookup(ino, b"..").unwrap(), ROOT_INO);
+        assert_eq!(fs.lookup(ino, b".").unwrap(), ino);
+    }
+    assert_eq!(fs.read_link(resolve(&fs, "ilink")).unwrap(), "v".repeat(80).as_bytes());
+    assert_eq!(fs.read_link(resolve(&fs, "flink")).unwrap(), b"short");
+    // system.data is internal: never listed (the kernel does not list it).
+    let spill = resolve(&fs, "spill");
+    assert!(!fs.list_xattrs(spill).unwrap().iter().any(|n| n.starts_with(b"system.")));
+    if root {
+        let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
+        assert_eq!(our_xattrs(&fs, spill), getfattr(&m.0.join("spill")));
+        for d in &dirs {
+            assert_eq!(names_of(&m.0.join(d)), names_of(&t.join(d)));
+        }
+    }
+}
