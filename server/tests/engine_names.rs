@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -90,7 +90,10 @@ fn e2fsck_d(img: &Path) {
         .output()
         .expect("run e2fsck");
     // 0 = clean, 1 = corrected (the -D rewrite counts as a correction).
-    assert!(matches!(st.status.code(), Some(0 | 1)), "e2fsck -fyD: {st:?}");
+    assert!(
+        matches!(st.status.code(), Some(0 | 1)),
+        "e2fsck -fyD: {st:?}"
+    );
 }
 
 /// `debugfs ls -p DIR` as (ino, name) pairs, "." and ".." included.
@@ -197,7 +200,11 @@ fn populate_small(dir: &Path) {
     }
     mkfile(&dir.join("L".repeat(255)), b"long");
     std::os::unix::fs::symlink("f1", dir.join("link")).unwrap();
-    nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("fifo"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
 }
 
 /// Checks read_dir, lookup and cookie resumption of `path` against debugfs
@@ -218,14 +225,22 @@ fn check_dir(fs: &Fs, img: &Path, src: &Path, path: &str, filetype: bool) {
     names.sort();
     assert_eq!(names, names_of(src), "{path}: names vs source tree");
     for e in &entries {
-        assert_eq!(fs.lookup(dir, &e.name).unwrap(), e.ino, "lookup {:?}", e.name);
+        assert_eq!(
+            fs.lookup(dir, &e.name).unwrap(),
+            e.ino,
+            "lookup {:?}",
+            e.name
+        );
         if e.name != b"." && e.name != b".." {
             let want = kind_of(&src.join(OsStr::from_bytes(&e.name)));
             assert_eq!(e.kind, want, "kind of {:?} (filetype {filetype})", e.name);
         }
     }
     assert!(matches!(fs.lookup(dir, b"absent"), Err(Error::NotFound)));
-    assert!(matches!(fs.lookup(dir, &[b'a'; 256]), Err(Error::NameTooLong)));
+    assert!(matches!(
+        fs.lookup(dir, &[b'a'; 256]),
+        Err(Error::NameTooLong)
+    ));
     // Resume from every cookie: the rest is exactly the remaining entries.
     for (i, e) in entries.iter().enumerate() {
         let mut rest = Vec::new();
@@ -254,7 +269,10 @@ fn check_dir(fs: &Fs, img: &Path, src: &Path, path: &str, filetype: bool) {
 fn hashes_match_debugfs() {
     let s = Scratch::new("hash");
     let img = s.mkfs(&["-b", "1024"], "4M");
-    let seeds = ["00000000-0000-0000-0000-000000000000", "6f1c3d2e-9a8b-4c7d-8e5f-0123456789ab"];
+    let seeds = [
+        "00000000-0000-0000-0000-000000000000",
+        "6f1c3d2e-9a8b-4c7d-8e5f-0123456789ab",
+    ];
     let names: Vec<Vec<u8>> = (0..60)
         .map(|i| {
             let mut n = odd_name(i * 3);
@@ -275,7 +293,12 @@ fn hashes_match_debugfs() {
             }
             let cmdfile = s.0.join("cmds");
             std::fs::write(&cmdfile, &cmds).unwrap();
-            let out = Command::new("debugfs").arg("-f").arg(&cmdfile).arg(&img).output().unwrap();
+            let out = Command::new("debugfs")
+                .arg("-f")
+                .arg(&cmdfile)
+                .arg(&img)
+                .output()
+                .unwrap();
             let lines: Vec<&[u8]> = out
                 .stdout
                 .split(|&b| b == b'\n')
@@ -291,7 +314,11 @@ fn hashes_match_debugfs() {
                     .map(|t| u32::from_str_radix(t, 16).unwrap())
                     .collect();
                 let h = dx_hash(n, version, &words).unwrap();
-                assert_eq!((h.major, h.minor), (hex[0], hex[1]), "v{version} seed {seed} name {n:?}");
+                assert_eq!(
+                    (h.major, h.minor),
+                    (hex[0], hex[1]),
+                    "v{version} seed {seed} name {n:?}"
+                );
             }
         }
     }
@@ -299,7 +326,9 @@ fn hashes_match_debugfs() {
 
 fn seed_words(uuid: &str) -> [u32; 4] {
     let hex: String = uuid.chars().filter(|c| *c != '-').collect();
-    let b: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let b: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
     [0, 1, 2, 3].map(|i| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]))
 }
 
@@ -320,11 +349,23 @@ fn linear_directories_across_formats() {
         let img = s.mkfs(args, "16M");
         let fs = open(&img);
         check_dir(&fs, &img, &s.tree().join("small"), "small", filetype);
-        check_dir(&fs, &img, &s.tree().join("small/sub"), "small/sub", filetype);
+        check_dir(
+            &fs,
+            &img,
+            &s.tree().join("small/sub"),
+            "small/sub",
+            filetype,
+        );
         let file = resolve(&fs, "small/f1");
         assert!(matches!(fs.lookup(file, b"x"), Err(Error::NotDirectory)));
-        assert!(matches!(fs.read_dir(file, 0, &mut |_| true), Err(Error::NotDirectory)));
-        assert_eq!(fs.lookup(resolve(&fs, "small/sub"), b"..").unwrap(), resolve(&fs, "small"));
+        assert!(matches!(
+            fs.read_dir(file, 0, &mut |_| true),
+            Err(Error::NotDirectory)
+        ));
+        assert_eq!(
+            fs.lookup(resolve(&fs, "small/sub"), b"..").unwrap(),
+            resolve(&fs, "small")
+        );
     }
 }
 
@@ -353,9 +394,21 @@ fn htree_lookups_every_hash() {
     let variants: [(&str, &[&str], &str, usize, u32); 5] = [
         ("htree-md4", &["-b", "4096"], "half_md4", 3000, 0),
         ("htree-tea", &["-b", "4096"], "tea", 3000, 0),
-        ("htree-legacy", &["-b", "2048", "-O", "^metadata_csum"], "legacy", 3000, 0),
+        (
+            "htree-legacy",
+            &["-b", "2048", "-O", "^metadata_csum"],
+            "legacy",
+            3000,
+            0,
+        ),
         ("htree-2lvl", &["-b", "1024"], "half_md4", 6000, 1),
-        ("htree-2lvl-tea", &["-b", "1024", "-O", "^metadata_csum"], "tea", 6000, 1),
+        (
+            "htree-2lvl-tea",
+            &["-b", "1024", "-O", "^metadata_csum"],
+            "tea",
+            6000,
+            1,
+        ),
     ];
     for (label, args, hash, n, levels) in variants {
         let s = Scratch::new(label);
@@ -365,18 +418,32 @@ fn htree_lookups_every_hash() {
         let out = debugfs_w(&img, &format!("ssv def_hash_version {hash}"));
         assert!(!String::from_utf8_lossy(&out).contains("rror"), "{out:?}");
         e2fsck_d(&img);
-        assert_eq!(htree_levels(&img, "big"), Some(levels), "{label}: index levels");
+        assert_eq!(
+            htree_levels(&img, "big"),
+            Some(levels),
+            "{label}: index levels"
+        );
         let fs = open(&img);
         let dir = resolve(&fs, "big");
         let want = ls_p(&img, "big");
         assert_eq!(want.len(), n + 2);
         for (ino, name) in &want {
-            assert_eq!(fs.lookup(dir, name).unwrap(), *ino, "{label}: lookup {name:?}");
+            assert_eq!(
+                fs.lookup(dir, name).unwrap(),
+                *ino,
+                "{label}: lookup {name:?}"
+            );
         }
         for i in [n, n + 1, n * 2] {
-            assert!(matches!(fs.lookup(dir, &odd_name(i)), Err(Error::NotFound)), "{label}");
+            assert!(
+                matches!(fs.lookup(dir, &odd_name(i)), Err(Error::NotFound)),
+                "{label}"
+            );
         }
-        let mut got: Vec<(u32, Vec<u8>)> = read_all(&fs, dir).into_iter().map(|e| (e.ino, e.name)).collect();
+        let mut got: Vec<(u32, Vec<u8>)> = read_all(&fs, dir)
+            .into_iter()
+            .map(|e| (e.ino, e.name))
+            .collect();
         got.sort();
         let mut want = want;
         want.sort();
@@ -470,7 +537,10 @@ fn fifty_thousand_entries_read_in_linear_work() {
             mkfile(&dir.join(format!("entry-{i:06}")), b"");
         }
     }
-    assert!(htree_levels(&img, "big").is_some(), "the directory is indexed");
+    assert!(
+        htree_levels(&img, "big").is_some(),
+        "the directory is indexed"
+    );
     let fs = open(&img);
     let ino = resolve(&fs, "big");
     let size = fs.stat(ino).unwrap().size;
@@ -531,7 +601,11 @@ fn setfattr(path: &Path, name: &str, value: &[u8]) {
 }
 
 fn setfacl(path: &Path, args: &[&str]) {
-    let st = Command::new("setfacl").args(args).arg(path).status().expect("run setfacl");
+    let st = Command::new("setfacl")
+        .args(args)
+        .arg(path)
+        .status()
+        .expect("run setfacl");
     assert!(st.success(), "setfacl {args:?}");
 }
 
@@ -541,14 +615,18 @@ fn our_xattrs(fs: &Fs, ino: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .unwrap()
         .into_iter()
         .map(|n| {
-            let v = fs.get_xattr(ino, &n).unwrap_or_else(|e| panic!("get {n:?}: {e}"));
+            let v = fs
+                .get_xattr(ino, &n)
+                .unwrap_or_else(|e| panic!("get {n:?}: {e}"));
             (n, v)
         })
         .collect()
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
 }
 
 /// Files with xattrs in the inode, in a block, big values, other namespaces
@@ -560,7 +638,11 @@ fn populate_xattrs(t: &Path, big: usize) -> Vec<&'static str> {
     setfattr(&t.join("small"), "user.empty", b"");
     mkfile(&t.join("many"), b"m");
     for i in 0..12 {
-        setfattr(&t.join("many"), &format!("user.attr{i:02}"), &pattern(40, i));
+        setfattr(
+            &t.join("many"),
+            &format!("user.attr{i:02}"),
+            &pattern(40, i),
+        );
     }
     mkfile(&t.join("bigval"), b"b");
     setfattr(&t.join("bigval"), "user.big", &pattern(big, 7));
@@ -582,8 +664,16 @@ fn xattrs_and_acls_match_the_source_tree() {
     let variants: [(&str, &[&str], usize); 4] = [
         ("xattr-4k", &["-b", "4096"], 3000),
         ("xattr-1k", &["-b", "1024"], 700),
-        ("xattr-4k-nocsum", &["-b", "4096", "-O", "^metadata_csum"], 3000),
-        ("xattr-ext3-128", &["-t", "ext3", "-b", "2048", "-I", "128"], 1500),
+        (
+            "xattr-4k-nocsum",
+            &["-b", "4096", "-O", "^metadata_csum"],
+            3000,
+        ),
+        (
+            "xattr-ext3-128",
+            &["-t", "ext3", "-b", "2048", "-I", "128"],
+            1500,
+        ),
     ];
     for (label, args, big) in variants {
         let s = Scratch::new(label);
@@ -595,17 +685,31 @@ fn xattrs_and_acls_match_the_source_tree() {
             let want = getfattr(&s.tree().join(f));
             assert!(!want.is_empty());
             assert_eq!(our_xattrs(&fs, ino), want, "{label}: xattrs of {f}");
-            assert!(matches!(fs.get_xattr(ino, b"user.absent"), Err(Error::NoXattr)));
-            assert!(matches!(fs.get_xattr(ino, b"system.data"), Err(Error::NoXattr)));
+            assert!(matches!(
+                fs.get_xattr(ino, b"user.absent"),
+                Err(Error::NoXattr)
+            ));
+            assert!(matches!(
+                fs.get_xattr(ino, b"system.data"),
+                Err(Error::NoXattr)
+            ));
         }
         // The bigger values really went to the external block.
-        assert_ne!(fs.inode(resolve(&fs, "bigval")).unwrap().file_acl, 0, "{label}");
+        assert_ne!(
+            fs.inode(resolve(&fs, "bigval")).unwrap().file_acl,
+            0,
+            "{label}"
+        );
         // Kernel oracle: the same image through the kernel's ext4.
         if nix::unistd::geteuid().is_root() {
             let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
             for f in ["small", "many", "bigval", "ns", "acl", "dacl"] {
                 let ino = resolve(&fs, f);
-                assert_eq!(our_xattrs(&fs, ino), getfattr(&m.0.join(f)), "{label}: kernel {f}");
+                assert_eq!(
+                    our_xattrs(&fs, ino),
+                    getfattr(&m.0.join(f)),
+                    "{label}: kernel {f}"
+                );
             }
         }
     }
@@ -632,7 +736,10 @@ fn ea_inode_values() {
 
 #[test]
 fn symlinks_fast_slow_and_with_xattr_block() {
-    for (label, args) in [("sym-4k", &["-b", "4096"][..]), ("sym-ext2", &["-t", "ext2", "-b", "1024"][..])] {
+    for (label, args) in [
+        ("sym-4k", &["-b", "4096"][..]),
+        ("sym-ext2", &["-t", "ext2", "-b", "1024"][..]),
+    ] {
         let s = Scratch::new(label);
         let t = s.tree();
         let targets: Vec<(String, String)> = vec![
@@ -655,7 +762,11 @@ fn symlinks_fast_slow_and_with_xattr_block() {
         let img = s.mkfs(args, "8M");
         let fs = open(&img);
         for (n, tg) in &targets {
-            assert_eq!(fs.read_link(resolve(&fs, n)).unwrap(), tg.as_bytes(), "{label}: {n}");
+            assert_eq!(
+                fs.read_link(resolve(&fs, n)).unwrap(),
+                tg.as_bytes(),
+                "{label}: {n}"
+            );
         }
         if root {
             let ino = resolve(&fs, "fastx");
@@ -732,11 +843,18 @@ fn inline_data_files_dirs_and_symlinks() {
         assert_eq!(fs.lookup(ino, b"..").unwrap(), ROOT_INO);
         assert_eq!(fs.lookup(ino, b".").unwrap(), ino);
     }
-    assert_eq!(fs.read_link(resolve(&fs, "ilink")).unwrap(), "v".repeat(80).as_bytes());
+    assert_eq!(
+        fs.read_link(resolve(&fs, "ilink")).unwrap(),
+        "v".repeat(80).as_bytes()
+    );
     assert_eq!(fs.read_link(resolve(&fs, "flink")).unwrap(), b"short");
     // system.data is internal: never listed (the kernel does not list it).
     let spill = resolve(&fs, "spill");
-    assert!(!fs.list_xattrs(spill).unwrap().iter().any(|n| n.starts_with(b"system.")));
+    assert!(!fs
+        .list_xattrs(spill)
+        .unwrap()
+        .iter()
+        .any(|n| n.starts_with(b"system.")));
     if root {
         let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
         assert_eq!(our_xattrs(&fs, spill), getfattr(&m.0.join("spill")));
@@ -744,4 +862,297 @@ fn inline_data_files_dirs_and_symlinks() {
             assert_eq!(names_of(&m.0.join(d)), names_of(&t.join(d)));
         }
     }
+}
+
+/// `debugfs bmap PATH LBLK`: the physical block.
+fn bmap(img: &Path, path: &str, lblk: u64) -> usize {
+    let out = String::from_utf8_lossy(&debugfs(img, &format!("bmap {path} {lblk}"))).into_owned();
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("bmap {path} {lblk}: {out}"))
+}
+
+/// `debugfs imap PATH`: byte offset of the on-disk inode in the image.
+fn inode_offset(img: &Path, path: &str, block_size: usize) -> usize {
+    let out = String::from_utf8_lossy(&debugfs(img, &format!("imap {path}"))).into_owned();
+    let l = out
+        .lines()
+        .find(|l| l.contains("located at block"))
+        .unwrap();
+    let (b, o) = l.split_once(", offset ").unwrap();
+    let blk: usize = b.rsplit(' ').next().unwrap().parse().unwrap();
+    let off = usize::from_str_radix(o.trim().trim_start_matches("0x"), 16).unwrap();
+    blk * block_size + off
+}
+
+fn put16(img: &mut [u8], at: usize, v: u16) {
+    img[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put32(img: &mut [u8], at: usize, v: u32) {
+    img[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn is_corrupt<T: std::fmt::Debug>(r: fsvc_server::ext4::Result<T>) -> bool {
+    matches!(r, Err(Error::Corrupt { .. }))
+}
+
+fn is_checksum<T: std::fmt::Debug>(r: fsvc_server::ext4::Result<T>) -> bool {
+    matches!(r, Err(Error::Checksum { .. }))
+}
+
+/// Runs read_dir to the end (bounded: a hang would be a test timeout).
+fn read_dir_result(fs: &Fs, dir: u32) -> fsvc_server::ext4::Result<usize> {
+    let mut n = 0;
+    fs.read_dir(dir, 0, &mut |_| {
+        n += 1;
+        true
+    })?;
+    Ok(n)
+}
+
+#[test]
+fn corrupt_linear_directories() {
+    const BS: usize = 4096;
+    // Structure checks on an image without checksums (so the structure, not
+    // a checksum, is what fails), checksums on one with them.
+    let s = Scratch::new("corrupt-dir");
+    populate_small(&s.tree().join("small"));
+    let img = s.mkfs(&["-b", "4096", "-O", "^metadata_csum"], "16M");
+    let pristine = std::fs::read(&img).unwrap();
+    let blk = bmap(&img, "small", 0) * BS;
+    let dir = open(&img).lookup(ROOT_INO, b"small").unwrap();
+    type Patch = fn(&mut [u8], usize);
+    let cases: [(&str, Patch); 5] = [
+        ("rec_len past the block", |b, at| {
+            put16(b, at + 12 + 4, 0x2000)
+        }),
+        ("name_len past rec_len", |b, at| b[at + 6] = 200),
+        ("rec_len below minimum", |b, at| put16(b, at + 12 + 4, 4)),
+        ("unaligned rec_len", |b, at| put16(b, at + 4, 14)),
+        ("inode out of range", |b, at| put32(b, at + 24, 0x7fff_ffff)),
+    ];
+    for (what, patch) in cases {
+        let mut b = pristine.clone();
+        patch(&mut b, blk);
+        let fs = open_bytes(b).unwrap();
+        assert!(is_corrupt(read_dir_result(&fs, dir)), "{what}: read_dir");
+        assert!(is_corrupt(fs.lookup(dir, b"f1")), "{what}: lookup");
+        // The rest of the filesystem stays readable.
+        assert!(fs.lookup(ROOT_INO, b"small").is_ok(), "{what}");
+    }
+
+    let s = Scratch::new("corrupt-dircsum");
+    populate_small(&s.tree().join("small"));
+    let img = s.mkfs(&["-b", "4096"], "16M");
+    let mut b = std::fs::read(&img).unwrap();
+    let at = bmap(&img, "small", 0) * BS + 30;
+    b[at] ^= 0x40;
+    let fs = open_bytes(b).unwrap();
+    let dir = fs.lookup(ROOT_INO, b"small").unwrap();
+    assert!(
+        is_checksum(read_dir_result(&fs, dir)),
+        "bad leaf checksum: read_dir"
+    );
+    assert!(
+        is_checksum(fs.lookup(dir, b"f1")),
+        "bad leaf checksum: lookup"
+    );
+}
+
+#[test]
+fn corrupt_htree_indexes() {
+    const BS: usize = 1024;
+    let s = Scratch::new("corrupt-htree");
+    populate_big(&s.tree().join("big"), 6000);
+    let img = s.mkfs(&["-b", "1024", "-O", "^metadata_csum"], "64M");
+    e2fsck_d(&img);
+    assert_eq!(htree_levels(&img, "big"), Some(1));
+    let pristine = std::fs::read(&img).unwrap();
+    let root = bmap(&img, "big", 0) * BS;
+    let dir = open(&img).lookup(ROOT_INO, b"big").unwrap();
+    let probe = |b: Vec<u8>, what: &str, also_readdir: bool| {
+        let fs = open_bytes(b).unwrap();
+        // Every name must now fail as corruption (or, at worst, be found);
+        // never a panic or a hang.
+        let mut errors = 0;
+        for i in (0..6000).step_by(97) {
+            let mut name = odd_name(i);
+            if i % 3 == 0 {
+                name.extend_from_slice(b"_some_longer_suffix");
+            }
+            match fs.lookup(dir, &name) {
+                Err(Error::Corrupt { .. }) => errors += 1,
+                Ok(_) => {}
+                Err(e) => panic!("{what}: unexpected {e}"),
+            }
+        }
+        assert!(errors > 0, "{what}: no lookup noticed");
+        if also_readdir {
+            assert!(is_corrupt(read_dir_result(&fs, dir)), "{what}: read_dir");
+        }
+    };
+    let mut b = pristine.clone();
+    put16(&mut b, root + 0x20, 200);
+    probe(b, "dx root limit", true);
+    let mut b = pristine.clone();
+    b[root + 0x1e] = 3;
+    probe(b, "dx root levels", true);
+    let mut b = pristine.clone();
+    b[root + 0x1c] = 9;
+    probe(b, "dx root hash version", true);
+    let mut b = pristine.clone();
+    let limit = u16::from_le_bytes([b[root + 0x20], b[root + 0x21]]);
+    put16(&mut b, root + 0x22, limit + 1);
+    probe(b, "dx root count above limit", true);
+    // Every interior node points back at itself / at the root: a loop.
+    let count = usize::from(u16::from_le_bytes([
+        pristine[root + 0x22],
+        pristine[root + 0x23],
+    ]));
+    for target in ["self", "root", "past the end"] {
+        let mut b = pristine.clone();
+        for i in 0..count {
+            let node_lblk = u32::from_le_bytes(
+                pristine[root + 0x24 + 8 * i..root + 0x28 + 8 * i]
+                    .try_into()
+                    .unwrap(),
+            );
+            let node = bmap(&img, "big", u64::from(node_lblk)) * BS;
+            let ncount = usize::from(u16::from_le_bytes([b[node + 10], b[node + 11]]));
+            let to = match target {
+                "self" => node_lblk,
+                "root" => 0,
+                _ => 0x0fff_fff0,
+            };
+            for j in 0..ncount {
+                put32(&mut b, node + 8 + 8 * j + 4, to);
+            }
+        }
+        // read_dir does not follow the index, so only lookups notice.
+        probe(b, &format!("dx node pointing at {target}"), false);
+    }
+}
+
+#[test]
+fn corrupt_xattrs_and_symlinks() {
+    const BS: usize = 4096;
+    let s = Scratch::new("corrupt-xattr");
+    populate_xattrs(&s.tree(), 3000);
+    std::os::unix::fs::symlink("abc", s.tree().join("fast")).unwrap();
+    let img = s.mkfs(&["-b", "4096", "-O", "^metadata_csum"], "16M");
+    let pristine = std::fs::read(&img).unwrap();
+    let fs0 = open(&img);
+    let small = fs0.lookup(ROOT_INO, b"small").unwrap();
+    let bigval = fs0.lookup(ROOT_INO, b"bigval").unwrap();
+    let fast = fs0.lookup(ROOT_INO, b"fast").unwrap();
+    let acl_blk = fs0.inode(bigval).unwrap().file_acl as usize * BS;
+    // In-inode area of "small": magic at 128 + extra_isize, first entry after.
+    let ioff = inode_offset(&img, "small", BS);
+    let extra = usize::from(u16::from_le_bytes([
+        pristine[ioff + 128],
+        pristine[ioff + 129],
+    ]));
+    let first = ioff + 128 + extra + 4;
+
+    let mut b = pristine.clone();
+    put16(&mut b, first + 2, 0xfff0);
+    let fs = open_bytes(b).unwrap();
+    assert!(
+        is_corrupt(fs.list_xattrs(small)),
+        "in-inode value offset out of bounds"
+    );
+    assert!(is_corrupt(fs.get_xattr(small, b"user.a")));
+
+    let mut b = pristine.clone();
+    put32(&mut b, first + 8, 0x7fff_ffff);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().list_xattrs(small)),
+        "value size out of bounds"
+    );
+
+    let mut b = pristine.clone();
+    b[first] = 250; // name_len past the area
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().list_xattrs(small)),
+        "name past the area"
+    );
+
+    let mut b = pristine.clone();
+    b[acl_blk + 3] = 0;
+    let fs = open_bytes(b).unwrap();
+    assert!(
+        is_corrupt(fs.get_xattr(bigval, b"user.big")),
+        "bad block magic"
+    );
+    assert!(
+        fs.get_xattr(small, b"user.a").is_ok(),
+        "other inodes unaffected"
+    );
+
+    let mut b = pristine.clone();
+    put16(&mut b, acl_blk + 32 + 2, 4090);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().get_xattr(bigval, b"user.big")),
+        "block value offset"
+    );
+
+    // A fast symlink whose size claims more than i_block holds.
+    let mut b = pristine.clone();
+    put32(&mut b, inode_offset(&img, "fast", BS) + 4, 100);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().read_link(fast)),
+        "fast symlink size"
+    );
+
+    // Checksums: a flipped byte in the xattr block of a metadata_csum image.
+    let s = Scratch::new("corrupt-xattrcsum");
+    populate_xattrs(&s.tree(), 3000);
+    let img = s.mkfs(&["-b", "4096"], "16M");
+    let mut b = std::fs::read(&img).unwrap();
+    let fs0 = open(&img);
+    let bigval = fs0.lookup(ROOT_INO, b"bigval").unwrap();
+    let blk = fs0.inode(bigval).unwrap().file_acl as usize * BS;
+    b[blk + BS - 100] ^= 1;
+    assert!(
+        is_checksum(open_bytes(b).unwrap().get_xattr(bigval, b"user.big")),
+        "xattr block csum"
+    );
+}
+
+#[test]
+fn corrupt_inline_directory() {
+    let s = Scratch::new("corrupt-inline");
+    std::fs::create_dir(s.tree().join("idir")).unwrap();
+    mkfile(&s.tree().join("idir/a"), b"");
+    let img = s.mkfs(
+        &[
+            "-b",
+            "4096",
+            "-I",
+            "256",
+            "-O",
+            "inline_data,^metadata_csum",
+        ],
+        "8M",
+    );
+    let pristine = std::fs::read(&img).unwrap();
+    let dir = open(&img).lookup(ROOT_INO, b"idir").unwrap();
+    let iblock = inode_offset(&img, "idir", 4096) + 0x28;
+    for (what, at, v) in [
+        ("rec_len past i_block", 4 + 4, 200u16),
+        ("rec_len zero", 4 + 4, 0),
+    ] {
+        let mut b = pristine.clone();
+        put16(&mut b, iblock + at, v);
+        let fs = open_bytes(b).unwrap();
+        assert!(is_corrupt(read_dir_result(&fs, dir)), "{what}");
+        assert!(is_corrupt(fs.lookup(dir, b"a")), "{what}");
+    }
+    let mut b = pristine.clone();
+    put32(&mut b, iblock, 0x7fff_ffff);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().lookup(dir, b"..")),
+        "parent out of range"
+    );
 }
