@@ -308,6 +308,20 @@ unsafe fn child(
         if libc::chdir(c"/".as_ptr()) < 0 {
             die(c"fsvc-mount: spawn: chdir / failed\n", child_exit::SETUP);
         }
+        // Empty the bounding set while CAP_SETPCAP is still ours (the uid
+        // change below takes it away): with it empty, nothing the server
+        // ever executes could regain a capability. EINVAL marks the end of
+        // the capabilities this kernel knows.
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) < 0
+                && *libc::__errno_location() != libc::EINVAL
+            {
+                die(
+                    c"fsvc-mount: spawn: cannot drop the capability bounding set\n",
+                    child_exit::CAPS,
+                );
+            }
+        }
         if libc::setgroups(0, std::ptr::null()) < 0
             || libc::setresgid(gid, gid, gid) < 0
             || libc::setresuid(uid, uid, uid) < 0

@@ -41,8 +41,13 @@ fn temp_file() -> Result<TempFile> {
 }
 
 fn run_probe(mode: &str) -> Result<(Output, BTreeMap<String, String>)> {
+    run_probe_env(mode, &[])
+}
+
+fn run_probe_env(mode: &str, env: &[(&str, &str)]) -> Result<(Output, BTreeMap<String, String>)> {
     let file = temp_file()?;
     let out = Command::new(PROBE)
+        .envs(env.iter().copied())
         .arg(mode)
         .arg(&file.0)
         .output()
@@ -462,6 +467,28 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// A panic in the sandboxed server prints its message and exits like a
+/// panic, with and without a backtrace requested.
+#[test]
+fn a_panic_inside_the_sandbox_is_reported_not_killed() -> Result<()> {
+    for backtrace in ["0", "1", "full"] {
+        let (out, map) = run_probe_env("panic", &[("RUST_BACKTRACE", backtrace)])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(get(&map, "entered")?, "true");
+        assert_eq!(
+            out.status.code(),
+            Some(101),
+            "RUST_BACKTRACE={backtrace}: status {:?}\nstderr:\n{stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains("probe panic inside the sandbox"),
+            "stderr:\n{stderr}"
+        );
+    }
+    Ok(())
 }
 
 /// fd 2 listed in keep_fds but closed (as the helper leaves a spawned

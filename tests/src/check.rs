@@ -28,7 +28,10 @@ pub fn check_varied_fixture(recs: &[Record], ns_times: bool) -> Result<()> {
     ] {
         ensure!(get(p)?.kind == k, "{p} is not a {k:?}");
     }
-    ensure!(get("special/big-dev")?.rdev == (300, 70_000), "big-dev rdev");
+    ensure!(
+        get("special/big-dev")?.rdev == (300, 70_000),
+        "big-dev rdev"
+    );
     ensure!(get("hard/a")?.nlink == 3, "hard/a nlink");
     ensure!(get("perm/uid-32bit")?.uid == 4_000_000_000, "32-bit uid");
     ensure!(get("perm/setuid")?.mode & 0o7777 == 0o4755, "setuid mode");
@@ -37,17 +40,28 @@ pub fn check_varied_fixture(recs: &[Record], ns_times: bool) -> Result<()> {
         ensure!(
             acl.xattrs.contains_key(name.as_bytes()),
             "acl-dir lacks {name}: {:?}",
-            acl.xattrs.keys().map(|k| k.escape_ascii().to_string()).collect::<Vec<_>>()
+            acl.xattrs
+                .keys()
+                .map(|k| k.escape_ascii().to_string())
+                .collect::<Vec<_>>()
         );
     }
     ensure!(
-        get("xattr/small")?.xattrs.contains_key(b"trusted.t".as_slice()),
+        get("xattr/small")?
+            .xattrs
+            .contains_key(b"trusted.t".as_slice()),
         "trusted xattr"
     );
-    ensure!(get("times/pre-1970")?.mtime.0 == T_PRE_1970.0, "pre-1970 mtime");
+    ensure!(
+        get("times/pre-1970")?.mtime.0 == T_PRE_1970.0,
+        "pre-1970 mtime"
+    );
     if ns_times {
         ensure!(get("times/nsec")?.mtime == T_NSEC, "ns mtime on disk");
-        ensure!(get("times/post-2038")?.mtime == T_POST_2038, "post-2038 mtime");
+        ensure!(
+            get("times/post-2038")?.mtime == T_POST_2038,
+            "post-2038 mtime"
+        );
     }
     Ok(())
 }
@@ -68,7 +82,12 @@ pub fn fsvc_matches(
         anyhow::anyhow!("walking the fsvc mount failed: {e:#}\n{}", m.diagnostics())
     })?;
     oracle::assert_same(expected, &actual, cmp, &m.diagnostics());
-    ensure!(m.server_pid().is_some(), "no fsvc-server process holds {}:\n{}", image.display(), m.diagnostics());
+    ensure!(
+        m.server_pid().is_some(),
+        "no fsvc-server process holds {}:\n{}",
+        image.display(),
+        m.diagnostics()
+    );
     m.unmount()
 }
 
@@ -76,6 +95,12 @@ pub fn fsvc_matches(
 /// options and exact comparison. Returns the kernel records.
 pub fn kernel_vs_fsvc(image: &Path, scratch: &TempDir) -> Result<Vec<Record>> {
     let expected = kernel_records(image, scratch)?;
-    fsvc_matches(image, &expected, &FsvcOptions::default(), Compare::EXACT, scratch)?;
+    fsvc_matches(
+        image,
+        &expected,
+        &FsvcOptions::default(),
+        Compare::EXACT,
+        scratch,
+    )?;
     Ok(expected)
 }

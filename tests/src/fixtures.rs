@@ -230,7 +230,9 @@ pub fn build_varied_tree(root: &Path, opts: &TreeOptions) -> Result<Tree> {
     let odd: Vec<Vec<u8>> = vec![
         b"with space".to_vec(),
         b"new\nline".to_vec(),
-        "utf8-\u{e9}\u{e8}-\u{65e5}\u{672c}-\u{1f600}".as_bytes().to_vec(),
+        "utf8-\u{e9}\u{e8}-\u{65e5}\u{672c}-\u{1f600}"
+            .as_bytes()
+            .to_vec(),
         b"bad-\xff\xfe-utf8".to_vec(),
         vec![b'n'; 255],
         b"-leading-dash".to_vec(),
@@ -291,7 +293,10 @@ pub fn build_varied_tree(root: &Path, opts: &TreeOptions) -> Result<Tree> {
     let acl_dir = p("xattr/acl-dir");
     fs::create_dir(&acl_dir)?;
     setfacl(&["-m", "u:1001:rwx"], &acl_dir)?;
-    setfacl(&["-d", "-m", "u::rwx,g::r-x,o::---,u:1002:r-x,m::r-x"], &acl_dir)?;
+    setfacl(
+        &["-d", "-m", "u::rwx,g::r-x,o::---,u:1002:r-x,m::r-x"],
+        &acl_dir,
+    )?;
 
     // Timestamps (applied again through the kernel after mkfs).
     fs::create_dir(p("times"))?;
@@ -495,11 +500,7 @@ pub fn debugfs(image: &Path, cmd: &str) -> Result<String> {
 
 /// The varied tree made into an image: tree + mkfs + kernel-applied times.
 /// Checks e2fsck is clean on the result.
-pub fn varied_image(
-    scratch: &TempDir,
-    mkfs: &Mkfs,
-    opts: &TreeOptions,
-) -> Result<PathBuf> {
+pub fn varied_image(scratch: &TempDir, mkfs: &Mkfs, opts: &TreeOptions) -> Result<PathBuf> {
     let mut opts = opts.clone();
     // A large xattr value must fit in one xattr block.
     let block = mkfs.block_size.unwrap_or(1024) as usize;
@@ -548,7 +549,10 @@ pub fn big_dir_image(scratch: &TempDir, n: usize) -> Result<PathBuf> {
         .find_map(|l| l.split("Flags: ").nth(1))
         .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
         .context("no Flags in debugfs stat /big")?;
-    ensure!(flags & 0x1000 != 0, "/big is not htree-indexed: flags {flags:#x}");
+    ensure!(
+        flags & 0x1000 != 0,
+        "/big is not htree-indexed: flags {flags:#x}"
+    );
     Ok(image)
 }
 
@@ -623,5 +627,8 @@ pub fn garbage_image(path: &Path, mib: u64) -> Result<()> {
 
 /// `uname -r`, for diagnostics.
 pub fn kernel_release() -> String {
-    run_stdout("uname", &["-r"]).unwrap_or_default().trim().to_string()
+    run_stdout("uname", &["-r"])
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }

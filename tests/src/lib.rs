@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod fake_server;
 pub mod fixtures;
 pub mod mount;
 pub mod oracle;

@@ -311,7 +311,12 @@ pub struct FsvcMount {
 impl FsvcMount {
     /// Mounts `image` on `dir`; fails (with the helper's output and the
     /// server log) unless the helper exits 0 and the mount is there.
-    pub fn mount(image: &Path, dir: &Path, opts: &FsvcOptions, scratch: &TempDir) -> Result<FsvcMount> {
+    pub fn mount(
+        image: &Path,
+        dir: &Path,
+        opts: &FsvcOptions,
+        scratch: &TempDir,
+    ) -> Result<FsvcMount> {
         let run = run_helper(image, dir, opts, scratch)?;
         Self::adopt(image, dir, run)
     }
@@ -417,12 +422,7 @@ pub struct Fuse2fsMount {
 impl Fuse2fsMount {
     /// Mounts read-only.
     pub fn ro(image: &Path, dir: &Path) -> Result<Fuse2fsMount> {
-        let args: Vec<OsString> = vec![
-            image.into(),
-            dir.into(),
-            "-o".into(),
-            "ro,fakeroot".into(),
-        ];
+        let args: Vec<OsString> = vec![image.into(), dir.into(), "-o".into(), "ro,fakeroot".into()];
         util::run(Command::new("fuse2fs").args(&args))?;
         if !poll_until(Duration::from_secs(30), || {
             mounts_at(dir).is_ok_and(|m| !m.is_empty())

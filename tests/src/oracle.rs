@@ -105,13 +105,8 @@ fn xattrs_of(path: &Path) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     };
     let mut map = BTreeMap::new();
     for name in names {
-        let v = sys::lgetxattr(path, &name).with_context(|| {
-            format!(
-                "lgetxattr {} {}",
-                path.display(),
-                name.escape_ascii()
-            )
-        })?;
+        let v = sys::lgetxattr(path, &name)
+            .with_context(|| format!("lgetxattr {} {}", path.display(), name.escape_ascii()))?;
         map.insert(name, v);
     }
     Ok(map)

@@ -174,7 +174,9 @@ fn unescape_mountinfo(field: &str) -> Vec<u8> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 4 <= b.len() {
-            let oct = b.get(i + 1..i + 4).and_then(|o| std::str::from_utf8(o).ok());
+            let oct = b
+                .get(i + 1..i + 4)
+                .and_then(|o| std::str::from_utf8(o).ok());
             if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
                 out.push(v);
                 i += 4;

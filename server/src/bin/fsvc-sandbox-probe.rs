@@ -6,6 +6,7 @@
 //! fsvc-sandbox-probe run FILE          # every probe; exits 0
 //! fsvc-sandbox-probe closed-stderr FILE # like run, with fd 2 closed (kept)
 //! fsvc-sandbox-probe threaded FILE     # enter() with a second thread: refused
+//! fsvc-sandbox-probe panic FILE        # panics in the sandbox: exit 101
 //! fsvc-sandbox-probe kill-ptrace FILE  # a forbidden call: must die by SIGSYS
 //! fsvc-sandbox-probe kill-execve FILE
 //! fsvc-sandbox-probe kill-fork FILE    # clone without CLONE_THREAD
@@ -694,7 +695,7 @@ fn main() -> Result<()> {
             (mode.as_str(), path.as_str(), Some(dir.as_str()))
         }
         _ => bail!(
-            "usage: fsvc-sandbox-probe run|closed-stderr|threaded|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
+            "usage: fsvc-sandbox-probe run|closed-stderr|threaded|panic|kill-ptrace|kill-execve|kill-fork|kill-mmap-exec FILE \
              | fuse FILE DIR | ext4 IMAGE DIR"
         ),
     };
@@ -733,6 +734,11 @@ fn main() -> Result<()> {
     let report = sandbox::enter(&cfg).context("entering the sandbox")?;
     line("report", &report);
     line("entered", sandbox::is_entered());
+    if mode == "panic" {
+        // A panic inside the sandbox must print and exit as a panic (101),
+        // not be turned into SIGSYS by a call the panic hook makes.
+        panic!("probe panic inside the sandbox");
+    }
     if mode != "run" && mode != "closed-stderr" {
         return forbidden(mode);
     }

@@ -17,7 +17,8 @@
 //! - Soft denials (errno) only for calls that libc or std make on their own
 //!   and handle failing: `clone3` (ENOSYS: glibc falls back to `clone`, whose
 //!   flags can be inspected), `openat2` (ENOSYS), `open`, `socket`,
-//!   `socketpair` (EPERM), unknown `ioctl` requests (ENOTTY, e.g. `isatty`),
+//!   `socketpair`, `getcwd`, `readlink(at)` (EPERM; std's panic hook calls
+//!   them), unknown `ioctl` requests (ENOTTY, e.g. `isatty`),
 //!   unknown `fcntl` commands and `prctl` options (EPERM), `tgkill` to
 //!   another process (EPERM).
 //! - `openat` and `kill` are left to Landlock when it is in force on this
@@ -191,22 +192,36 @@ const PLAIN: &[(i64, &str)] = &[
     (libc::SYS_openat2, "openat2"),
     (libc::SYS_socket, "socket"),
     (libc::SYS_socketpair, "socketpair"),
+    (libc::SYS_getcwd, "getcwd"),
+    (libc::SYS_readlinkat, "readlinkat"),
     // Path opens: Landlock decides (or the soft filter when it is absent).
     (libc::SYS_openat, "openat"),
 ];
 
 /// x86_64-only legacy syscalls the same way.
 #[cfg(target_arch = "x86_64")]
-const PLAIN_ARCH: &[(i64, &str)] = &[(libc::SYS_poll, "poll"), (libc::SYS_open, "open")];
+const PLAIN_ARCH: &[(i64, &str)] = &[
+    (libc::SYS_poll, "poll"),
+    (libc::SYS_open, "open"),
+    (libc::SYS_readlink, "readlink"),
+];
 #[cfg(not(target_arch = "x86_64"))]
 const PLAIN_ARCH: &[(i64, &str)] = &[];
 
 /// Always ENOSYS: callers fall back to a call the filter can inspect.
 const SOFT_ENOSYS: &[i64] = &[libc::SYS_clone3, libc::SYS_openat2];
-/// Always EPERM.
-const SOFT_EPERM: &[i64] = &[libc::SYS_socket, libc::SYS_socketpair];
+/// Always EPERM. `getcwd` and `readlink(at)`: std's panic hook asks for the
+/// cwd and `/proc/self/exe` while printing a panic and its backtrace (a
+/// refusal there is handled; a kill would hide the panic). `readlinkat` is
+/// not left to Landlock, which does not restrict reading link targets.
+const SOFT_EPERM: &[i64] = &[
+    libc::SYS_socket,
+    libc::SYS_socketpair,
+    libc::SYS_getcwd,
+    libc::SYS_readlinkat,
+];
 #[cfg(target_arch = "x86_64")]
-const SOFT_EPERM_ARCH: &[i64] = &[libc::SYS_open];
+const SOFT_EPERM_ARCH: &[i64] = &[libc::SYS_open, libc::SYS_readlink];
 #[cfg(not(target_arch = "x86_64"))]
 const SOFT_EPERM_ARCH: &[i64] = &[];
 
