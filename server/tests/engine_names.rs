@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -564,4 +564,595 @@ fn fifty_thousand_entries_read_in_linear_work() {
         "{requests} metadata requests for {nblocks} blocks in {calls} calls"
     );
     assert!(reads <= requests);
+}
+
+/// `getfattr -d -m - -e hex -h PATH` as name → value.
+fn getfattr(path: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let out = Command::new("getfattr")
+        .args(["-d", "-m", "-", "-e", "hex", "--absolute-names", "-h"])
+        .arg(path)
+        .output()
+        .expect("run getfattr");
+    let mut m = BTreeMap::new();
+    for l in out.stdout.split(|&b| b == b'\n') {
+        if l.is_empty() || l.starts_with(b"#") {
+            continue;
+        }
+        let text = String::from_utf8_lossy(l);
+        let (name, val) = text.split_once('=').unwrap_or((&text, "0x"));
+        let hex = val.trim_start_matches("0x");
+        let bytes = (0..hex.len() / 2)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        m.insert(name.as_bytes().to_vec(), bytes);
+    }
+    m
+}
+
+fn setfattr(path: &Path, name: &str, value: &[u8]) {
+    let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+    let st = Command::new("setfattr")
+        .args(["-h", "-n", name, "-v"])
+        .arg(format!("0x{hex}"))
+        .arg(path)
+        .status()
+        .expect("run setfattr");
+    assert!(st.success(), "setfattr {name} on {path:?}");
+}
+
+fn setfacl(path: &Path, args: &[&str]) {
+    let st = Command::new("setfacl")
+        .args(args)
+        .arg(path)
+        .status()
+        .expect("run setfacl");
+    assert!(st.success(), "setfacl {args:?}");
+}
+
+/// Our xattrs of `ino` as name → value.
+fn our_xattrs(fs: &Fs, ino: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    fs.list_xattrs(ino)
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let v = fs
+                .get_xattr(ino, &n)
+                .unwrap_or_else(|e| panic!("get {n:?}: {e}"));
+            (n, v)
+        })
+        .collect()
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Files with xattrs in the inode, in a block, big values, other namespaces
+/// and ACLs; `big` is a value size that only fits the external block.
+fn populate_xattrs(t: &Path, big: usize) -> Vec<&'static str> {
+    let root = nix::unistd::geteuid().is_root();
+    mkfile(&t.join("small"), b"s");
+    setfattr(&t.join("small"), "user.a", b"1");
+    setfattr(&t.join("small"), "user.empty", b"");
+    mkfile(&t.join("many"), b"m");
+    for i in 0..12 {
+        setfattr(
+            &t.join("many"),
+            &format!("user.attr{i:02}"),
+            &pattern(40, i),
+        );
+    }
+    mkfile(&t.join("bigval"), b"b");
+    setfattr(&t.join("bigval"), "user.big", &pattern(big, 7));
+    mkfile(&t.join("ns"), b"n");
+    setfattr(&t.join("ns"), "security.test", b"sec");
+    if root {
+        setfattr(&t.join("ns"), "trusted.t", b"trusted value");
+    }
+    mkfile(&t.join("acl"), b"a");
+    setfacl(&t.join("acl"), &["-m", "u:1000:r,g:100:rw,m::rw"]);
+    std::fs::create_dir(t.join("dacl")).unwrap();
+    setfacl(&t.join("dacl"), &["-m", "u:1000:rx"]);
+    setfacl(&t.join("dacl"), &["-d", "-m", "u:1001:rwx,g:5:r"]);
+    vec!["small", "many", "bigval", "ns", "acl", "dacl"]
+}
+
+#[test]
+fn xattrs_and_acls_match_the_source_tree() {
+    let variants: [(&str, &[&str], usize); 4] = [
+        ("xattr-4k", &["-b", "4096"], 3000),
+        ("xattr-1k", &["-b", "1024"], 700),
+        (
+            "xattr-4k-nocsum",
+            &["-b", "4096", "-O", "^metadata_csum"],
+            3000,
+        ),
+        (
+            "xattr-ext3-128",
+            &["-t", "ext3", "-b", "2048", "-I", "128"],
+            1500,
+        ),
+    ];
+    for (label, args, big) in variants {
+        let s = Scratch::new(label);
+        let files = populate_xattrs(&s.tree(), big);
+        let img = s.mkfs(args, "16M");
+        let fs = open(&img);
+        for f in files {
+            let ino = resolve(&fs, f);
+            let want = getfattr(&s.tree().join(f));
+            assert!(!want.is_empty());
+            assert_eq!(our_xattrs(&fs, ino), want, "{label}: xattrs of {f}");
+            assert!(matches!(
+                fs.get_xattr(ino, b"user.absent"),
+                Err(Error::NoXattr)
+            ));
+            assert!(matches!(
+                fs.get_xattr(ino, b"system.data"),
+                Err(Error::NoXattr)
+            ));
+        }
+        // The bigger values really went to the external block.
+        assert_ne!(
+            fs.inode(resolve(&fs, "bigval")).unwrap().file_acl,
+            0,
+            "{label}"
+        );
+        // Kernel oracle: the same image through the kernel's ext4.
+        if nix::unistd::geteuid().is_root() {
+            let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
+            for f in ["small", "many", "bigval", "ns", "acl", "dacl"] {
+                let ino = resolve(&fs, f);
+                assert_eq!(
+                    our_xattrs(&fs, ino),
+                    getfattr(&m.0.join(f)),
+                    "{label}: kernel {f}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn ea_inode_values() {
+    let s = Scratch::new("eainode");
+    mkfile(&s.tree().join("f"), b"f");
+    // Larger than the 1 KiB block: only an EA inode can hold it.
+    let value = pattern(3000, 3);
+    setfattr(&s.tree().join("f"), "user.huge", &value);
+    setfattr(&s.tree().join("f"), "user.small", b"x");
+    let img = s.mkfs(&["-b", "1024", "-O", "ea_inode"], "16M");
+    let fs = open(&img);
+    let ino = resolve(&fs, "f");
+    assert_eq!(fs.get_xattr(ino, b"user.huge").unwrap(), value);
+    assert_eq!(our_xattrs(&fs, ino), getfattr(&s.tree().join("f")));
+    if nix::unistd::geteuid().is_root() {
+        let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
+        assert_eq!(our_xattrs(&fs, ino), getfattr(&m.0.join("f")));
+    }
+}
+
+#[test]
+fn symlinks_fast_slow_and_with_xattr_block() {
+    for (label, args) in [
+        ("sym-4k", &["-b", "4096"][..]),
+        ("sym-ext2", &["-t", "ext2", "-b", "1024"][..]),
+    ] {
+        let s = Scratch::new(label);
+        let t = s.tree();
+        let targets: Vec<(String, String)> = vec![
+            ("fast".into(), "a/b".into()),
+            ("fast59".into(), "t".repeat(59)),
+            ("slow60".into(), "u".repeat(60)),
+            ("slow".into(), "dir/".repeat(200)),
+        ];
+        for (n, tg) in &targets {
+            std::os::unix::fs::symlink(tg, t.join(n)).unwrap();
+        }
+        let root = nix::unistd::geteuid().is_root();
+        if root {
+            // A fast symlink that also owns an xattr block (trusted.* is
+            // allowed on symlinks): i_blocks counts the block, yet the target
+            // is still in i_block.
+            std::os::unix::fs::symlink("xt", t.join("fastx")).unwrap();
+            setfattr(&t.join("fastx"), "trusted.pad", &pattern(400, 1));
+        }
+        let img = s.mkfs(args, "8M");
+        let fs = open(&img);
+        for (n, tg) in &targets {
+            assert_eq!(
+                fs.read_link(resolve(&fs, n)).unwrap(),
+                tg.as_bytes(),
+                "{label}: {n}"
+            );
+        }
+        if root {
+            let ino = resolve(&fs, "fastx");
+            assert_ne!(fs.inode(ino).unwrap().file_acl, 0);
+            assert_eq!(fs.read_link(ino).unwrap(), b"xt");
+        }
+        assert!(matches!(fs.read_link(ROOT_INO), Err(Error::NotSymlink)));
+    }
+}
+
+#[test]
+fn inline_data_files_dirs_and_symlinks() {
+    let s = Scratch::new("inline");
+    let t = s.tree();
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("tiny", b"hello inline".to_vec()),
+        ("sixty", pattern(60, 1)),
+        ("spill", pattern(100, 2)),
+        ("empty", Vec::new()),
+        ("blocky", pattern(5000, 3)),
+    ];
+    for (n, d) in &files {
+        mkfile(&t.join(n), d);
+    }
+    std::fs::create_dir(t.join("idir")).unwrap();
+    for n in ["a", "bb", "ccc"] {
+        mkfile(&t.join("idir").join(n), b"");
+    }
+    std::fs::create_dir(t.join("iempty")).unwrap();
+    std::os::unix::fs::symlink("v".repeat(80), t.join("ilink")).unwrap();
+    std::os::unix::fs::symlink("short", t.join("flink")).unwrap();
+    let img = s.mkfs(&["-b", "4096", "-I", "256", "-O", "inline_data"], "8M");
+    let root = nix::unistd::geteuid().is_root();
+    let mut dirs = vec!["idir", "iempty"];
+    if root {
+        // An inline directory that spills from i_block into system.data:
+        // libext2fs converts such a directory to blocks, the kernel does not.
+        let m = KernelMount::new(&img, &s.0.join("mnt"), "rw");
+        std::fs::create_dir(m.0.join("idir2")).unwrap();
+        std::fs::create_dir(t.join("idir2")).unwrap();
+        for i in 0..5 {
+            mkfile(&m.0.join("idir2").join(format!("name-{i:05}")), b"");
+            mkfile(&t.join("idir2").join(format!("name-{i:05}")), b"");
+        }
+        dirs.push("idir2");
+    } else {
+        privileged("inline_data_files_dirs_and_symlinks (spilled inline directory)");
+    }
+    let fs = open(&img);
+    const INLINE: u32 = 0x1000_0000;
+    for (n, d) in &files {
+        let inode = fs.inode(resolve(&fs, n)).unwrap();
+        if *n != "blocky" && *n != "empty" {
+            assert_ne!(inode.flags & INLINE, 0, "{n} is inline");
+        }
+        if inode.flags & INLINE == 0 {
+            continue;
+        }
+        let mut buf = vec![0u8; d.len() + 10];
+        let got = inline::read_inline(&fs, &inode, 0, &mut buf).unwrap();
+        assert_eq!(&buf[..got], &d[..], "{n}");
+        // Odd-sized reads at every offset stitch together the same bytes.
+        for off in 0..=d.len() {
+            let mut b = [0u8; 7];
+            let k = inline::read_inline(&fs, &inode, off as u64, &mut b).unwrap();
+            assert_eq!(&b[..k], &d[off..(off + 7).min(d.len())], "{n} at {off}");
+        }
+    }
+    for d in &dirs {
+        let d = *d;
+        let ino = resolve(&fs, d);
+        assert_ne!(fs.inode(ino).unwrap().flags & INLINE, 0, "{d} is inline");
+        check_dir(&fs, &img, &t.join(d), d, true);
+        assert_eq!(fs.lookup(ino, b"..").unwrap(), ROOT_INO);
+        assert_eq!(fs.lookup(ino, b".").unwrap(), ino);
+    }
+    assert_eq!(
+        fs.read_link(resolve(&fs, "ilink")).unwrap(),
+        "v".repeat(80).as_bytes()
+    );
+    assert_eq!(fs.read_link(resolve(&fs, "flink")).unwrap(), b"short");
+    // system.data is internal: never listed (the kernel does not list it).
+    let spill = resolve(&fs, "spill");
+    assert!(!fs
+        .list_xattrs(spill)
+        .unwrap()
+        .iter()
+        .any(|n| n.starts_with(b"system.")));
+    if root {
+        let m = KernelMount::new(&img, &s.0.join("mnt"), "ro");
+        assert_eq!(our_xattrs(&fs, spill), getfattr(&m.0.join("spill")));
+        for d in &dirs {
+            assert_eq!(names_of(&m.0.join(d)), names_of(&t.join(d)));
+        }
+    }
+}
+
+/// `debugfs bmap PATH LBLK`: the physical block.
+fn bmap(img: &Path, path: &str, lblk: u64) -> usize {
+    let out = String::from_utf8_lossy(&debugfs(img, &format!("bmap {path} {lblk}"))).into_owned();
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("bmap {path} {lblk}: {out}"))
+}
+
+/// `debugfs imap PATH`: byte offset of the on-disk inode in the image.
+fn inode_offset(img: &Path, path: &str, block_size: usize) -> usize {
+    let out = String::from_utf8_lossy(&debugfs(img, &format!("imap {path}"))).into_owned();
+    let l = out
+        .lines()
+        .find(|l| l.contains("located at block"))
+        .unwrap();
+    let (b, o) = l.split_once(", offset ").unwrap();
+    let blk: usize = b.rsplit(' ').next().unwrap().parse().unwrap();
+    let off = usize::from_str_radix(o.trim().trim_start_matches("0x"), 16).unwrap();
+    blk * block_size + off
+}
+
+fn put16(img: &mut [u8], at: usize, v: u16) {
+    img[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put32(img: &mut [u8], at: usize, v: u32) {
+    img[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn is_corrupt<T: std::fmt::Debug>(r: fsvc_server::ext4::Result<T>) -> bool {
+    matches!(r, Err(Error::Corrupt { .. }))
+}
+
+fn is_checksum<T: std::fmt::Debug>(r: fsvc_server::ext4::Result<T>) -> bool {
+    matches!(r, Err(Error::Checksum { .. }))
+}
+
+/// Runs read_dir to the end (bounded: a hang would be a test timeout).
+fn read_dir_result(fs: &Fs, dir: u32) -> fsvc_server::ext4::Result<usize> {
+    let mut n = 0;
+    fs.read_dir(dir, 0, &mut |_| {
+        n += 1;
+        true
+    })?;
+    Ok(n)
+}
+
+#[test]
+fn corrupt_linear_directories() {
+    const BS: usize = 4096;
+    // Structure checks on an image without checksums (so the structure, not
+    // a checksum, is what fails), checksums on one with them.
+    let s = Scratch::new("corrupt-dir");
+    populate_small(&s.tree().join("small"));
+    let img = s.mkfs(&["-b", "4096", "-O", "^metadata_csum"], "16M");
+    let pristine = std::fs::read(&img).unwrap();
+    let blk = bmap(&img, "small", 0) * BS;
+    let dir = open(&img).lookup(ROOT_INO, b"small").unwrap();
+    type Patch = fn(&mut [u8], usize);
+    let cases: [(&str, Patch); 5] = [
+        ("rec_len past the block", |b, at| {
+            put16(b, at + 12 + 4, 0x2000)
+        }),
+        ("name_len past rec_len", |b, at| b[at + 6] = 200),
+        ("rec_len below minimum", |b, at| put16(b, at + 12 + 4, 4)),
+        ("unaligned rec_len", |b, at| put16(b, at + 4, 14)),
+        ("inode out of range", |b, at| put32(b, at + 24, 0x7fff_ffff)),
+    ];
+    for (what, patch) in cases {
+        let mut b = pristine.clone();
+        patch(&mut b, blk);
+        let fs = open_bytes(b).unwrap();
+        assert!(is_corrupt(read_dir_result(&fs, dir)), "{what}: read_dir");
+        assert!(is_corrupt(fs.lookup(dir, b"f1")), "{what}: lookup");
+        // The rest of the filesystem stays readable.
+        assert!(fs.lookup(ROOT_INO, b"small").is_ok(), "{what}");
+    }
+
+    let s = Scratch::new("corrupt-dircsum");
+    populate_small(&s.tree().join("small"));
+    let img = s.mkfs(&["-b", "4096"], "16M");
+    let mut b = std::fs::read(&img).unwrap();
+    let at = bmap(&img, "small", 0) * BS + 30;
+    b[at] ^= 0x40;
+    let fs = open_bytes(b).unwrap();
+    let dir = fs.lookup(ROOT_INO, b"small").unwrap();
+    assert!(
+        is_checksum(read_dir_result(&fs, dir)),
+        "bad leaf checksum: read_dir"
+    );
+    assert!(
+        is_checksum(fs.lookup(dir, b"f1")),
+        "bad leaf checksum: lookup"
+    );
+}
+
+#[test]
+fn corrupt_htree_indexes() {
+    const BS: usize = 1024;
+    let s = Scratch::new("corrupt-htree");
+    populate_big(&s.tree().join("big"), 6000);
+    let img = s.mkfs(&["-b", "1024", "-O", "^metadata_csum"], "64M");
+    e2fsck_d(&img);
+    assert_eq!(htree_levels(&img, "big"), Some(1));
+    let pristine = std::fs::read(&img).unwrap();
+    let root = bmap(&img, "big", 0) * BS;
+    let dir = open(&img).lookup(ROOT_INO, b"big").unwrap();
+    let probe = |b: Vec<u8>, what: &str, also_readdir: bool| {
+        let fs = open_bytes(b).unwrap();
+        // Every name must now fail as corruption (or, at worst, be found);
+        // never a panic or a hang.
+        let mut errors = 0;
+        for i in (0..6000).step_by(97) {
+            let mut name = odd_name(i);
+            if i % 3 == 0 {
+                name.extend_from_slice(b"_some_longer_suffix");
+            }
+            match fs.lookup(dir, &name) {
+                Err(Error::Corrupt { .. }) => errors += 1,
+                Ok(_) => {}
+                Err(e) => panic!("{what}: unexpected {e}"),
+            }
+        }
+        assert!(errors > 0, "{what}: no lookup noticed");
+        if also_readdir {
+            assert!(is_corrupt(read_dir_result(&fs, dir)), "{what}: read_dir");
+        }
+    };
+    let mut b = pristine.clone();
+    put16(&mut b, root + 0x20, 200);
+    probe(b, "dx root limit", true);
+    let mut b = pristine.clone();
+    b[root + 0x1e] = 3;
+    probe(b, "dx root levels", true);
+    let mut b = pristine.clone();
+    b[root + 0x1c] = 9;
+    probe(b, "dx root hash version", true);
+    let mut b = pristine.clone();
+    let limit = u16::from_le_bytes([b[root + 0x20], b[root + 0x21]]);
+    put16(&mut b, root + 0x22, limit + 1);
+    probe(b, "dx root count above limit", true);
+    // Every interior node points back at itself / at the root: a loop.
+    let count = usize::from(u16::from_le_bytes([
+        pristine[root + 0x22],
+        pristine[root + 0x23],
+    ]));
+    for target in ["self", "root", "past the end"] {
+        let mut b = pristine.clone();
+        for i in 0..count {
+            let node_lblk = u32::from_le_bytes(
+                pristine[root + 0x24 + 8 * i..root + 0x28 + 8 * i]
+                    .try_into()
+                    .unwrap(),
+            );
+            let node = bmap(&img, "big", u64::from(node_lblk)) * BS;
+            let ncount = usize::from(u16::from_le_bytes([b[node + 10], b[node + 11]]));
+            let to = match target {
+                "self" => node_lblk,
+                "root" => 0,
+                _ => 0x0fff_fff0,
+            };
+            for j in 0..ncount {
+                put32(&mut b, node + 8 + 8 * j + 4, to);
+            }
+        }
+        // read_dir does not follow the index, so only lookups notice.
+        probe(b, &format!("dx node pointing at {target}"), false);
+    }
+}
+
+#[test]
+fn corrupt_xattrs_and_symlinks() {
+    const BS: usize = 4096;
+    let s = Scratch::new("corrupt-xattr");
+    populate_xattrs(&s.tree(), 3000);
+    std::os::unix::fs::symlink("abc", s.tree().join("fast")).unwrap();
+    let img = s.mkfs(&["-b", "4096", "-O", "^metadata_csum"], "16M");
+    let pristine = std::fs::read(&img).unwrap();
+    let fs0 = open(&img);
+    let small = fs0.lookup(ROOT_INO, b"small").unwrap();
+    let bigval = fs0.lookup(ROOT_INO, b"bigval").unwrap();
+    let fast = fs0.lookup(ROOT_INO, b"fast").unwrap();
+    let acl_blk = fs0.inode(bigval).unwrap().file_acl as usize * BS;
+    // In-inode area of "small": magic at 128 + extra_isize, first entry after.
+    let ioff = inode_offset(&img, "small", BS);
+    let extra = usize::from(u16::from_le_bytes([
+        pristine[ioff + 128],
+        pristine[ioff + 129],
+    ]));
+    let first = ioff + 128 + extra + 4;
+
+    let mut b = pristine.clone();
+    put16(&mut b, first + 2, 0xfff0);
+    let fs = open_bytes(b).unwrap();
+    assert!(
+        is_corrupt(fs.list_xattrs(small)),
+        "in-inode value offset out of bounds"
+    );
+    assert!(is_corrupt(fs.get_xattr(small, b"user.a")));
+
+    let mut b = pristine.clone();
+    put32(&mut b, first + 8, 0x7fff_ffff);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().list_xattrs(small)),
+        "value size out of bounds"
+    );
+
+    let mut b = pristine.clone();
+    b[first] = 250; // name_len past the area
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().list_xattrs(small)),
+        "name past the area"
+    );
+
+    let mut b = pristine.clone();
+    b[acl_blk + 3] = 0;
+    let fs = open_bytes(b).unwrap();
+    assert!(
+        is_corrupt(fs.get_xattr(bigval, b"user.big")),
+        "bad block magic"
+    );
+    assert!(
+        fs.get_xattr(small, b"user.a").is_ok(),
+        "other inodes unaffected"
+    );
+
+    let mut b = pristine.clone();
+    put16(&mut b, acl_blk + 32 + 2, 4090);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().get_xattr(bigval, b"user.big")),
+        "block value offset"
+    );
+
+    // A fast symlink whose size claims more than i_block holds.
+    let mut b = pristine.clone();
+    put32(&mut b, inode_offset(&img, "fast", BS) + 4, 100);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().read_link(fast)),
+        "fast symlink size"
+    );
+
+    // Checksums: a flipped byte in the xattr block of a metadata_csum image.
+    let s = Scratch::new("corrupt-xattrcsum");
+    populate_xattrs(&s.tree(), 3000);
+    let img = s.mkfs(&["-b", "4096"], "16M");
+    let mut b = std::fs::read(&img).unwrap();
+    let fs0 = open(&img);
+    let bigval = fs0.lookup(ROOT_INO, b"bigval").unwrap();
+    let blk = fs0.inode(bigval).unwrap().file_acl as usize * BS;
+    b[blk + BS - 100] ^= 1;
+    assert!(
+        is_checksum(open_bytes(b).unwrap().get_xattr(bigval, b"user.big")),
+        "xattr block csum"
+    );
+}
+
+#[test]
+fn corrupt_inline_directory() {
+    let s = Scratch::new("corrupt-inline");
+    std::fs::create_dir(s.tree().join("idir")).unwrap();
+    mkfile(&s.tree().join("idir/a"), b"");
+    let img = s.mkfs(
+        &[
+            "-b",
+            "4096",
+            "-I",
+            "256",
+            "-O",
+            "inline_data,^metadata_csum",
+        ],
+        "8M",
+    );
+    let pristine = std::fs::read(&img).unwrap();
+    let dir = open(&img).lookup(ROOT_INO, b"idir").unwrap();
+    let iblock = inode_offset(&img, "idir", 4096) + 0x28;
+    for (what, at, v) in [
+        ("rec_len past i_block", 4 + 4, 200u16),
+        ("rec_len zero", 4 + 4, 0),
+    ] {
+        let mut b = pristine.clone();
+        put16(&mut b, iblock + at, v);
+        let fs = open_bytes(b).unwrap();
+        assert!(is_corrupt(read_dir_result(&fs, dir)), "{what}");
+        assert!(is_corrupt(fs.lookup(dir, b"a")), "{what}");
+    }
+    let mut b = pristine.clone();
+    put32(&mut b, iblock, 0x7fff_ffff);
+    assert!(
+        is_corrupt(open_bytes(b).unwrap().lookup(dir, b"..")),
+        "parent out of range"
+    );
 }
