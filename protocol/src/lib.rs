@@ -20,6 +20,10 @@
 //!    (the `/dev/fuse` fd when mounted).
 //! 6. server → [`ServerMsg::Goodbye`] with its status; the helper exits.
 //!
+//! The crate's only `unsafe` is `wire::adopt`: one line that turns the fd
+//! numbers `recvmsg` just installed into `OwnedFd`s (nix returns raw
+//! numbers; no safe std API exists for this).
+//!
 //! At any point either side may end the conversation: the server with a
 //! `Goodbye` carrying a non-zero status, the helper by closing the socket.
 

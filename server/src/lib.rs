@@ -9,5 +9,6 @@
 pub mod ext4;
 pub mod fuse;
 pub mod io;
+pub mod logging;
 pub mod sandbox;
 pub mod service;

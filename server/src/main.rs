@@ -1,3 +1,243 @@
-//! fsvc-server: the unprivileged ext2/3/4 server. (To be written.)
+//! fsvc-server: the unprivileged ext2/3/4 server.
+//!
+//! Started by systemd socket activation or spawned by the helper
+//! (`service::activation`), it runs DESIGN.md's steps in their fixed order:
+//! handshake, request the source, files done, build the IO channel, enter
+//! the sandbox, open the filesystem, ask for the mount, start FUSE, say
+//! goodbye, serve until the kernel connection ends.
+//!
+//! Invariants: the image is not read before the sandbox is in place (the
+//! IO channel is built with `require_sandbox`, so this is enforced, not
+//! just ordered); every failure before the goodbye is reported to the
+//! helper as a Goodbye with a non-zero errno-like status and one line a
+//! person can act on, then the process exits 1; nothing the helper or the
+//! image sends can panic this code.
 
-fn main() {}
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fsvc_protocol::Access;
+use fsvc_server::ext4::{Error as EngineError, Fs, OpenOptions};
+use fsvc_server::fuse::{FuseServer, ServeOptions};
+use fsvc_server::io::unixfd::UnixFdChannel;
+use fsvc_server::logging::{self, FdLogger, Style};
+use fsvc_server::sandbox::{self, SandboxConfig};
+use fsvc_server::service::activation::{self, ActivationError, Mode};
+use fsvc_server::service::{Service, DEFAULT_TIMEOUT};
+use log::LevelFilter;
+use nix::errno::Errno;
+
+/// The unprivileged ids the sandbox drops to when the server still runs as
+/// root (the helper's spawn and systemd's DynamicUser normally did it).
+const NOBODY: u32 = 65534;
+
+/// A failure to report in the Goodbye.
+#[derive(Debug)]
+struct Failure {
+    /// errno-like status for the helper.
+    status: i32,
+    /// One line for a person.
+    reason: String,
+}
+
+impl Failure {
+    fn new(errno: Errno, reason: impl Into<String>) -> Failure {
+        Failure {
+            status: errno as i32,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The helper's status for an engine refusal: what the kernel would say
+/// for the same image.
+fn engine_status(e: &EngineError) -> Errno {
+    match e {
+        EngineError::Io(_) => Errno::EIO,
+        EngineError::NotExt(_) => Errno::EINVAL,
+        EngineError::Unsupported(_) => Errno::EOPNOTSUPP,
+        EngineError::NeedsRecovery => Errno::EROFS,
+        EngineError::Corrupt { .. } | EngineError::Checksum { .. } => Errno::EUCLEAN,
+        _ => Errno::EINVAL,
+    }
+}
+
+fn main() -> ExitCode {
+    let act = match activation::activate() {
+        Ok(a) => a,
+        Err(e @ ActivationError::Usage) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("fsvc-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let logger = match (act.mode, act.log) {
+        (Mode::Spawned, Some(fd)) => FdLogger::to_fd(fd),
+        (Mode::Spawned, None) => FdLogger::to_stderr(Style::Plain),
+        (Mode::Systemd, _) => FdLogger::to_stderr(Style::Journal),
+    };
+    let log_fd = match logger.install(LevelFilter::Info) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("fsvc-server: cannot install the logger: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    log::debug!("started ({:?})", act.mode);
+
+    let mut svc = match Service::accept(act.sock, DEFAULT_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) => {
+            // accept() already told the helper.
+            log::error!("handshake failed: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (server, label) = match mount(&mut svc, log_fd) {
+        Ok(mounted) => mounted,
+        Err(f) => {
+            log::error!("{}", f.reason);
+            if let Err(e) = svc.goodbye(f.status, &f.reason) {
+                log::debug!("could not tell the helper: {e}");
+            }
+            return ExitCode::from(1);
+        }
+    };
+    // The kernel handshake is done: tell the helper (and so mount(8)) only
+    // now, so that its success means the mount answers requests.
+    if let Err(e) = svc.goodbye(0, "mounted") {
+        // The mount exists and works; the helper may have died. Serve anyway
+        // (unmounting ends us).
+        log::warn!("could not tell the helper the mount succeeded: {e}");
+    }
+    // The conversation is over: close the socket rather than keep an fd
+    // nothing will use again.
+    drop(svc);
+    log::info!("serving {label}");
+    match server.run() {
+        Ok(()) => {
+            log::info!("{label}: unmounted");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            // Past the goodbye: nobody to tell but the log.
+            log::error!("{label}: serving ended with an error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Everything between the handshake and the goodbye: returns the FUSE
+/// server past its kernel handshake and a label for the log ("SOURCE on
+/// DIR"), or the failure to report in the goodbye.
+fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failure> {
+    let info = svc.mount_info().clone();
+    let opts = svc.options().clone();
+    logging::set_verbose(info.verbose || opts.debug, opts.debug);
+    log::info!(
+        "mounting {} on {} as {} for uid {}",
+        info.source,
+        info.mountpoint,
+        info.fs_type.name(),
+        info.caller.uid
+    );
+    if opts.read_only == Some(false) && !info.read_only {
+        log::warn!(
+            "read-write is not supported yet: mounting {} read-only",
+            info.source
+        );
+    }
+    let proto = |e: fsvc_server::service::ServiceError| Failure {
+        status: e.status(),
+        reason: e.to_string(),
+    };
+
+    // Step 3: the source. Read-only, because the engine only reads so far;
+    // asking for less than we need never needs the helper's fallback.
+    let (dev, grant) = match svc.request_file(Access::ReadOnly).map_err(proto)? {
+        Ok(granted) => granted,
+        Err(refusal) => {
+            return Err(Failure {
+                status: refusal.errno,
+                reason: format!("cannot open {}: {}", info.source, refusal.message),
+            })
+        }
+    };
+    log::debug!(
+        "source granted: block device {}, O_DIRECT {}",
+        grant.block_device,
+        grant.direct
+    );
+    // No more files: said now, so that the helper refuses any later request
+    // even if this process is subverted once it parses the image.
+    svc.files_done().map_err(proto)?;
+
+    // The IO channel is built before the sandbox because it learns the
+    // device's size and logical sector size by ioctls and fcntl that the
+    // seccomp filter will not allow later. It reads no byte of the image,
+    // and with `require_sandbox` it cannot until the sandbox is entered.
+    let dev_fd = dev.as_raw_fd();
+    let channel = UnixFdChannel::new(dev, true, true)
+        .map_err(|e| Failure::new(Errno::EIO, format!("cannot use {}: {e}", info.source)))?;
+
+    // Step 4: the sandbox, before the first byte of the image is read (the
+    // engine is the attack surface) and before any thread exists (Landlock
+    // and seccomp apply to the calling thread; threads inherit them). It
+    // keeps only the helper socket (for the mount request and goodbye), the
+    // device, and the log (and fd 2, where a panic message would go).
+    let mut keep_fds = vec![svc.socket().as_raw_fd(), dev_fd, log_fd, 2];
+    keep_fds.sort_unstable();
+    keep_fds.dedup();
+    let report = sandbox::enter(&SandboxConfig {
+        keep_fds,
+        uid: NOBODY,
+        gid: NOBODY,
+    })
+    .map_err(|e| Failure::new(Errno::EPERM, format!("cannot enter the sandbox: {e}")))?;
+    log::info!("{report}");
+
+    // Step 5: the filesystem, now that a hostile image can only hurt this
+    // sandboxed process.
+    let open = OpenOptions {
+        read_only: true,
+        norecovery: opts.norecovery,
+        cache_bytes: opts
+            .cache_bytes
+            .and_then(|b| usize::try_from(b).ok())
+            .unwrap_or(0),
+    };
+    let fs = Fs::open(Arc::new(channel), &open).map_err(|e| {
+        Failure::new(
+            engine_status(&e),
+            format!("cannot mount {}: {e}", info.source),
+        )
+    })?;
+    let fs = Arc::new(fs);
+
+    // Step 6: the mount. Only now, so that nothing is mounted for an image
+    // the engine refused.
+    let req = svc.mount_request(true);
+    let fuse_fd: OwnedFd = match svc.request_mount(&req).map_err(proto)? {
+        Ok(fd) => fd,
+        Err(refusal) => {
+            return Err(Failure {
+                status: refusal.errno,
+                reason: format!("mount failed: {}", refusal.message),
+            })
+        }
+    };
+
+    // Step 7: the kernel's FUSE handshake (the goodbye follows in main).
+    let serve_opts = ServeOptions {
+        threads: 0,
+        read_only: true,
+        allow_other: req.allow_other,
+    };
+    let server = FuseServer::new(fs, fuse_fd, &serve_opts)
+        .map_err(|e| Failure::new(Errno::EIO, format!("cannot start serving the mount: {e}")))?;
+    Ok((server, format!("{} on {}", info.source, info.mountpoint)))
+}

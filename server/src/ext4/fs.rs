@@ -30,11 +30,26 @@
 //!   zeros for holes.
 //! - `Fs::meta_block(pblk) -> Result<Arc<[u8]>>`: a metadata block through the cache.
 //! - `Fs::sb()`: the parsed superblock (features, sizes, csum seed).
+//! - `Fs::map_extent(&Inode, lblk) -> Result<Mapping>`: like `map_block`,
+//!   plus how many following blocks continue the same run.
+//! - `Fs::read_inode_data(&Inode, offset, &mut buf) -> Result<usize>`: `read`
+//!   for an inode already in hand (directories, slow symlinks).
+//! - `Fs::block_size()`, `Fs::dev()` (the block layer, for its counters).
+//! - Checksums: `csum::crc32c(seed, bytes)` (raw, ext4's `ext4_chksum`),
+//!   `csum::crc32c_zeroed`, `Superblock::csum_seed` (fs seed),
+//!   `Inode::csum_seed` (fs seed + ino + generation, for extent and
+//!   directory blocks), `Superblock::metadata_csum()`.
 
 use std::sync::Arc;
 
-use super::error::Result;
-use crate::io::IoChannel;
+use super::bytes::array;
+use super::error::{Error, Result};
+use super::extent::{self, Mapping};
+use super::group::{self, GroupDesc};
+use super::indirect;
+use super::inode::{flags, Inode};
+use super::superblock::{compat, incompat, Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::io::{BlockDevice, IoChannel};
 
 /// Inode number of the root directory.
 pub const ROOT_INO: u32 = 2;
@@ -152,12 +167,405 @@ pub struct StatFs {
 /// An open filesystem. Shared by FUSE worker threads (`Send + Sync`).
 #[derive(Debug)]
 pub struct Fs {
-    _io: Arc<dyn IoChannel>,
+    dev: BlockDevice,
+    sb: Superblock,
+    groups: Vec<GroupDesc>,
+    opts: OpenOptions,
+    notes: Vec<String>,
 }
+
+/// Kernel limit on the reserved pool of clusters (`ext4_calculate_resv_clusters`).
+const RESV_CLUSTERS_MAX: u64 = 4096;
+/// Longest file name.
+const NAME_MAX: u32 = 255;
 
 impl Fs {
     /// Opens the filesystem on `io`: superblock, group descriptors, feature checks.
-    pub fn open(_io: Arc<dyn IoChannel>, _opts: &OpenOptions) -> Result<Fs> {
-        todo!("engine core")
+    pub fn open(io: Arc<dyn IoChannel>, opts: &OpenOptions) -> Result<Fs> {
+        let mut raw = vec![0u8; SUPERBLOCK_SIZE];
+        if io.size() < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
+            return Err(Error::NotExt(format!(
+                "device of {} bytes is too small to hold a superblock",
+                io.size()
+            )));
+        }
+        io.read_at(SUPERBLOCK_OFFSET, &mut raw)?;
+        let sb = Superblock::parse(&raw, io.size())?;
+        let mut notes = Vec::new();
+        if sb.has_incompat(incompat::RECOVER) {
+            if !opts.norecovery {
+                return Err(Error::NeedsRecovery);
+            }
+            notes.push("journal needs recovery; ignored (norecovery)".to_string());
+        }
+        if sb.has_incompat(incompat::MMP) {
+            notes.push("mmp: read-only mount without multi-mount protection".to_string());
+        }
+        if sb.unknown_ro_compat != 0 {
+            notes.push(format!(
+                "unknown ro_compat features {:#x}: read-only",
+                sb.unknown_ro_compat
+            ));
+        }
+        let dev = BlockDevice::new(io, sb.block_size, opts.cache_bytes);
+        let mut fs = Fs {
+            dev,
+            sb,
+            groups: Vec::new(),
+            opts: opts.clone(),
+            notes,
+        };
+        fs.groups = fs.load_groups()?;
+        let bad: Vec<u32> = fs
+            .groups
+            .iter()
+            .filter(|g| !g.csum_ok)
+            .map(|g| g.group)
+            .collect();
+        if !bad.is_empty() {
+            fs.notes.push(format!(
+                "group descriptor checksum mismatch in groups {bad:?}: their inodes are refused"
+            ));
+        }
+        Ok(fs)
+    }
+
+    /// Reads, checks and parses every group descriptor (each GDT block once).
+    fn load_groups(&self) -> Result<Vec<GroupDesc>> {
+        let sb = &self.sb;
+        let n = sb.group_count;
+        let mut out = Vec::with_capacity(n.min(1 << 16) as usize);
+        let mut cur: Option<(u64, Arc<[u8]>)> = None;
+        let ds = usize::from(sb.desc_size);
+        for g in 0..n {
+            let (blk, off) = group::gdt_location(sb, g)?;
+            let block = match &cur {
+                Some((b, data)) if *b == blk => data.clone(),
+                _ => {
+                    let data = self.dev.read_meta(blk)?;
+                    cur = Some((blk, data.clone()));
+                    data
+                }
+            };
+            let raw = block
+                .get(off..off + ds)
+                .ok_or_else(|| Error::corrupt(format!("group descriptor {g}"), "truncated"))?;
+            let mut gd = GroupDesc::parse(sb, g, raw)?;
+            gd.check(sb, raw)?;
+            out.push(gd);
+        }
+        Ok(out)
+    }
+
+    /// The parsed superblock.
+    pub fn sb(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// Block size in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.sb.block_size
+    }
+
+    /// The block layer (for its traffic counters).
+    pub fn dev(&self) -> &BlockDevice {
+        &self.dev
+    }
+
+    /// The options the filesystem was opened with.
+    pub fn options(&self) -> &OpenOptions {
+        &self.opts
+    }
+
+    /// Things worth logging about this mount (ignored journal, MMP, bad
+    /// group descriptors, unknown ro_compat features).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Group descriptor `g`.
+    pub fn group(&self, g: u32) -> Result<&GroupDesc> {
+        self.groups
+            .get(g as usize)
+            .ok_or_else(|| Error::Invalid(format!("group {g} out of range")))
+    }
+
+    /// A metadata block through the cache; the block must lie inside the filesystem.
+    pub fn meta_block(&self, pblk: u64) -> Result<Arc<[u8]>> {
+        if pblk >= self.sb.blocks_count {
+            return Err(Error::corrupt(
+                "metadata reference",
+                format!(
+                    "block {pblk} beyond the filesystem ({} blocks)",
+                    self.sb.blocks_count
+                ),
+            ));
+        }
+        Ok(self.dev.read_meta(pblk)?)
+    }
+
+    /// Reads, bounds-checks and checksum-verifies inode `ino`.
+    pub fn inode(&self, ino: u32) -> Result<Inode> {
+        let sb = &self.sb;
+        if ino == 0 || ino > sb.inodes_count {
+            return Err(Error::NoSuchInode(u64::from(ino)));
+        }
+        let idx0 = ino - 1;
+        let g = idx0 / sb.inodes_per_group;
+        let index = idx0 % sb.inodes_per_group;
+        let gd = self.group(g)?;
+        if !gd.csum_ok {
+            return Err(Error::checksum(format!("group descriptor {g}")));
+        }
+        if gd.inode_uninit(sb)
+            || (sb.has_group_csum() && index >= sb.inodes_per_group - gd.itable_unused)
+        {
+            return Err(Error::NoSuchInode(u64::from(ino)));
+        }
+        let isz = u64::from(sb.inode_size);
+        let byte = u64::from(index) * isz;
+        let blk = gd.inode_table + byte / u64::from(sb.block_size);
+        let off = (byte % u64::from(sb.block_size)) as usize;
+        let block = self.meta_block(blk)?;
+        let raw = block
+            .get(off..off + usize::from(sb.inode_size))
+            .ok_or_else(|| Error::corrupt(format!("inode {ino}"), "outside its table block"))?;
+        Inode::parse(sb, ino, raw)
+    }
+
+    /// `stat` of inode `ino`.
+    pub fn stat(&self, ino: u32) -> Result<Stat> {
+        Ok(self.inode(ino)?.stat())
+    }
+
+    /// Logical → physical mapping of one block with the length of the run.
+    pub fn map_extent(&self, inode: &Inode, lblk: u64) -> Result<Mapping> {
+        let what = format!("inode {}", inode.ino);
+        let read = |b: u64| self.meta_block(b);
+        if inode.has_flag(flags::INLINE_DATA) {
+            return Err(Error::Invalid(format!("{what} keeps its data inline")));
+        }
+        if inode.has_flag(flags::EXTENTS) {
+            extent::map(
+                &self.sb,
+                inode.i_block(),
+                inode.csum_seed,
+                lblk,
+                &read,
+                &what,
+            )
+        } else {
+            indirect::map(&self.sb, inode.i_block(), lblk, &read, &what)
+        }
+    }
+
+    /// Logical → physical; `None` for holes and uninitialized extents.
+    pub fn map_block(&self, inode: &Inode, lblk: u64) -> Result<Option<u64>> {
+        Ok(self.map_extent(inode, lblk)?.pblk)
+    }
+
+    /// One block of file data into `buf` (at most one block long), zeros for holes.
+    pub fn read_file_block(&self, inode: &Inode, lblk: u64, buf: &mut [u8]) -> Result<()> {
+        let bs = self.sb.block_size as usize;
+        if buf.len() > bs {
+            return Err(Error::Invalid(format!(
+                "buffer of {} bytes > block",
+                buf.len()
+            )));
+        }
+        match self.map_block(inode, lblk)? {
+            None => buf.fill(0),
+            Some(p) if buf.len() == bs => self.dev.read_blocks(p, buf)?,
+            Some(p) => {
+                let mut tmp = vec![0u8; bs];
+                self.dev.read_blocks(p, &mut tmp)?;
+                let n = buf.len();
+                buf.copy_from_slice(tmp.get(..n).unwrap_or(&[]));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads file data of `ino` at `offset` into `buf`; returns the bytes
+    /// read (0 at or after the end of the file).
+    pub fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let inode = self.inode(ino)?;
+        self.read_inode_data(&inode, offset, buf)
+    }
+
+    /// [`Fs::read`] for an inode already in hand.
+    pub fn read_inode_data(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if inode.has_flag(flags::ENCRYPT) {
+            return Err(Error::Unsupported(format!(
+                "inode {} is encrypted",
+                inode.ino
+            )));
+        }
+        if inode.has_flag(flags::INLINE_DATA) {
+            return Err(Error::Unsupported("inline_data".into()));
+        }
+        if offset >= inode.size {
+            return Ok(0);
+        }
+        let want = (inode.size - offset).min(buf.len() as u64) as usize;
+        let buf = buf.get_mut(..want).unwrap_or(&mut []);
+        if self.is_fast_symlink(inode) {
+            let src = inode.i_block().get(offset as usize..).unwrap_or(&[]);
+            let n = src.len().min(buf.len());
+            buf.get_mut(..n)
+                .unwrap_or(&mut [])
+                .copy_from_slice(src.get(..n).unwrap_or(&[]));
+            buf.get_mut(n..).unwrap_or(&mut []).fill(0);
+            return Ok(want);
+        }
+        let bs = u64::from(self.sb.block_size);
+        let mut done = 0usize;
+        let mut tmp: Vec<u8> = Vec::new();
+        // Each pass consumes at least one byte, and a mapping at least one
+        // block, so the loop is bounded by the buffer size.
+        while done < want {
+            let pos = offset + done as u64;
+            let lblk = pos / bs;
+            let in_blk = (pos % bs) as usize;
+            let m = self.map_extent(inode, lblk)?;
+            let run_bytes = m.len.saturating_mul(bs).saturating_sub(in_blk as u64);
+            let n = run_bytes.min((want - done) as u64) as usize;
+            let dst = buf.get_mut(done..done + n).unwrap_or(&mut []);
+            match m.pblk {
+                None => dst.fill(0),
+                Some(p) => {
+                    // Whole run in one device read, through a bounce buffer
+                    // only when the range is not block-aligned.
+                    let nblocks = (in_blk as u64 + n as u64).div_ceil(bs);
+                    if in_blk == 0 && n as u64 == nblocks * bs {
+                        self.dev.read_blocks(p, dst)?;
+                    } else {
+                        tmp.resize((nblocks * bs) as usize, 0);
+                        self.dev.read_blocks(p, &mut tmp)?;
+                        dst.copy_from_slice(tmp.get(in_blk..in_blk + n).unwrap_or(&[]));
+                    }
+                }
+            }
+            done += n;
+        }
+        Ok(want)
+    }
+
+    /// A symlink whose target lives in `i_block` (no data blocks).
+    fn is_fast_symlink(&self, inode: &Inode) -> bool {
+        if inode.kind() != FileKind::Symlink
+            || inode.has_flag(flags::EXTENTS)
+            || inode.size >= super::inode::I_BLOCK_LEN as u64
+        {
+            return false;
+        }
+        // An external xattr block is counted in i_blocks too.
+        let xattr_sectors = if inode.file_acl != 0 {
+            u64::from(self.sb.block_size / 512)
+        } else {
+            0
+        };
+        inode.blocks.saturating_sub(xattr_sectors) == 0
+    }
+
+    /// Filesystem figures, as the kernel's `ext4_statfs` reports them.
+    pub fn statfs(&self) -> StatFs {
+        let sb = &self.sb;
+        let ratio = sb.cluster_ratio();
+        let free_clusters: u64 = self.groups.iter().map(|g| u64::from(g.free_blocks)).sum();
+        let free_inodes: u64 = self.groups.iter().map(|g| u64::from(g.free_inodes)).sum();
+        let bfree = free_clusters.saturating_mul(ratio);
+        let overhead = self.overhead_blocks();
+        let resv = if sb.has_incompat(incompat::EXTENTS) {
+            ((sb.blocks_count >> sb.log_cluster_ratio) / 50).min(RESV_CLUSTERS_MAX) * ratio
+        } else {
+            0
+        };
+        let reserved = sb.r_blocks_count.saturating_add(resv);
+        let uuid = sb.uuid;
+        let a = u64::from_le_bytes(array::<8>(&uuid, 0).unwrap_or_default());
+        let b = u64::from_le_bytes(array::<8>(&uuid, 8).unwrap_or_default());
+        StatFs {
+            block_size: sb.block_size,
+            blocks: sb.blocks_count.saturating_sub(overhead),
+            blocks_free: bfree,
+            blocks_avail: bfree.saturating_sub(reserved),
+            files: u64::from(sb.inodes_count),
+            files_free: free_inodes,
+            name_max: NAME_MAX,
+            fsid: a ^ b,
+        }
+    }
+
+    /// Blocks used by metadata (what `df` leaves out of the total): the
+    /// superblock's recorded overhead, else computed as the kernel does.
+    fn overhead_blocks(&self) -> u64 {
+        let sb = &self.sb;
+        if sb.overhead_clusters != 0 {
+            return u64::from(sb.overhead_clusters) * sb.cluster_ratio();
+        }
+        let mut total = u64::from(sb.first_data_block);
+        let meta = sb.has_incompat(incompat::META_BG);
+        let dpb = sb.descs_per_block();
+        let gdb_count = u64::from(sb.group_count.div_ceil(dpb));
+        for g in 0..sb.group_count {
+            let has_super = sb.group_has_super(g);
+            let gdb = if !meta || g / dpb < sb.first_meta_bg {
+                match (has_super, meta) {
+                    (false, _) => 0,
+                    (true, true) => u64::from(sb.first_meta_bg),
+                    (true, false) => gdb_count,
+                }
+            } else {
+                let r = g % dpb;
+                u64::from(r == 0 || r == 1 || r == dpb - 1)
+            };
+            total += u64::from(has_super) + gdb + u64::from(sb.itable_blocks_per_group) + 2;
+        }
+        if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum != 0 {
+            if let Ok(j) = self.inode(sb.journal_inum) {
+                total += j.size / u64::from(sb.block_size);
+            }
+        }
+        total
+    }
+
+    /// Reads group `g`'s block and inode bitmaps and verifies their
+    /// checksums (metadata_csum). Uninitialized bitmaps are skipped.
+    pub fn verify_bitmaps(&self, g: u32) -> Result<()> {
+        let sb = &self.sb;
+        let gd = self.group(g)?;
+        if !gd.csum_ok {
+            return Err(Error::checksum(format!("group descriptor {g}")));
+        }
+        if !sb.metadata_csum() {
+            return Ok(());
+        }
+        let (block_full, inode_full) = group::bitmap_csum_full(sb);
+        if !gd.block_uninit(sb) {
+            let data = self.meta_block(gd.block_bitmap)?;
+            let c = group::bitmap_checksum(
+                sb,
+                &data,
+                group::bitmap_bytes(sb.clusters_per_group),
+                block_full,
+            );
+            if c != gd.block_bitmap_csum {
+                return Err(Error::checksum(format!("block bitmap of group {g}")));
+            }
+        }
+        if !gd.inode_uninit(sb) {
+            let data = self.meta_block(gd.inode_bitmap)?;
+            let c = group::bitmap_checksum(
+                sb,
+                &data,
+                group::bitmap_bytes(sb.inodes_per_group),
+                inode_full,
+            );
+            if c != gd.inode_bitmap_csum {
+                return Err(Error::checksum(format!("inode bitmap of group {g}")));
+            }
+        }
+        Ok(())
     }
 }

@@ -1,1 +1,364 @@
-//! (To be written.)
+//! On-disk inodes: parsing, checksum and the fields the engine serves.
+//!
+//! [`Inode::parse`] is pure (raw bytes in, validated [`Inode`] out);
+//! `Fs::inode` (in `fs.rs`) locates the inode and calls it. After a
+//! successful parse: the file type is one of the seven kinds, the extra
+//! inode size fits the on-disk inode and is 4-byte aligned, the checksum
+//! matched (metadata_csum), and every extended field read lies inside the
+//! extra area.
+
+use super::bytes::{le16, le32};
+use super::csum::crc32c;
+use super::error::{Error, Result};
+use super::fs::{FileKind, Stat, Timestamp};
+use super::superblock::{ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
+
+// Field offsets (kernel Documentation/filesystems/ext4/inodes.rst).
+const I_MODE: usize = 0x0;
+const I_UID: usize = 0x2;
+const I_SIZE_LO: usize = 0x4;
+const I_ATIME: usize = 0x8;
+const I_CTIME: usize = 0xC;
+const I_MTIME: usize = 0x10;
+const I_DTIME: usize = 0x14;
+const I_GID: usize = 0x18;
+const I_LINKS_COUNT: usize = 0x1A;
+const I_BLOCKS_LO: usize = 0x1C;
+const I_FLAGS: usize = 0x20;
+/// Offset of `i_block` (extent root, block map, fast symlink or inline data).
+pub const I_BLOCK: usize = 0x28;
+/// Size of `i_block`.
+pub const I_BLOCK_LEN: usize = 60;
+const I_GENERATION: usize = 0x64;
+const I_FILE_ACL_LO: usize = 0x68;
+const I_SIZE_HIGH: usize = 0x6C;
+const I_BLOCKS_HIGH: usize = 0x74;
+const I_FILE_ACL_HIGH: usize = 0x76;
+const I_UID_HIGH: usize = 0x78;
+const I_GID_HIGH: usize = 0x7A;
+const I_CHECKSUM_LO: usize = 0x7C;
+const I_EXTRA_ISIZE: usize = 0x80;
+const I_CHECKSUM_HI: usize = 0x82;
+const I_CTIME_EXTRA: usize = 0x84;
+const I_MTIME_EXTRA: usize = 0x88;
+const I_ATIME_EXTRA: usize = 0x8C;
+const I_CRTIME: usize = 0x90;
+const I_CRTIME_EXTRA: usize = 0x94;
+
+/// Mode: file type mask and types.
+pub const S_IFMT: u16 = 0o170000;
+/// Socket.
+pub const S_IFSOCK: u16 = 0o140000;
+/// Symbolic link.
+pub const S_IFLNK: u16 = 0o120000;
+/// Regular file.
+pub const S_IFREG: u16 = 0o100000;
+/// Block device.
+pub const S_IFBLK: u16 = 0o060000;
+/// Directory.
+pub const S_IFDIR: u16 = 0o040000;
+/// Character device.
+pub const S_IFCHR: u16 = 0o020000;
+/// FIFO.
+pub const S_IFIFO: u16 = 0o010000;
+
+/// Inode flags (`i_flags`).
+pub mod flags {
+    /// Secure deletion.
+    pub const SECRM: u32 = 0x1;
+    /// Immutable.
+    pub const IMMUTABLE: u32 = 0x10;
+    /// Append only.
+    pub const APPEND: u32 = 0x20;
+    /// Encrypted inode.
+    pub const ENCRYPT: u32 = 0x800;
+    /// Hashed directory index.
+    pub const INDEX: u32 = 0x1000;
+    /// `i_blocks` counts filesystem blocks (huge_file).
+    pub const HUGE_FILE: u32 = 0x40000;
+    /// Inode uses extents.
+    pub const EXTENTS: u32 = 0x80000;
+    /// fs-verity file.
+    pub const VERITY: u32 = 0x100000;
+    /// Inode stores a large xattr value.
+    pub const EA_INODE: u32 = 0x200000;
+    /// Data lives in the inode.
+    pub const INLINE_DATA: u32 = 0x1000_0000;
+    /// Case-insensitive directory.
+    pub const CASEFOLD: u32 = 0x4000_0000;
+}
+
+/// Timestamp extra word: low 2 bits extend the seconds, the rest is nanoseconds.
+const EPOCH_BITS: u32 = 2;
+const EPOCH_MASK: u32 = (1 << EPOCH_BITS) - 1;
+const MAX_NSEC: u32 = 999_999_999;
+
+/// A parsed inode. `raw` keeps the whole on-disk inode (inode_size bytes)
+/// for modules that read further fields (in-inode xattrs, inline data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    /// Inode number.
+    pub ino: u32,
+    /// The on-disk bytes (`s_inode_size` long).
+    pub raw: Vec<u8>,
+    /// Type and permission bits.
+    pub mode: u16,
+    /// Owner (with the high half).
+    pub uid: u32,
+    /// Group (with the high half).
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Link count.
+    pub links: u16,
+    /// Allocated space in 512-byte units.
+    pub blocks: u64,
+    /// `i_flags`.
+    pub flags: u32,
+    /// Generation.
+    pub generation: u32,
+    /// External xattr block (0 = none).
+    pub file_acl: u64,
+    /// Extra inode size in use (0 for 128-byte inodes).
+    pub extra_isize: u16,
+    /// Access time.
+    pub atime: Timestamp,
+    /// Change time.
+    pub ctime: Timestamp,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Creation time (zero when the inode has no room for it).
+    pub crtime: Timestamp,
+    /// Deletion time.
+    pub dtime: u32,
+    /// Per-inode crc32c seed (fs seed, inode number, generation); 0 without metadata_csum.
+    /// Seeds the checksums of extent blocks and directory blocks of this inode.
+    pub csum_seed: u32,
+}
+
+/// The per-inode checksum seed.
+pub fn inode_csum_seed(sb: &Superblock, ino: u32, generation: u32) -> u32 {
+    let c = crc32c(sb.csum_seed, &ino.to_le_bytes());
+    crc32c(c, &generation.to_le_bytes())
+}
+
+/// Decodes a 32-bit seconds field and its optional extra word.
+pub fn decode_time(sec: u32, extra: Option<u32>) -> Timestamp {
+    // The base is signed 32-bit (1901..2038); the epoch bits add multiples of 2^32.
+    let base = i64::from(sec as i32);
+    match extra {
+        None => Timestamp { sec: base, nsec: 0 },
+        Some(x) => Timestamp {
+            sec: base + (i64::from(x & EPOCH_MASK) << 32),
+            nsec: (x >> EPOCH_BITS).min(MAX_NSEC),
+        },
+    }
+}
+
+/// Decodes a device number from `i_block`: the old 16-bit form in word 0,
+/// else the new 32-bit form in word 1. Returns (major, minor).
+pub fn decode_rdev(i_block: &[u8]) -> (u32, u32) {
+    let w0 = le32(i_block, 0);
+    if w0 != 0 {
+        ((w0 >> 8) & 0xff, w0 & 0xff)
+    } else {
+        let d = le32(i_block, 4);
+        ((d & 0xfff00) >> 8, (d & 0xff) | ((d >> 12) & 0xfff00))
+    }
+}
+
+/// The kind of a mode, `None` for an invalid type.
+pub fn kind_of_mode(mode: u16) -> Option<FileKind> {
+    Some(match mode & S_IFMT {
+        S_IFREG => FileKind::File,
+        S_IFDIR => FileKind::Dir,
+        S_IFLNK => FileKind::Symlink,
+        S_IFCHR => FileKind::CharDev,
+        S_IFBLK => FileKind::BlockDev,
+        S_IFIFO => FileKind::Fifo,
+        S_IFSOCK => FileKind::Socket,
+        _ => return None,
+    })
+}
+
+/// Whether the raw inode is the all-zero pattern of a never-used inode.
+pub fn is_blank(raw: &[u8]) -> bool {
+    raw.iter().all(|&b| b == 0)
+}
+
+impl Inode {
+    /// Parses inode `ino` from its raw bytes (exactly `sb.inode_size`),
+    /// verifying its checksum. A never-used (all-zero) or deleted inode is
+    /// [`Error::NoSuchInode`].
+    pub fn parse(sb: &Superblock, ino: u32, raw: &[u8]) -> Result<Inode> {
+        let what = || format!("inode {ino}");
+        let isz = usize::from(sb.inode_size);
+        let raw = raw
+            .get(..isz)
+            .ok_or_else(|| Error::corrupt(what(), "truncated"))?;
+        if is_blank(raw) {
+            return Err(Error::NoSuchInode(u64::from(ino)));
+        }
+        let good_old = usize::from(GOOD_OLD_INODE_SIZE);
+        let extra_isize = if isz > good_old {
+            let e = le16(raw, I_EXTRA_ISIZE);
+            if good_old + usize::from(e) > isz || e % 4 != 0 {
+                return Err(Error::corrupt(
+                    what(),
+                    format!("extra inode size {e} invalid"),
+                ));
+            }
+            e
+        } else {
+            0
+        };
+        let fits = |off: usize, len: usize| -> bool {
+            isz > good_old && off + len <= good_old + usize::from(extra_isize)
+        };
+        let generation = le32(raw, I_GENERATION);
+        let csum_seed = if sb.metadata_csum() {
+            inode_csum_seed(sb, ino, generation)
+        } else {
+            0
+        };
+        if sb.metadata_csum() {
+            let hi_fits = fits(I_CHECKSUM_HI, 2);
+            let mut c = crc32c(csum_seed, raw.get(..I_CHECKSUM_LO).unwrap_or(&[]));
+            c = crc32c(c, &[0, 0]);
+            if hi_fits {
+                c = crc32c(c, raw.get(I_CHECKSUM_LO + 2..I_CHECKSUM_HI).unwrap_or(&[]));
+                c = crc32c(c, &[0, 0]);
+                c = crc32c(c, raw.get(I_CHECKSUM_HI + 2..).unwrap_or(&[]));
+            } else {
+                c = crc32c(c, raw.get(I_CHECKSUM_LO + 2..).unwrap_or(&[]));
+            }
+            let mut stored = u32::from(le16(raw, I_CHECKSUM_LO));
+            if hi_fits {
+                stored |= u32::from(le16(raw, I_CHECKSUM_HI)) << 16;
+            } else {
+                c &= 0xFFFF;
+            }
+            if c != stored {
+                return Err(Error::checksum(what()));
+            }
+        }
+
+        let mode = le16(raw, I_MODE);
+        let links = le16(raw, I_LINKS_COUNT);
+        let dtime = le32(raw, I_DTIME);
+        if links == 0 {
+            // Deleted (or an orphan being deleted): not reachable by name.
+            return Err(Error::NoSuchInode(u64::from(ino)));
+        }
+        if kind_of_mode(mode).is_none() {
+            return Err(Error::corrupt(
+                what(),
+                format!("invalid file type in mode {mode:#o}"),
+            ));
+        }
+        let flags = le32(raw, I_FLAGS);
+        let size = u64::from(le32(raw, I_SIZE_LO)) | (u64::from(le32(raw, I_SIZE_HIGH)) << 32);
+        if size > i64::MAX as u64 {
+            return Err(Error::corrupt(what(), format!("size {size} too large")));
+        }
+        let blocks_lo = u64::from(le32(raw, I_BLOCKS_LO));
+        let blocks = if sb.has_ro_compat(ro_compat::HUGE_FILE) {
+            let b = blocks_lo | (u64::from(le16(raw, I_BLOCKS_HIGH)) << 32);
+            if flags & flags::HUGE_FILE != 0 {
+                // Counted in filesystem blocks; 48 bits times at most 128 fits.
+                b << (sb.log_block_size - 9)
+            } else {
+                b
+            }
+        } else {
+            blocks_lo
+        };
+        let file_acl = u64::from(le32(raw, I_FILE_ACL_LO))
+            | if sb.is_64bit() {
+                u64::from(le16(raw, I_FILE_ACL_HIGH)) << 32
+            } else {
+                0
+            };
+        let uid = u32::from(le16(raw, I_UID)) | (u32::from(le16(raw, I_UID_HIGH)) << 16);
+        let gid = u32::from(le16(raw, I_GID)) | (u32::from(le16(raw, I_GID_HIGH)) << 16);
+        let extra = |off: usize| fits(off, 4).then(|| le32(raw, off));
+        let time =
+            |sec_off: usize, extra_off: usize| decode_time(le32(raw, sec_off), extra(extra_off));
+        let crtime = match extra(I_CRTIME) {
+            Some(sec) => decode_time(sec, extra(I_CRTIME_EXTRA)),
+            None => Timestamp::default(),
+        };
+        Ok(Inode {
+            ino,
+            raw: raw.to_vec(),
+            mode,
+            uid,
+            gid,
+            size,
+            links,
+            blocks,
+            flags,
+            generation,
+            file_acl,
+            extra_isize,
+            atime: time(I_ATIME, I_ATIME_EXTRA),
+            ctime: time(I_CTIME, I_CTIME_EXTRA),
+            mtime: time(I_MTIME, I_MTIME_EXTRA),
+            crtime,
+            dtime,
+            csum_seed,
+        })
+    }
+
+    /// The file type (validated at parse).
+    pub fn kind(&self) -> FileKind {
+        kind_of_mode(self.mode).unwrap_or(FileKind::File)
+    }
+
+    /// Whether a flag (`flags::*`) is set.
+    pub fn has_flag(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    /// The 60 bytes of `i_block`.
+    pub fn i_block(&self) -> &[u8] {
+        self.raw.get(I_BLOCK..I_BLOCK + I_BLOCK_LEN).unwrap_or(&[])
+    }
+
+    /// The in-inode extended attribute area: everything after the extra
+    /// fields (starts with the 4-byte xattr magic when present). Empty for
+    /// 128-byte inodes.
+    pub fn inline_xattr_area(&self) -> &[u8] {
+        let start = usize::from(GOOD_OLD_INODE_SIZE) + usize::from(self.extra_isize);
+        if self.raw.len() <= usize::from(GOOD_OLD_INODE_SIZE) {
+            return &[];
+        }
+        self.raw.get(start..).unwrap_or(&[])
+    }
+
+    /// What `stat` reports.
+    pub fn stat(&self) -> Stat {
+        let kind = self.kind();
+        let rdev = match kind {
+            FileKind::CharDev | FileKind::BlockDev => decode_rdev(self.i_block()),
+            _ => (0, 0),
+        };
+        Stat {
+            ino: self.ino,
+            generation: self.generation,
+            kind,
+            perm: self.mode & 0o7777,
+            uid: self.uid,
+            gid: self.gid,
+            size: self.size,
+            nlink: u32::from(self.links),
+            blocks: self.blocks,
+            atime: self.atime,
+            mtime: self.mtime,
+            ctime: self.ctime,
+            crtime: self.crtime,
+            rdev,
+            flags: self.flags,
+        }
+    }
+}

@@ -12,6 +12,7 @@
 //! `inline`, `xattr`, `acl`, `symlink` build the namespace on top.
 
 pub mod acl;
+pub mod bytes;
 pub mod csum;
 pub mod dir;
 pub mod error;

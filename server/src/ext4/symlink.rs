@@ -1,1 +1,77 @@
-//! (To be written.)
+//! Symbolic links: `Fs::read_link`.
+//!
+//! Three storages: *fast* symlinks keep the target in `i_block` (60 bytes,
+//! the inode owns no data blocks: `i_blocks` is zero or just the xattr
+//! block's share), *slow* symlinks keep it in data block 0, and inline_data
+//! symlinks keep it in `i_block` + `system.data`.
+//!
+//! Invariants (as the kernel enforces them): a fast target is 1..=59 bytes
+//! with no NUL inside; a slow target is shorter than the block and than
+//! PATH_MAX and its block is not a hole; a slow target ends at its first
+//! NUL, as readlink(2) reports it.
+
+use super::error::{Error, Result};
+use super::fs::{FileKind, Fs};
+use super::inline::{self, INLINE_IBLOCK_SIZE};
+use super::inode::flags as iflags;
+
+/// Longest path the VFS accepts, including the terminating NUL.
+pub const PATH_MAX: u64 = 4096;
+
+impl Fs {
+    /// The target of symlink `ino`.
+    pub fn read_link(&self, ino: u32) -> Result<Vec<u8>> {
+        let inode = self.inode(ino)?;
+        if inode.kind() != FileKind::Symlink {
+            return Err(Error::NotSymlink);
+        }
+        let what = || format!("symlink {ino}");
+        if inode.size == 0 || inode.size >= PATH_MAX {
+            return Err(Error::corrupt(
+                what(),
+                format!("target length {}", inode.size),
+            ));
+        }
+        let size = inode.size as usize;
+        if inode.has_flag(iflags::INLINE_DATA) {
+            let mut buf = vec![0u8; size];
+            let n = inline::read_inline(self, &inode, 0, &mut buf)?;
+            buf.truncate(n);
+            return Ok(buf);
+        }
+        let sb = self.sb();
+        let cluster_sectors = (u64::from(sb.block_size) * sb.cluster_ratio()) >> 9;
+        let ea_sectors = if inode.file_acl != 0 {
+            cluster_sectors
+        } else {
+            0
+        };
+        if !inode.has_flag(iflags::EA_INODE) && inode.blocks == ea_sectors {
+            // Fast symlink: the target is in i_block.
+            if size >= INLINE_IBLOCK_SIZE {
+                return Err(Error::corrupt(what(), "fast symlink longer than i_block"));
+            }
+            let target = inode
+                .i_block()
+                .get(..size)
+                .ok_or_else(|| Error::corrupt(what(), "inode too small"))?;
+            if target.contains(&0) {
+                return Err(Error::corrupt(what(), "NUL inside a fast symlink"));
+            }
+            return Ok(target.to_vec());
+        }
+        if size >= sb.block_size as usize {
+            return Err(Error::corrupt(what(), "target longer than a block"));
+        }
+        if self.map_block(&inode, 0)?.is_none() {
+            return Err(Error::corrupt(what(), "target block is a hole"));
+        }
+        let mut block = vec![0u8; sb.block_size as usize];
+        self.read_file_block(&inode, 0, &mut block)?;
+        block.truncate(size);
+        if let Some(nul) = block.iter().position(|&b| b == 0) {
+            block.truncate(nul);
+        }
+        Ok(block)
+    }
+}

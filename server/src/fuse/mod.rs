@@ -1,1 +1,105 @@
-//! FUSE adapter: the only place that knows FUSE and errno. (To be written.)
+//! FUSE adapter: the only place that knows FUSE and errno.
+//!
+//! [`FuseServer::new`] takes the opened filesystem and the `/dev/fuse` fd
+//! the helper mounted with, performs the FUSE INIT handshake, and
+//! [`FuseServer::run`] serves requests on several threads until the kernel
+//! connection ends (unmount or abort).
+//!
+//! Sandbox constraints: the server runs under Landlock with no filesystem
+//! access, so fuser's `clone_fd` (which reopens `/dev/fuse` to give each
+//! thread its own fd) stays off; all worker threads share the one fd, which
+//! the kernel supports (each read takes one whole request).
+//!
+//! Access control is the kernel's: the mount carries `user_id=`/`group_id=`
+//! of the mounting user and `allow_other` only when the helper allowed it,
+//! and the kernel refuses requests from anyone else before they reach us.
+//! fuser's own filter compares the caller with the *server's* euid, which
+//! is an unprivileged service uid, not the mount's owner (root, for a root
+//! mount); it would refuse the very users the mount is for. So the session
+//! ACL is always `All`, whatever `allow_other` says.
+
+mod attr;
+mod backend;
+#[cfg(test)]
+mod engine_tests;
+mod errno;
+mod ops;
+#[cfg(test)]
+mod tests;
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use fuser::{Config, Session, SessionACL};
+
+use crate::ext4::Fs;
+use ops::Adapter;
+
+/// Default number of FUSE worker threads. The work is mostly waiting on the
+/// device (pread), not CPU, so more threads than the 2 cores of a typical
+/// small host keep several reads in flight (kernel readahead issues
+/// parallel requests); each thread costs a 16 MiB request buffer of address
+/// space, so a handful, not dozens.
+pub const DEFAULT_THREADS: usize = 4;
+
+/// How to serve the mount.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Worker threads (0 = [`DEFAULT_THREADS`]).
+    pub threads: usize,
+    /// The mount is read-only: opens for writing are refused with EROFS.
+    pub read_only: bool,
+    /// The helper allowed `allow_other` on the mount. Informational: the
+    /// kernel enforces it (see the module documentation).
+    pub allow_other: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> ServeOptions {
+        ServeOptions {
+            threads: DEFAULT_THREADS,
+            read_only: true,
+            allow_other: false,
+        }
+    }
+}
+
+/// A FUSE session over an engine filesystem, past its INIT handshake.
+#[derive(Debug)]
+pub struct FuseServer {
+    session: Session<Adapter>,
+}
+
+impl FuseServer {
+    /// Takes over `fuse_fd` (an open `/dev/fuse` already mounted) and
+    /// answers the kernel's INIT. Blocks until INIT arrives, which the
+    /// kernel sends as soon as the mount exists.
+    pub fn new(fs: Arc<Fs>, fuse_fd: OwnedFd, opts: &ServeOptions) -> std::io::Result<FuseServer> {
+        FuseServer::with_backend(fs, fuse_fd, opts)
+    }
+
+    fn with_backend(
+        fs: Arc<dyn backend::Backend>,
+        fuse_fd: OwnedFd,
+        opts: &ServeOptions,
+    ) -> std::io::Result<FuseServer> {
+        let adapter = Adapter::new(fs, opts.read_only);
+        let mut config = Config::default();
+        config.n_threads = Some(if opts.threads == 0 {
+            DEFAULT_THREADS
+        } else {
+            opts.threads
+        });
+        // Reopening /dev/fuse is impossible under Landlock.
+        config.clone_fd = false;
+        config.acl = SessionACL::All;
+        let session = Session::from_fd(adapter, fuse_fd, SessionACL::All, config)?;
+        Ok(FuseServer { session })
+    }
+
+    /// Serves requests until the kernel ends the connection (unmount or
+    /// abort), then returns. The caller then flushes and closes the device.
+    pub fn run(self) -> std::io::Result<()> {
+        self.session.run()
+    }
+}

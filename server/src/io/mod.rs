@@ -15,10 +15,17 @@
 use std::fmt;
 
 pub mod cache;
+pub mod faulty;
 pub mod mem;
+mod sys;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod unixfd;
 
 pub use cache::BlockDevice;
+pub use faulty::FaultyChannel;
+pub use mem::MemChannel;
+pub use unixfd::UnixFdChannel;
 
 /// Errors of the IO channel.
 #[derive(Debug, thiserror::Error)]

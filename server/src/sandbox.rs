@@ -1,1 +1,0 @@
-//! The sandbox the server enters before it reads one byte of the image. (To be written.)

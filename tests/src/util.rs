@@ -1,0 +1,248 @@
+//! Small shared utilities: unique temp dirs, running tools with readable
+//! errors, locating the fsvc binaries, bounded waits and mount-table queries.
+//!
+//! Invariant: every wait here is bounded; a hang becomes an error, never a
+//! stuck test.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Environment variable overriding where `fsvc-mount`/`fsvc-server` live.
+pub const BIN_DIR_ENV: &str = "FSVC_BIN_DIR";
+
+/// A directory under /tmp removed (recursively) on drop, unless something is
+/// still mounted under it: then it is left alone, because deleting through a
+/// live mount could change a filesystem that is not ours to change.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempDir {
+    /// Makes `/tmp/fsvc-e2e-<tag>-<pid>-<n>-<nanos>`.
+    pub fn new(tag: &str) -> Result<TempDir> {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = PathBuf::from(format!(
+            "/tmp/fsvc-e2e-{tag}-{}-{n}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))?;
+        Ok(TempDir { path })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `self.path().join(rel)`.
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.path.join(rel)
+    }
+
+    /// Makes a subdirectory and returns its path.
+    pub fn subdir(&self, name: &str) -> Result<PathBuf> {
+        let p = self.path.join(name);
+        std::fs::create_dir_all(&p).with_context(|| format!("mkdir {}", p.display()))?;
+        Ok(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        match mounts_under(&self.path) {
+            Ok(m) if m.is_empty() => {
+                let _ = std::fs::remove_dir_all(&self.path);
+            }
+            Ok(m) => eprintln!(
+                "warning: leaving {} in place, still mounted under it: {m:?}",
+                self.path.display()
+            ),
+            Err(e) => eprintln!("warning: cannot read mountinfo: {e}"),
+        }
+    }
+}
+
+/// Finds `tool` on PATH.
+pub fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Runs a command to completion; a non-zero exit is an error carrying the
+/// command line, status, stdout and stderr.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// Runs a command line given as words, see [`run`].
+pub fn run_args<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<Output> {
+    run(Command::new(program).args(args))
+}
+
+/// Runs a command and returns its stdout as (lossy) text.
+pub fn run_stdout<S: AsRef<OsStr>>(program: &str, args: &[S]) -> Result<String> {
+    Ok(String::from_utf8_lossy(&run_args(program, args)?.stdout).into_owned())
+}
+
+/// The directory holding `fsvc-mount` and `fsvc-server`: `$FSVC_BIN_DIR`, or
+/// `target/<profile>/` found from the test executable
+/// (`target/<profile>/deps/<test>`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.file_name() == Some(OsStr::new("deps")) {
+        dir.pop();
+    }
+    dir
+}
+
+/// Path to an fsvc binary; panics with a clear instruction when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} not found: run `cargo build --workspace` first (or set {BIN_DIR_ENV})",
+        p.display()
+    );
+    p
+}
+
+/// Waits for `child` to exit for at most `limit`; on timeout kills it and
+/// returns an error (a hang is a failure, never a stuck test).
+pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> Result<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not exit within {limit:?} (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `cond` every 20 ms for at most `limit`; true when it became true.
+pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Decodes the octal escapes (`\040`, `\012`, `\134`) mountinfo uses.
+fn unescape_mountinfo(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() {
+            let oct = b
+                .get(i + 1..i + 4)
+                .and_then(|o| std::str::from_utf8(o).ok());
+            if let Some(v) = oct.and_then(|o| u8::from_str_radix(o, 8).ok()) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// One line of /proc/self/mountinfo (the fields tests look at).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Mount point.
+    pub mountpoint: PathBuf,
+    /// Filesystem type (e.g. `fuse.ext4`, `ext4`).
+    pub fstype: String,
+    /// Mount source (e.g. the image path).
+    pub source: String,
+    /// Per-mount options (`ro,nosuid,...`).
+    pub options: String,
+}
+
+/// Reads /proc/self/mountinfo.
+pub fn mount_table() -> Result<Vec<MountEntry>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut v = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        if fields.len() < sep + 3 || fields.len() < 6 {
+            continue;
+        }
+        v.push(MountEntry {
+            mountpoint: PathBuf::from(OsStr::from_bytes(&unescape_mountinfo(fields[4]))),
+            options: fields[5].to_string(),
+            fstype: fields[sep + 1].to_string(),
+            source: String::from_utf8_lossy(&unescape_mountinfo(fields[sep + 2])).into_owned(),
+        });
+    }
+    Ok(v)
+}
+
+/// Mounts whose mount point is `dir` exactly.
+pub fn mounts_at(dir: &Path) -> Result<Vec<MountEntry>> {
+    Ok(mount_table()?
+        .into_iter()
+        .filter(|m| m.mountpoint == dir)
+        .collect())
+}
+
+/// Mounts at or below `dir`.
+pub fn mounts_under(dir: &Path) -> Result<Vec<MountEntry>> {
+    Ok(mount_table()?
+        .into_iter()
+        .filter(|m| m.mountpoint.starts_with(dir))
+        .collect())
+}
+
+/// Reads a file, lossily, for diagnostics ("" when unreadable).
+pub fn read_lossy(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
