@@ -608,10 +608,11 @@ impl Outcome {
     /// Whether a Corrupt/Checksum error was reported for `path` (or at open).
     pub fn detected_at(&self, path: &str) -> bool {
         matches!(self.open_err, Some("Corrupt" | "Checksum" | "NotExt"))
-            || self
-                .errors
-                .iter()
-                .any(|(p, _, k)| p == path && matches!(*k, "Corrupt" | "Checksum"))
+            || self.errors.iter().any(|(p, _, k)| {
+                // Damage to a directory also shows as failed lookups of its entries.
+                let inside = p == path || p.strip_prefix(path).is_some_and(|r| r.starts_with('/'));
+                inside && matches!(*k, "Corrupt" | "Checksum")
+            })
     }
 
     /// Whether any Corrupt/Checksum error was reported anywhere.
