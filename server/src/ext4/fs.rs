@@ -510,17 +510,24 @@ impl Fs {
         let gdb_count = u64::from(sb.group_count.div_ceil(dpb));
         for g in 0..sb.group_count {
             let has_super = sb.group_has_super(g);
-            let gdb = if !meta || g / dpb < sb.first_meta_bg {
-                match (has_super, meta) {
-                    (false, _) => 0,
-                    (true, true) => u64::from(sb.first_meta_bg),
-                    (true, false) => gdb_count,
+            // Superblock copy, descriptor blocks and (in the classic GDT
+            // layout) the reserved GDT blocks count where a backup is.
+            let base = if !meta || g / dpb < sb.first_meta_bg {
+                if has_super {
+                    let gdb = if meta {
+                        u64::from(sb.first_meta_bg)
+                    } else {
+                        gdb_count
+                    };
+                    1 + gdb + u64::from(sb.reserved_gdt_blocks)
+                } else {
+                    0
                 }
             } else {
                 let r = g % dpb;
-                u64::from(r == 0 || r == 1 || r == dpb - 1)
+                u64::from(has_super) + u64::from(r == 0 || r == 1 || r == dpb - 1)
             };
-            total += u64::from(has_super) + gdb + u64::from(sb.itable_blocks_per_group) + 2;
+            total += base + u64::from(sb.itable_blocks_per_group) + 2;
         }
         if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum != 0 {
             if let Ok(j) = self.inode(sb.journal_inum) {
