@@ -212,5 +212,6 @@ image_tests! {
     ext4_no_extents: &["-t", "ext4", "-O", "^extent,^64bit", "-b", "1024"], "16M", false;
     ext4_inline_data: &["-t", "ext4", "-O", "inline_data"], "16M", false;
     ext4_inline_data_1k_nocsum: &["-t", "ext4", "-b", "1024", "-I", "256", "-O", "inline_data,^metadata_csum"], "16M", false;
+    ext4_64k_blocks: &["-t", "ext4", "-b", "65536"], "64M", true;
     ext4_bigalloc: &["-t", "ext4", "-O", "bigalloc", "-C", "16384"], "64M", false;
 }

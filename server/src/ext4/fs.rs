@@ -35,10 +35,23 @@
 //! - `Fs::read_inode_data(&Inode, offset, &mut buf) -> Result<usize>`: `read`
 //!   for an inode already in hand (directories, slow symlinks).
 //! - `Fs::block_size()`, `Fs::dev()` (the block layer, for its counters).
+//! - `Fs::group(g)`, `Fs::verify_bitmaps(g)`, `Fs::notes()` (what to log at mount).
 //! - Checksums: `csum::crc32c(seed, bytes)` (raw, ext4's `ext4_chksum`),
 //!   `csum::crc32c_zeroed`, `Superblock::csum_seed` (fs seed),
 //!   `Inode::csum_seed` (fs seed + ino + generation, for extent and
 //!   directory blocks), `Superblock::metadata_csum()`.
+//!
+//! Decisions (mirroring the kernel's ext4 on a read-only mount):
+//! - A group descriptor whose checksum fails does not refuse the mount; that
+//!   group is quarantined (its inodes and bitmaps answer `Error::Checksum`).
+//!   A descriptor pointing outside the filesystem refuses the mount.
+//! - `needs_recovery` refuses the mount unless `norecovery`; MMP is not
+//!   taken (read-only); unknown ro_compat features are recorded in `notes`.
+//! - `statfs` reports what `ext4_statfs` does: the overhead from
+//!   `s_overhead_clusters` or computed per group (superblock and GDT copies,
+//!   reserved GDT blocks, bitmaps, inode tables, journal), free counts summed
+//!   from the group descriptors, and `bavail` net of the root reserve and of
+//!   the kernel's reserved pool (2% of clusters, at most 4096, extent fs only).
 
 use std::sync::Arc;
 
