@@ -336,6 +336,18 @@ impl Inode {
         self.raw.get(start..).unwrap_or(&[])
     }
 
+    /// `st_blocks` as the kernel reports it: inline-data regular files
+    /// count their bytes in sectors on top of what they allocate, so that
+    /// tools do not take a non-empty file for an entirely sparse one
+    /// (directories and symlinks do not).
+    pub fn stat_blocks(&self) -> u64 {
+        if self.has_flag(flags::INLINE_DATA) && self.kind() == FileKind::File {
+            self.blocks.saturating_add(self.size.div_ceil(512))
+        } else {
+            self.blocks
+        }
+    }
+
     /// What `stat` reports.
     pub fn stat(&self) -> Stat {
         let kind = self.kind();
@@ -352,7 +364,7 @@ impl Inode {
             gid: self.gid,
             size: self.size,
             nlink: u32::from(self.links),
-            blocks: self.blocks,
+            blocks: self.stat_blocks(),
             atime: self.atime,
             mtime: self.mtime,
             ctime: self.ctime,
