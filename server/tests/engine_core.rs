@@ -215,3 +215,30 @@ image_tests! {
     ext4_64k_blocks: &["-t", "ext4", "-b", "65536"], "64M", true;
     ext4_bigalloc: &["-t", "ext4", "-O", "bigalloc", "-C", "16384"], "64M", false;
 }
+
+/// A contiguous file is read as one run: the block layer sees one inode
+/// lookup and the data blocks, not a metadata walk per block.
+#[test]
+fn contiguous_file_reads_as_one_run() {
+    let s = Scratch::new("run");
+    let tree = s.0.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    let data = noise(77, 4 << 20);
+    std::fs::write(tree.join("big4m"), &data).unwrap();
+    let img = mkfs(&s.0, &["-t", "ext4", "-b", "4096"], &tree, "32M");
+    let bytes = std::fs::read(&img).unwrap();
+    let fs = open(&bytes).unwrap();
+    let ino = debugfs_stat(&img, "big4m").ino;
+    let before = fs.dev().stats();
+    let mut buf = vec![0u8; 4 << 20];
+    assert_eq!(fs.read(ino, 0, &mut buf).unwrap(), 4 << 20);
+    assert!(buf == data);
+    let after = fs.dev().stats();
+    assert_eq!(after.data_blocks_read - before.data_blocks_read, 1024);
+    // The inode's table block, nothing per data block.
+    assert!(
+        after.meta_requests - before.meta_requests <= 2,
+        "{} metadata requests for one contiguous read",
+        after.meta_requests - before.meta_requests
+    );
+}
