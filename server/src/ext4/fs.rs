@@ -317,6 +317,21 @@ impl Fs {
         Ok(self.dev.read_meta(pblk)?)
     }
 
+    /// [`Fs::meta_block`] that, on a miss, also reads the blocks of `span`
+    /// around `pblk` the cache does not hold yet (one device read; see
+    /// `BlockDevice::read_meta_ahead`). `span` is clipped to the filesystem.
+    pub(crate) fn meta_block_ahead(
+        &self,
+        pblk: u64,
+        span: std::ops::Range<u64>,
+    ) -> Result<Arc<[u8]>> {
+        if pblk >= self.sb.blocks_count {
+            return self.meta_block(pblk);
+        }
+        let span = span.start..span.end.min(self.sb.blocks_count);
+        Ok(self.dev.read_meta_ahead(pblk, span)?)
+    }
+
     /// Reads, bounds-checks and checksum-verifies inode `ino`.
     pub fn inode(&self, ino: u32) -> Result<Inode> {
         let sb = &self.sb;
@@ -339,7 +354,16 @@ impl Fs {
         let byte = u64::from(index) * isz;
         let blk = gd.inode_table + byte / u64::from(sb.block_size);
         let off = (byte % u64::from(sb.block_size)) as usize;
-        let block = self.meta_block(blk)?;
+        // Inodes are looked at in bursts (a listing, a tree walk): a miss
+        // reads ahead within the used part of this group's table.
+        let used = if sb.has_group_csum() {
+            sb.inodes_per_group.saturating_sub(gd.itable_unused)
+        } else {
+            sb.inodes_per_group
+        };
+        let table_blocks = (u64::from(used) * isz).div_ceil(u64::from(sb.block_size));
+        let span = gd.inode_table..gd.inode_table.saturating_add(table_blocks);
+        let block = self.meta_block_ahead(blk, span)?;
         let raw = block
             .get(off..off + usize::from(sb.inode_size))
             .ok_or_else(|| Error::corrupt(format!("inode {ino}"), "outside its table block"))?;
