@@ -333,10 +333,12 @@ impl Fs {
 
     /// Directory block `lblk` (through the metadata cache), `None` for a hole.
     fn dir_block(&self, inode: &Inode, lblk: u64) -> Result<Option<Arc<[u8]>>> {
-        match self.map_block(inode, lblk)? {
+        let m = self.map_extent(inode, lblk)?;
+        match m.pblk {
             None => Ok(None),
             Some(p) => {
-                let b = self.meta_block(p)?;
+                // A miss reads ahead along this contiguous run of the directory.
+                let b = self.meta_block_ahead(p, p..p.saturating_add(m.len))?;
                 if b.len() != self.sb().block_size as usize {
                     return Err(Error::corrupt(
                         format!("directory {}", inode.ino),

@@ -2,7 +2,13 @@
 //! logic (directory paging, xattr sizing, node-id mapping) is tested against
 //! a small fake as well as against the real [`Fs`].
 
-use crate::ext4::{DirEntry, Fs, Result, Stat, StatFs};
+use crate::ext4::inode::flags;
+use crate::ext4::{DirEntry, FileKind, Fs, Result, Stat, StatFs};
+
+/// Most extent runs one `SEEK_DATA`/`SEEK_HOLE` walks before it gives the
+/// always-correct conservative answer (data here, the hole at the end of
+/// file): a hostile or pathological mapping cannot make one request long.
+const MAX_SEEK_RUNS: u32 = 1 << 16;
 
 /// What the FUSE adapter asks of a filesystem. Mirrors `ext4::Fs`'s public API.
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -22,6 +28,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn get_xattr(&self, ino: u32, name: &[u8]) -> Result<Vec<u8>>;
     /// See `Fs::statfs`.
     fn statfs(&self) -> StatFs;
+    /// `SEEK_DATA` (`hole` false) or `SEEK_HOLE` (`hole` true) from
+    /// `offset` in file `ino`: the offset found, or `None` when there is no
+    /// data at or after `offset` (ENXIO). Every file has a hole at its end.
+    fn seek(&self, ino: u32, offset: u64, hole: bool) -> Result<Option<u64>>;
 }
 
 // `Fs::x(self, ..)` names the inherent method (inherent methods take
@@ -50,5 +60,32 @@ impl Backend for Fs {
     }
     fn statfs(&self) -> StatFs {
         Fs::statfs(self)
+    }
+    fn seek(&self, ino: u32, offset: u64, hole: bool) -> Result<Option<u64>> {
+        let inode = self.inode(ino)?;
+        let size = inode.size;
+        if offset >= size {
+            return Ok(None);
+        }
+        // Only mapped regular files have holes worth reporting.
+        if inode.kind() != FileKind::File || inode.has_flag(flags::INLINE_DATA) {
+            return Ok(Some(if hole { size } else { offset }));
+        }
+        let bs = u64::from(self.block_size());
+        let end = size.div_ceil(bs);
+        let mut lblk = offset / bs;
+        for _ in 0..MAX_SEEK_RUNS {
+            if lblk >= end {
+                return Ok(hole.then_some(size));
+            }
+            let m = self.map_extent(&inode, lblk)?;
+            // Uninitialized extents read as zeros: holes, as the kernel says.
+            if m.pblk.is_none() == hole {
+                let at = lblk.saturating_mul(bs).max(offset);
+                return Ok(Some(at.min(size)));
+            }
+            lblk = lblk.saturating_add(m.len.max(1));
+        }
+        Ok(Some(if hole { size } else { offset }))
     }
 }

@@ -118,6 +118,20 @@ fn contents(root: &Path, rel: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
     }
 }
 
+/// `lseek(SEEK_DATA)` and `lseek(SEEK_HOLE)` of `path` from each offset:
+/// the offset found or the errno.
+fn seeks(path: &Path, offsets: &[i64]) -> Vec<(i64, i32, Result<i64, i32>)> {
+    let f = std::fs::File::open(path).unwrap();
+    let mut out = Vec::new();
+    for &off in offsets {
+        for whence in [nix::unistd::Whence::SeekData, nix::unistd::Whence::SeekHole] {
+            let r = nix::unistd::lseek(&f, off, whence).map_err(|e| e as i32);
+            out.push((off, whence as i32, r));
+        }
+    }
+    out
+}
+
 struct LoopMount(TempDir);
 
 impl Drop for LoopMount {
@@ -189,6 +203,28 @@ fn engine_image_reads_like_the_kernel() {
             panic!(
                 "{label}: trees differ; see {}.{{kernel,fsvc}}",
                 dump.display()
+            );
+        }
+        const M: i64 = 1 << 20;
+        let offsets = [
+            0,
+            1,
+            4095,
+            4096,
+            32 * M - 1,
+            32 * M,
+            32 * M + 6,
+            32 * M + 4096,
+            48 * M,
+            64 * M - 1,
+            64 * M,
+            100 * M,
+        ];
+        for f in ["sparse", "big", "small", "empty"] {
+            assert_eq!(
+                seeks(&kernel.0 .0.join(f), &offsets),
+                seeks(&m.dir.0.join(f), &offsets),
+                "{label}: SEEK_DATA/SEEK_HOLE of {f}"
             );
         }
         let (mut kc, mut fc) = (Vec::new(), Vec::new());

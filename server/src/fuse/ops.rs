@@ -20,9 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyXattr, Request,
+    AccessFlags, Errno, FileAttr, FileHandle, FopenFlags, Generation, INodeNo, InitFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs,
+    ReplyXattr, Request,
 };
 
 use super::attr::{ext4_ino, file_attr, file_type, fuse_ino, placeholder_attr};
@@ -364,6 +365,71 @@ impl Adapter {
     }
 }
 
+/// `FS_IOC_GETFLAGS` (`_IOR('f', 1, long)`): the inode flags `lsattr`
+/// shows. The kernel's FUSE asks it with a 4-byte (`int`) result.
+const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
+/// The inode flags ext4 shows to users (the kernel's
+/// `EXT4_FL_USER_VISIBLE`); the rest are internal.
+const EXT4_FL_USER_VISIBLE: u32 = 0x705B_DFFF;
+
+impl Adapter {
+    /// `access(2)` when the kernel does not check permissions itself (no
+    /// `default_permissions`): the node must exist, and writing is refused
+    /// on a filesystem this server cannot write. Permission bits are the
+    /// kernel's business (it has the attributes).
+    pub(crate) fn do_access(&self, node: INodeNo, mask: AccessFlags) -> Result<(), Errno> {
+        let ino = self.ino(node)?;
+        self.fs
+            .stat(ino)
+            .map_err(|e| self.err(&e, || format!("access inode {ino}")))?;
+        if mask.contains(AccessFlags::W_OK) && (self.read_only || !WRITE_SUPPORTED) {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    /// `lseek` with `SEEK_DATA`/`SEEK_HOLE` (the kernel handles the other
+    /// whences itself and never sends them).
+    pub(crate) fn do_lseek(&self, node: INodeNo, offset: i64, whence: i32) -> Result<i64, Errno> {
+        let hole = match whence {
+            libc::SEEK_DATA => false,
+            libc::SEEK_HOLE => true,
+            _ => return Err(Errno::EINVAL),
+        };
+        let ino = self.ino(node)?;
+        let Ok(from) = u64::try_from(offset) else {
+            return Err(Errno::ENXIO);
+        };
+        match self.fs.seek(ino, from, hole) {
+            Ok(Some(at)) => i64::try_from(at).map_err(|_| Errno::ENXIO),
+            Ok(None) => Err(Errno::ENXIO),
+            Err(e) => Err(self.err(&e, || format!("lseek inode {ino} at {offset}"))),
+        }
+    }
+
+    /// The answer to an ioctl: `FS_IOC_GETFLAGS` (lsattr) is served from
+    /// the inode, every other command is not one of ours (ENOTTY, as the
+    /// kernel answers an unknown ioctl).
+    pub(crate) fn do_ioctl(
+        &self,
+        node: INodeNo,
+        cmd: u32,
+        out_size: u32,
+    ) -> Result<Vec<u8>, Errno> {
+        if cmd != FS_IOC_GETFLAGS {
+            return Err(Errno::ENOTTY);
+        }
+        let ino = self.ino(node)?;
+        let st = self
+            .fs
+            .stat(ino)
+            .map_err(|e| self.err(&e, || format!("getflags inode {ino}")))?;
+        let flags = (st.flags & EXT4_FL_USER_VISIBLE).to_ne_bytes();
+        let n = flags.len().min(out_size as usize);
+        Ok(flags.get(..n).unwrap_or(&[]).to_vec())
+    }
+}
+
 /// Whether the engine can write. Until it can, write opens are EROFS even on
 /// a mount that is nominally read-write.
 const WRITE_SUPPORTED: bool = false;
@@ -406,6 +472,10 @@ impl fuser::Filesystem for Adapter {
     // `forget`: nothing to do. The adapter keeps no per-node state (node
     // ids are inode numbers, looked up afresh each time), so the kernel's
     // lookup counts have nothing to release. fuser's default ignores it.
+    //
+    // `getlk`/`setlk`/`flock`: never sent. INIT does not offer
+    // FUSE_POSIX_LOCKS or FUSE_FLOCK_LOCKS, so the kernel keeps locks
+    // locally, which is exact for a filesystem only this host serves.
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.do_getattr(ino) {
@@ -447,6 +517,82 @@ impl fuser::Filesystem for Adapter {
     ) {
         match self.do_read(ino, offset, size) {
             Ok(data) => reply.data(&data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    /// Nothing to write back: data is never buffered here (the mount is
+    /// read-only until the engine writes), so a close has nothing to report.
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    /// Nothing is ever dirty (see `flush`): already durable.
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    /// As `fsync`.
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        match self.do_access(ino, mask) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        match self.do_ioctl(ino, cmd, out_size) {
+            Ok(data) => reply.ioctl(0, &data),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        match self.do_lseek(ino, offset, whence) {
+            Ok(at) => reply.offset(at),
             Err(e) => reply.error(e),
         }
     }

@@ -119,7 +119,11 @@ fn fake() -> FakeFs {
     put(
         HELLO,
         FakeInode {
-            stat: Some(stat(HELLO, FileKind::File, 0o640, 300_000, 1)),
+            stat: Some(Stat {
+                // immutable | extents, plus EA_INODE (not user-visible).
+                flags: 0x0028_0010,
+                ..stat(HELLO, FileKind::File, 0o640, 300_000, 1)
+            }),
             data: hello_data(),
             xattrs: vec![
                 (b"user.a".to_vec(), b"b".to_vec()),
@@ -250,6 +254,10 @@ impl Backend for FakeFs {
             .find(|x| x.0 == name)
             .map(|x| x.1.clone())
             .ok_or(Error::NoXattr)
+    }
+    fn seek(&self, ino: u32, offset: u64, hole: bool) -> Result<Option<u64>> {
+        let size = self.node(ino)?.data.len() as u64;
+        Ok((offset < size).then_some(if hole { size } else { offset }))
     }
     fn statfs(&self) -> StatFs {
         StatFs {
@@ -435,6 +443,57 @@ fn write_opens_are_refused() {
     }
 }
 
+#[test]
+fn access_checks_existence_and_refuses_writes() {
+    let (_, a) = adapter();
+    use fuser::AccessFlags as A;
+    let table = [
+        (HELLO, A::F_OK, None),
+        (HELLO, A::R_OK | A::X_OK, None),
+        (HELLO, A::W_OK, Some(libc::EROFS)),
+        (BROKEN, A::F_OK, Some(EUCLEAN)),
+        (GHOST, A::R_OK, Some(libc::ESTALE)),
+    ];
+    for (ino, mask, want) in table {
+        assert_eq!(code(a.do_access(node(ino), mask)), want, "{ino} {mask:?}");
+    }
+}
+
+#[test]
+fn ioctl_serves_getflags_only() {
+    const GETFLAGS: u32 = 0x8008_6601;
+    let (_, a) = adapter();
+    // Visible flags pass, internal ones (EXT4_EXTENTS_FL is visible,
+    // EXT4_EA_INODE_FL 0x200000 is not) are masked.
+    type Case = (u32, u32, u32, std::result::Result<Vec<u8>, i32>);
+    let table: [Case; 5] = [
+        (
+            HELLO,
+            GETFLAGS,
+            4,
+            Ok(0x0008_0010u32.to_ne_bytes().to_vec()),
+        ),
+        (
+            HELLO,
+            GETFLAGS,
+            8,
+            Ok(0x0008_0010u32.to_ne_bytes().to_vec()),
+        ),
+        (
+            HELLO,
+            GETFLAGS,
+            2,
+            Ok(0x0008_0010u32.to_ne_bytes()[..2].to_vec()),
+        ),
+        (HELLO, 0x4008_6602, 8, Err(libc::ENOTTY)), // FS_IOC_SETFLAGS
+        (BROKEN, GETFLAGS, 4, Err(EUCLEAN)),
+    ];
+    for (ino, cmd, out, want) in table {
+        let got = a.do_ioctl(node(ino), cmd, out).map_err(Errno::code);
+        assert_eq!(got, want, "{ino} {cmd:#x} {out}");
+    }
+}
+
 /// A FUSE mount made by the test itself, served on a background thread.
 pub(crate) struct TestMount {
     pub(crate) dir: TempDir,
@@ -606,6 +665,22 @@ fn mounted_fake_reads_through_the_kernel() {
         "{listing}"
     );
     assert!(!getfattr(&["-n", "user.none"], &m.path("hello")).0);
+
+    // lsattr goes through FS_IOC_GETFLAGS: immutable and extents.
+    let out = Command::new("lsattr").arg(m.path("hello")).output();
+    if let Ok(out) = out {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let field = text.split_whitespace().next().unwrap_or("");
+        assert!(
+            out.status.success() && field.contains('i') && field.contains('e'),
+            "lsattr: {text:?} {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // fsync and close (flush) of a read-only file succeed.
+    let f = std::fs::File::open(m.path("hello")).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
 
     // A 500-entry directory lists once, in pages, never rescanned.
     fs.read_dir_calls.store(0, Ordering::Relaxed);

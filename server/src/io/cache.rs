@@ -11,12 +11,35 @@
 //! Device reads happen outside the shard lock; two threads missing the same
 //! block may both read it, and the first insertion wins.
 //!
+//! Readahead: the device is usually opened `O_DIRECT` (no kernel page cache,
+//! no kernel readahead), so every miss is a device round trip, and metadata
+//! is read in bursts of neighbours (an inode table while a directory is
+//! listed or its files are stat'ed, a directory's blocks one after the
+//! other). A miss therefore reads more than the one block, in one device
+//! read, and caches every block it brought in:
+//! - [`BlockDevice::read_meta`] reads the whole device sector around the
+//!   block (a 1 KiB block on a 4 KiB-sector device costs the same read as
+//!   its three neighbours);
+//! - [`BlockDevice::read_meta_ahead`] also takes the span the caller knows
+//!   is useful (the used part of a group's inode table, a directory's
+//!   contiguous extent) and reads the [`META_WINDOW_BYTES`]-aligned window
+//!   around the block, clipped to that span, to the blocks not cached yet
+//!   and to a fraction of the cache ([`WINDOW_CACHE_DIVISOR`]), so that a
+//!   small cache is never flushed by its own readahead.
+//!
 //! Invariants: a block number is checked against the device size before any
 //! backend access ([`IoError::OutOfRange`]); the cache never holds more
 //! than its budget (whole blocks; a budget under one block caches nothing);
-//! a failed read is never cached. File data (`read_blocks`) bypasses it.
+//! a failed read is never cached; a block already cached is never replaced
+//! by a copy read later (readahead never overwrites); one miss issues one
+//! device read of at most [`META_WINDOW_BYTES`] plus a sector on either
+//! side. File data (`read_blocks`) bypasses the cache. Blocks near a
+//! metadata block may be cached although they are not metadata: any future
+//! write path must update or invalidate the cached copy of every block it
+//! writes, data included.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -28,14 +51,26 @@ use super::{IoChannel, IoError};
 pub struct BlockStats {
     /// Metadata block requests (hits and misses).
     pub meta_requests: u64,
-    /// Metadata blocks read from the device (misses).
+    /// Device reads issued for metadata (one per miss).
     pub meta_reads: u64,
+    /// Blocks those reads brought in (the missed ones plus readahead).
+    pub meta_blocks_read: u64,
+    /// Device reads issued through `read_blocks` (file data).
+    pub data_reads: u64,
     /// Data blocks read from the device through `read_blocks`.
     pub data_blocks_read: u64,
 }
 
 /// Metadata cache budget used when the caller passes 0.
 pub const DEFAULT_CACHE_BYTES: usize = 32 << 20;
+/// Largest metadata readahead window (see the module documentation): 64 KiB
+/// is 256 inodes of 256 bytes, or a typical small directory whole, and
+/// costs barely more device time than one 4 KiB block.
+pub const META_WINDOW_BYTES: u64 = 64 << 10;
+/// Memory alignment of readahead buffers (a page: what `O_DIRECT` needs).
+const READ_ALIGN: usize = 4096;
+/// A readahead window is at most this fraction of the cache capacity.
+pub const WINDOW_CACHE_DIVISOR: u64 = 8;
 /// Most shards a cache is split into.
 const MAX_SHARDS: usize = 16;
 /// Fewest slots a shard should have before the cache is split further, so
@@ -61,6 +96,10 @@ struct Shard {
 }
 
 impl Shard {
+    fn contains(&self, blk: u64) -> bool {
+        self.map.contains_key(&blk)
+    }
+
     fn get(&mut self, blk: u64) -> Option<Arc<[u8]>> {
         let idx = *self.map.get(&blk)?;
         let slot = self.slots.get_mut(idx)?.as_mut()?;
@@ -133,8 +172,12 @@ pub struct BlockDevice {
     shards: Vec<Mutex<Shard>>,
     /// log2 of `shards.len()`.
     shard_bits: u32,
+    /// Blocks in the largest readahead window (at least 1).
+    window_blocks: u64,
     meta_requests: AtomicU64,
     meta_reads: AtomicU64,
+    meta_blocks_read: AtomicU64,
+    data_reads: AtomicU64,
     data_blocks_read: AtomicU64,
 }
 
@@ -161,13 +204,20 @@ impl BlockDevice {
                 })
             })
             .collect();
+        let capacity_blocks = (per_shard * n_shards) as u64;
+        let window_blocks = (META_WINDOW_BYTES / u64::from(block_size.max(1)))
+            .min(capacity_blocks / WINDOW_CACHE_DIVISOR)
+            .max(1);
         BlockDevice {
             io,
             block_size,
             shards,
             shard_bits,
+            window_blocks,
             meta_requests: AtomicU64::new(0),
             meta_reads: AtomicU64::new(0),
+            meta_blocks_read: AtomicU64::new(0),
+            data_reads: AtomicU64::new(0),
             data_blocks_read: AtomicU64::new(0),
         }
     }
@@ -196,17 +246,100 @@ impl BlockDevice {
         self.shards[idx].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A metadata block, through the cache.
+    /// A metadata block, through the cache. A miss reads (and caches) the
+    /// whole device sector around it.
     pub fn read_meta(&self, blk: u64) -> Result<Arc<[u8]>, IoError> {
+        self.read_meta_ahead(blk, blk..blk.saturating_add(1))
+    }
+
+    /// A metadata block, through the cache; a miss reads, in one device
+    /// read, the uncached blocks of the readahead window around `blk` that
+    /// lie in `span` (the blocks the caller expects to need soon: e.g. the
+    /// used part of an inode table, or a directory's extent), and caches
+    /// them all. A `span` that does not contain `blk` is ignored.
+    pub fn read_meta_ahead(&self, blk: u64, span: Range<u64>) -> Result<Arc<[u8]>, IoError> {
         self.meta_requests.fetch_add(1, Ordering::Relaxed);
         if let Some(hit) = self.shard(blk).get(blk) {
             return Ok(hit);
         }
-        // Read without holding the shard lock: other threads keep hitting.
-        let mut buf = vec![0u8; self.block_size as usize];
-        self.read_raw(blk, &mut buf)?;
+        let window = self.window(blk, span);
+        self.read_window(blk, window.clone()).or_else(|e| {
+            // A bad spot elsewhere in the window must not fail this block:
+            // retry with only the sector around it.
+            let minimal = self.window(blk, blk..blk.saturating_add(1));
+            if minimal == window {
+                Err(e)
+            } else {
+                self.read_window(blk, minimal)
+            }
+        })
+    }
+
+    /// Reads `window` (which contains `blk`) in one device read, caches
+    /// every block of it and returns `blk`'s.
+    fn read_window(&self, blk: u64, window: Range<u64>) -> Result<Arc<[u8]>, IoError> {
+        let bs = self.block_size as usize;
+        let count = window.end.saturating_sub(window.start);
+        // Read without holding any shard lock: other threads keep hitting.
+        // A page-aligned buffer lets an O_DIRECT channel read straight into it.
+        let len = count as usize * bs;
+        let mut storage = vec![0u8; len + READ_ALIGN];
+        let start = (READ_ALIGN - storage.as_ptr() as usize % READ_ALIGN) % READ_ALIGN;
+        let buf = &mut storage[start..start + len];
+        self.read_raw(window.start, buf)?;
         self.meta_reads.fetch_add(1, Ordering::Relaxed);
-        Ok(self.shard(blk).insert(blk, buf.into()))
+        self.meta_blocks_read.fetch_add(count, Ordering::Relaxed);
+        let mut wanted = None;
+        for (b, chunk) in (window.start..).zip(buf.chunks_exact(bs)) {
+            let got = self.shard(b).insert(b, chunk.into());
+            if b == blk {
+                wanted = Some(got);
+            }
+        }
+        // The window always contains `blk` (an off-device `blk` failed in
+        // read_raw); the fallback only keeps this free of a panic path.
+        match wanted {
+            Some(data) => Ok(data),
+            None => {
+                let mut one = vec![0u8; bs];
+                self.read_raw(blk, &mut one)?;
+                Ok(one.into())
+            }
+        }
+    }
+
+    /// The blocks a miss of `blk` reads: the aligned window of
+    /// `window_blocks` around it, clipped to `span`, to the device and to
+    /// the run of uncached blocks around `blk`, then widened to whole
+    /// device sectors (a direct-I/O device reads them anyway). Always
+    /// contains `blk` when `blk` is on the device.
+    fn window(&self, blk: u64, span: Range<u64>) -> Range<u64> {
+        let dev_blocks = self.device_blocks();
+        let one = blk..blk.saturating_add(1);
+        if blk >= dev_blocks {
+            // read_raw reports it as out of range.
+            return one;
+        }
+        let span = if span.contains(&blk) { span } else { one };
+        let base = blk - blk % self.window_blocks;
+        let mut lo = span.start.max(base);
+        let mut hi = span
+            .end
+            .min(base.saturating_add(self.window_blocks))
+            .min(dev_blocks);
+        if let Some(cached) = (lo..blk).rev().find(|&b| self.shard(b).contains(b)) {
+            lo = cached + 1;
+        }
+        if let Some(cached) = (blk + 1..hi).find(|&b| self.shard(b).contains(b)) {
+            hi = cached;
+        }
+        let per_sector = u64::from(self.io.sector_size() / self.block_size.max(1)).max(1);
+        lo -= lo % per_sector;
+        hi = hi
+            .div_ceil(per_sector)
+            .saturating_mul(per_sector)
+            .min(dev_blocks);
+        lo..hi
     }
 
     /// Reads `buf.len() / block_size` consecutive blocks starting at `blk`,
@@ -214,6 +347,7 @@ impl BlockDevice {
     pub fn read_blocks(&self, blk: u64, buf: &mut [u8]) -> Result<(), IoError> {
         self.read_raw(blk, buf)?;
         let n = buf.len() as u64 / u64::from(self.block_size);
+        self.data_reads.fetch_add(1, Ordering::Relaxed);
         self.data_blocks_read.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
@@ -255,6 +389,8 @@ impl BlockDevice {
         BlockStats {
             meta_requests: self.meta_requests.load(Ordering::Relaxed),
             meta_reads: self.meta_reads.load(Ordering::Relaxed),
+            meta_blocks_read: self.meta_blocks_read.load(Ordering::Relaxed),
+            data_reads: self.data_reads.load(Ordering::Relaxed),
             data_blocks_read: self.data_blocks_read.load(Ordering::Relaxed),
         }
     }
@@ -292,6 +428,170 @@ mod tests {
         Arc::new(MemChannel::read_only(data))
     }
 
+    /// A channel over a [`MemChannel`] that reports a chosen sector size
+    /// and records every read as (first block, block count).
+    #[derive(Debug)]
+    struct Recorder {
+        inner: Arc<MemChannel>,
+        sector: u32,
+        reads: Mutex<Vec<(u64, u64)>>,
+    }
+
+    impl Recorder {
+        fn new(blocks: u64, sector: u32) -> Arc<Recorder> {
+            Arc::new(Recorder {
+                inner: device(blocks),
+                sector,
+                reads: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn take(&self) -> Vec<(u64, u64)> {
+            std::mem::take(&mut *self.reads.lock().unwrap())
+        }
+    }
+
+    impl IoChannel for Recorder {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+            let bs = u64::from(BS);
+            self.reads
+                .lock()
+                .unwrap()
+                .push((offset / bs, buf.len() as u64 / bs));
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> Result<(), IoError> {
+            self.inner.write_at(offset, buf)
+        }
+        fn flush(&self) -> Result<(), IoError> {
+            Ok(())
+        }
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn sector_size(&self) -> u32 {
+            self.sector
+        }
+        fn is_block_device(&self) -> bool {
+            false
+        }
+        fn is_read_only(&self) -> bool {
+            true
+        }
+    }
+
+    /// Blocks in the default readahead window at [`BS`].
+    const WIN: u64 = META_WINDOW_BYTES / BS as u64;
+
+    #[test]
+    fn a_miss_reads_its_whole_sector() {
+        let rec = Recorder::new(64, 4096);
+        let dev = BlockDevice::new(rec.clone(), BS, 0);
+        assert_eq!(dev.read_meta(5).unwrap()[0], 5);
+        // Blocks 4..8 share the 4 KiB sector: one read, all four cached.
+        assert_eq!(rec.take(), vec![(4, 4)]);
+        for b in 4..8 {
+            assert_eq!(dev.read_meta(b).unwrap()[0], b as u8);
+        }
+        assert_eq!(rec.take(), vec![]);
+        let st = dev.stats();
+        assert_eq!((st.meta_reads, st.meta_blocks_read), (1, 4));
+        // Blocks as large as the sector: just the block.
+        let rec = Recorder::new(64, 512);
+        let dev = BlockDevice::new(rec.clone(), BS, 0);
+        dev.read_meta(5).unwrap();
+        assert_eq!(rec.take(), vec![(5, 1)]);
+    }
+
+    #[test]
+    fn readahead_reads_the_window_clipped_to_the_span_once() {
+        // (block, span, expected device read) on a fresh cache.
+        let cases: &[(u64, Range<u64>, (u64, u64))] = &[
+            (20, 10..50, (10, 40)),
+            (20, 0..1000, (0, WIN)),
+            (WIN + 3, 0..1000, (WIN, WIN)),
+            (WIN + 3, WIN + 3..WIN + 5, (WIN + 3, 2)),
+            // A span without the block is ignored.
+            (20, 30..40, (20, 1)),
+            // Clipped to the device.
+            (3 * WIN - 1, 0..u64::MAX, (2 * WIN, WIN)),
+        ];
+        for (blk, span, want) in cases {
+            let rec = Recorder::new(3 * WIN, 512);
+            let dev = BlockDevice::new(rec.clone(), BS, 0);
+            let got = dev.read_meta_ahead(*blk, span.clone()).unwrap();
+            assert_eq!(got[0], *blk as u8);
+            assert_eq!(rec.take(), vec![*want], "block {blk} span {span:?}");
+            // Everything read is cached: reading it again costs nothing.
+            for b in want.0..want.0 + want.1 {
+                assert_eq!(dev.read_meta(b).unwrap()[0], b as u8);
+            }
+            assert_eq!(rec.take(), vec![], "block {blk} span {span:?}");
+        }
+    }
+
+    #[test]
+    fn readahead_stops_at_cached_blocks() {
+        let rec = Recorder::new(2 * WIN, 4096);
+        let dev = BlockDevice::new(rec.clone(), BS, 0);
+        dev.read_meta(30).unwrap(); // caches the sector 28..32
+        dev.read_meta(9).unwrap(); // caches 8..12
+        rec.take();
+        dev.read_meta_ahead(20, 0..WIN).unwrap();
+        assert_eq!(rec.take(), vec![(12, 16)]);
+        dev.read_meta_ahead(40, 0..WIN).unwrap();
+        assert_eq!(rec.take(), vec![(32, WIN - 32)]);
+        dev.read_meta_ahead(2, 0..WIN).unwrap();
+        assert_eq!(rec.take(), vec![(0, 8)]);
+        // The whole window is cached now, each block read exactly once.
+        assert_eq!(dev.stats().meta_blocks_read, WIN);
+    }
+
+    #[test]
+    fn readahead_is_bounded_by_the_cache() {
+        // 32 blocks of cache: windows of 32 / WINDOW_CACHE_DIVISOR blocks.
+        let rec = Recorder::new(4 * WIN, 512);
+        let dev = BlockDevice::new(rec.clone(), BS, 32 * BS as usize);
+        let cap = dev.cache_capacity_bytes();
+        let per = 32 / WINDOW_CACHE_DIVISOR;
+        for b in 0..4 * WIN {
+            assert_eq!(dev.read_meta_ahead(b, 0..4 * WIN).unwrap()[0], b as u8);
+            assert!(dev.cached_bytes() <= cap);
+        }
+        let reads = rec.take();
+        assert_eq!(reads.len() as u64, 4 * WIN / per);
+        assert!(reads.iter().all(|&(_, n)| n == per), "{reads:?}");
+    }
+
+    #[test]
+    fn a_bad_spot_in_the_window_does_not_fail_the_block() {
+        let faulty = Arc::new(FaultyChannel::new(device(2 * WIN)));
+        let dev = BlockDevice::new(faulty.clone(), BS, 0);
+        faulty.fail_read_blocks(BS, 25..26);
+        assert_eq!(dev.read_meta_ahead(20, 0..WIN).unwrap()[0], 20);
+        assert!(matches!(
+            dev.read_meta_ahead(25, 0..WIN),
+            Err(IoError::Injected { .. })
+        ));
+        faulty.clear_faults();
+        assert_eq!(dev.read_meta_ahead(25, 0..WIN).unwrap()[0], 25);
+    }
+
+    #[test]
+    fn readahead_never_replaces_a_cached_block() {
+        // Widening a window to whole 4 KiB sectors re-reads cached blocks;
+        // the copies already cached must stay (a future write-back cache
+        // keeps its dirty blocks there).
+        let rec = Recorder::new(WIN, 4096);
+        let dev = BlockDevice::new(rec.clone(), BS, 0);
+        let five = dev.read_meta(5).unwrap();
+        dev.invalidate(4);
+        rec.take();
+        dev.read_meta(4).unwrap();
+        assert_eq!(rec.take(), vec![(4, 4)]);
+        assert!(Arc::ptr_eq(&five, &dev.read_meta(5).unwrap()));
+    }
+
     #[test]
     fn hits_and_misses_are_counted() {
         let dev = BlockDevice::new(device(64), BS, 0);
@@ -305,6 +605,8 @@ mod tests {
             BlockStats {
                 meta_requests: 3,
                 meta_reads: 2,
+                meta_blocks_read: 2,
+                data_reads: 0,
                 data_blocks_read: 0
             }
         );
