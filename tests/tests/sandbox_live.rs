@@ -142,6 +142,8 @@ struct SandboxOrder {
     seccomp_filter: Option<usize>,
     add_rule_calls: usize,
     create_ruleset: Option<String>,
+    /// open/openat calls after landlock_restrict_self that returned an fd.
+    opens_after_landlock: Vec<String>,
 }
 
 fn analyse(log: &str, image: &Path) -> Result<SandboxOrder, String> {
@@ -181,12 +183,31 @@ fn analyse(log: &str, image: &Path) -> Result<SandboxOrder, String> {
             && l.contains(&img)
     };
     let ok = |l: &str| l.trim_end().ends_with("= 0");
+    let restrict = mine
+        .iter()
+        .position(|l| l.contains("landlock_restrict_self") && ok(l));
+    // Under Landlock with no rules no path can be opened: any open that
+    // returned an fd afterwards means the sandbox is not what it claims.
+    let opens_after_landlock = restrict
+        .map(|r| {
+            mine[r..]
+                .iter()
+                .filter(|l| l.starts_with("open(") || l.starts_with("openat("))
+                .filter(|l| {
+                    l.rsplit("= ")
+                        .next()
+                        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next())
+                        .is_some_and(|v| !v.is_empty())
+                })
+                .map(|l| l.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(SandboxOrder {
+        opens_after_landlock,
         server_pid,
         first_image_read: mine.iter().position(|l| is_read(l)),
-        landlock_restrict: mine
-            .iter()
-            .position(|l| l.contains("landlock_restrict_self") && ok(l)),
+        landlock_restrict: restrict,
         seccomp_filter: mine.iter().position(|l| {
             ((l.starts_with("seccomp(") || l.contains("<... seccomp")) && ok(l))
                 && (l.contains("SECCOMP_SET_MODE_FILTER") || l.contains("<... seccomp"))
@@ -247,7 +268,7 @@ fn sandbox_is_in_place_before_first_image_read() {
         .arg("-e")
         .arg(
             "trace=execve,clone,clone3,fork,vfork,landlock_create_ruleset,landlock_add_rule,\
-         landlock_restrict_self,seccomp,prctl,read,pread64,readv,preadv,preadv2,mmap",
+         landlock_restrict_self,seccomp,prctl,open,openat,read,pread64,readv,preadv,preadv2,mmap",
         );
     cmd.arg(helper.get_program()).args(helper.get_args());
     for (k, v) in helper.get_envs() {
@@ -351,6 +372,10 @@ fn sandbox_is_in_place_before_first_image_read() {
         "Landlock after the first image read\n{ctx}"
     );
     assert!(sc < first_read, "seccomp after the first image read\n{ctx}");
+    assert!(
+        order.opens_after_landlock.is_empty(),
+        "the server opened paths under Landlock\n{ctx}"
+    );
     // Landlock with no rules at all: nothing on the filesystem is reachable.
     assert_eq!(order.add_rule_calls, 0, "Landlock rules were added\n{ctx}");
     let rs = order
@@ -372,10 +397,14 @@ fn strace_analysis_detects_wrong_order() {
     let log = "10 execve(\"/b/fsvc-server\", [], []) = 0\n\
                10 pread64(5</x/img>, \"\", 1024, 1024) = 1024\n\
                10 landlock_restrict_self(4, 0) = 0\n\
-               10 seccomp(SECCOMP_SET_MODE_FILTER, 0, {len=9}) = 0\n";
+               10 seccomp(SECCOMP_SET_MODE_FILTER, 0, {len=9}) = 0\n\
+               10 openat(AT_FDCWD, \"/proc/self/status\", O_RDONLY) = -1 EACCES (Permission denied)\n\
+               10 openat(AT_FDCWD, \"/etc/passwd\", O_RDONLY) = 7</etc/passwd>\n";
     let o = analyse(log, img).unwrap();
     assert_eq!(o.first_image_read, Some(0));
     assert_eq!(o.landlock_restrict, Some(1));
     assert_eq!(o.seccomp_filter, Some(2));
     assert!(o.landlock_restrict > o.first_image_read);
+    assert_eq!(o.opens_after_landlock.len(), 1, "{o:?}");
+    assert!(o.opens_after_landlock[0].contains("/etc/passwd"));
 }
