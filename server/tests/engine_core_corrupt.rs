@@ -330,6 +330,14 @@ fn random_corruption_never_panics() {
     for args in [
         &["-t", "ext4", "-b", "1024", "-O", "^metadata_csum"][..],
         &["-t", "ext2", "-b", "1024"][..],
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-O",
+            "^metadata_csum,^extent,^64bit",
+        ][..],
     ] {
         let f = fixture(args);
         let fs = open(&f.bytes).unwrap();
@@ -347,8 +355,15 @@ fn random_corruption_never_panics() {
         };
         for _ in 0..150 {
             let mut b = f.bytes.clone();
-            for _ in 0..8 {
-                let at = 1024 + (next() as usize % (meta_end - 1024));
+            for k in 0..8 {
+                // Mostly group 0's metadata; sometimes anywhere (extent and
+                // indirect blocks, directory blocks).
+                let span = if k % 2 == 0 {
+                    meta_end - 1024
+                } else {
+                    b.len() - 1024
+                };
+                let at = 1024 + (next() as usize % span);
                 b[at] ^= (next() as u8) | 1;
             }
             let Ok(fs) = open(&b) else { continue };

@@ -23,10 +23,10 @@ use std::time::Duration;
 /// How long the fake waits for the helper to connect or speak.
 pub const FAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Encodes one server message as a packet. Plain postcard, as
-/// `fsvc_protocol` frames it: one message per SOCK_SEQPACKET packet.
+/// Encodes one server message as a packet, exactly as `fsvc_protocol`
+/// frames it (one message per SOCK_SEQPACKET packet).
 pub fn encode(msg: &ServerMsg) -> Vec<u8> {
-    postcard::to_stdvec(msg).unwrap_or_default()
+    fsvc_protocol::encode(msg).unwrap_or_default()
 }
 
 /// One accepted connection from the helper.
@@ -102,7 +102,7 @@ impl Conn {
         let msg = if n == 0 {
             None
         } else {
-            postcard::from_bytes::<HelperMsg>(&buf).ok()
+            fsvc_protocol::decode::<HelperMsg>(&buf).ok()
         };
         Ok(Received {
             msg,

@@ -70,7 +70,9 @@ fn server_process_is_sandboxed_while_mounted() {
     assert_eq!(get("Groups"), "", "supplementary groups kept\n{diag}");
 
     // Only the fds the design names: the device (image), /dev/fuse, the log,
-    // and at most the helper socket.
+    // and at most the helper socket. /dev/null is tolerated on the stdio
+    // numbers 0-2 only: it keeps those numbers from being reused by a later
+    // open, and reaches nothing.
     let image_c = std::fs::canonicalize(&image).unwrap();
     let log_c = std::fs::canonicalize(&m.helper_run().log_path).unwrap();
     let mut fds = BTreeMap::new();
@@ -95,9 +97,12 @@ fn server_process_is_sandboxed_while_mounted() {
     assert!(sockets <= 1, "more than the helper socket: {fds:?}");
     let unexpected: Vec<_> = fds
         .iter()
-        .filter(|(_, t)| {
+        .filter(|(n, t)| {
             let s = t.to_string_lossy();
-            !(t.as_path() == image_c
+            let stdio_null =
+                matches!(n.as_str(), "0" | "1" | "2") && t.as_path() == Path::new("/dev/null");
+            !(stdio_null
+                || t.as_path() == image_c
                 || t.as_path() == Path::new("/dev/fuse")
                 || t.as_path() == log_c
                 || s.starts_with("socket:"))
@@ -201,6 +206,27 @@ fn analyse(log: &str, image: &Path) -> Result<SandboxOrder, String> {
     })
 }
 
+/// Unmounts `dir` (lazily if busy) and kills strace if the test fails midway.
+struct StraceGuard {
+    dir: PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for StraceGuard {
+    fn drop(&mut self) {
+        if !mounts_at(&self.dir).map(|m| m.is_empty()).unwrap_or(true) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.dir)
+                .status();
+        }
+        if self.child.try_wait().ok().flatten().is_none() {
+            // Give strace time to see the server exit after the unmount.
+            let _ = wait_bounded(&mut self.child, Duration::from_secs(20), "strace");
+        }
+    }
+}
+
 #[test]
 fn sandbox_is_in_place_before_first_image_read() {
     let name = "sandbox_is_in_place_before_first_image_read";
@@ -215,7 +241,8 @@ fn sandbox_is_in_place_before_first_image_read() {
 
     let helper = helper_command(&image, &dir, &FsvcOptions::default(), &scratch).unwrap();
     let mut cmd = std::process::Command::new("strace");
-    cmd.args(["-f", "-y", "-qq", "-o"])
+    // -q, not -qq: the helper's "+++ exited" line is how the test sees it end.
+    cmd.args(["-f", "-y", "-q", "-o"])
         .arg(&trace)
         .arg("-e")
         .arg(
@@ -234,12 +261,18 @@ fn sandbox_is_in_place_before_first_image_read() {
         .and_then(|(_, v)| v.map(PathBuf::from))
         .unwrap();
     let err_path = scratch.join("helper.err");
-    let mut strace = cmd
+    let strace = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
         .expect("start strace");
+    // Whatever happens below, nothing stays mounted and strace is reaped.
+    let mut guard = StraceGuard {
+        dir: dir.clone(),
+        child: strace,
+    };
+    let strace = &mut guard.child;
 
     // strace only exits once the server does, so wait for the helper's own
     // exit line (the helper is the first pid in the log).
@@ -287,8 +320,6 @@ fn sandbox_is_in_place_before_first_image_read() {
     let m = match m {
         Ok(m) => m,
         Err(e) => {
-            let _ = strace.kill();
-            let _ = strace.wait();
             panic!(
                 "{e:#}\nhelper exit: {helper_exit:?}\nstrace log:\n{}",
                 read_lossy(&trace)
@@ -299,11 +330,12 @@ fn sandbox_is_in_place_before_first_image_read() {
     let actual = oracle::walk(m.path()).unwrap();
     oracle::assert_same(&expected, &actual, Compare::EXACT, &m.diagnostics());
     m.unmount().unwrap();
-    let st = wait_bounded(&mut strace, Duration::from_secs(60), "strace").unwrap();
+    let st = wait_bounded(strace, Duration::from_secs(60), "strace").unwrap();
     assert!(mounts_at(&dir).unwrap().is_empty());
 
     let log = read_lossy(&trace);
     let order = analyse(&log, &image).unwrap_or_else(|e| panic!("{e}\n{log}"));
+    eprintln!("sandbox order: {order:?}");
     let ctx = format!("{order:?}\nstrace exit {st}\n{}", diag());
     let first_read = order
         .first_image_read

@@ -324,3 +324,244 @@ pub fn collect(
     }
     Ok((depth, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::ext4::superblock::synth;
+
+    const SEED: u32 = 0x5eed;
+
+    fn header(node: &mut [u8], entries: u16, max: u16, depth: u16) {
+        node[0..2].copy_from_slice(&EXTENT_MAGIC.to_le_bytes());
+        node[2..4].copy_from_slice(&entries.to_le_bytes());
+        node[4..6].copy_from_slice(&max.to_le_bytes());
+        node[6..8].copy_from_slice(&depth.to_le_bytes());
+    }
+
+    fn leaf_entry(node: &mut [u8], i: usize, lblk: u32, len: u16, pblk: u64) {
+        let o = HEADER_LEN + i * ENTRY_LEN;
+        node[o..o + 4].copy_from_slice(&lblk.to_le_bytes());
+        node[o + 4..o + 6].copy_from_slice(&len.to_le_bytes());
+        node[o + 6..o + 8].copy_from_slice(&((pblk >> 32) as u16).to_le_bytes());
+        node[o + 8..o + 12].copy_from_slice(&(pblk as u32).to_le_bytes());
+    }
+
+    fn index_entry(node: &mut [u8], i: usize, lblk: u32, child: u64) {
+        let o = HEADER_LEN + i * ENTRY_LEN;
+        node[o..o + 4].copy_from_slice(&lblk.to_le_bytes());
+        node[o + 4..o + 8].copy_from_slice(&(child as u32).to_le_bytes());
+        node[o + 8..o + 10].copy_from_slice(&((child >> 32) as u16).to_le_bytes());
+    }
+
+    /// A 1 KiB block node with `max` = capacity and its checksum tail.
+    fn block_node(fill: impl Fn(&mut [u8])) -> Vec<u8> {
+        let mut b = vec![0u8; 1024];
+        fill(&mut b);
+        seal(&mut b);
+        b
+    }
+
+    fn seal(b: &mut [u8]) {
+        let max = usize::from(le16(b, EH_MAX));
+        let tail = HEADER_LEN + max * ENTRY_LEN;
+        let c = crc32c(SEED, &b[..tail]);
+        b[tail..tail + 4].copy_from_slice(&c.to_le_bytes());
+    }
+
+    fn mapper(blocks: HashMap<u64, Vec<u8>>) -> impl Fn(u64) -> Result<Arc<[u8]>> {
+        move |b| {
+            blocks
+                .get(&b)
+                .map(|v| Arc::from(v.as_slice()))
+                .ok_or_else(|| Error::corrupt("test", format!("unexpected read of {b}")))
+        }
+    }
+
+    fn m(pblk: Option<u64>, len: u64) -> Mapping {
+        Mapping { pblk, len }
+    }
+
+    #[test]
+    fn root_leaf_with_hole_and_uninit() {
+        let sb = synth::parsed();
+        let mut root = [0u8; 60];
+        header(&mut root, 3, 4, 0);
+        leaf_entry(&mut root, 0, 0, 10, 1000);
+        leaf_entry(&mut root, 1, 20, 5 + MAX_INIT_LEN, 2000); // uninitialized
+        leaf_entry(&mut root, 2, 30, 4000, 3000);
+        let none = mapper(HashMap::new());
+        let cases = [
+            (0, m(Some(1000), 10)),
+            (9, m(Some(1009), 1)),
+            (10, m(None, 10)), // hole up to 20
+            (22, m(None, 3)),  // uninit reads as zeros
+            (25, m(None, 5)),
+            (30, m(Some(3000), 4000)),
+            (4029, m(Some(6999), 1)),
+            (4030, m(None, LOGICAL_LIMIT - 4030)), // hole to the end
+            (LOGICAL_LIMIT, m(None, 1)),
+        ];
+        for (l, want) in cases {
+            assert_eq!(
+                map(&sb, &root, SEED, l, &none, "t").unwrap(),
+                want,
+                "lblk {l}"
+            );
+        }
+        // ee_len of exactly 32768 is an initialized extent of 32768 blocks
+        // (here too long for the 8192-block fs).
+        leaf_entry(&mut root, 2, 30, MAX_INIT_LEN, 3000);
+        let e = map(&sb, &root, SEED, 30, &none, "t").unwrap_err();
+        assert!(e.to_string().contains("30+32768"), "{e}");
+    }
+
+    #[test]
+    fn depth_one_and_two() {
+        let sb = synth::parsed();
+        let leaf_a = block_node(|b| {
+            header(b, 2, 84, 0);
+            leaf_entry(b, 0, 0, 4, 100);
+            leaf_entry(b, 1, 10, 2, 200);
+        });
+        let leaf_b = block_node(|b| {
+            header(b, 1, 84, 0);
+            leaf_entry(b, 0, 100, 8, 300);
+        });
+        let idx = block_node(|b| {
+            header(b, 2, 84, 1);
+            index_entry(b, 0, 0, 50);
+            index_entry(b, 1, 100, 51);
+        });
+        let mut root = [0u8; 60];
+        header(&mut root, 1, 4, 2);
+        index_entry(&mut root, 0, 0, 40);
+        let blocks = HashMap::from([(40, idx), (50, leaf_a), (51, leaf_b)]);
+        let read = mapper(blocks.clone());
+        assert_eq!(
+            map(&sb, &root, SEED, 2, &read, "t").unwrap(),
+            m(Some(102), 2)
+        );
+        assert_eq!(map(&sb, &root, SEED, 5, &read, "t").unwrap(), m(None, 5));
+        assert_eq!(map(&sb, &root, SEED, 12, &read, "t").unwrap(), m(None, 88));
+        assert_eq!(
+            map(&sb, &root, SEED, 107, &read, "t").unwrap(),
+            m(Some(307), 1)
+        );
+        // A flipped bit in a leaf: checksum error.
+        let mut bad = blocks.clone();
+        bad.get_mut(&51).unwrap()[20] ^= 1;
+        let e = map(&sb, &root, SEED, 107, &mapper(bad), "t").unwrap_err();
+        assert!(matches!(e, Error::Checksum { .. }), "{e}");
+        // The wrong seed (another inode's block): checksum error.
+        let e = map(&sb, &root, SEED + 1, 2, &read, "t").unwrap_err();
+        assert!(matches!(e, Error::Checksum { .. }), "{e}");
+    }
+
+    #[test]
+    fn malformed_nodes() {
+        let sb = synth::parsed();
+        let none = mapper(HashMap::new());
+        type Edit = fn(&mut [u8; 60]);
+        let cases: &[(Edit, &str)] = &[
+            (|r| r[0] = 0, "magic"),
+            (|r| header(r, 5, 4, 0), "max"),
+            (|r| header(r, 3, 2, 0), "entries"),
+            (|r| header(r, 1, 0, 0), "max 0"),
+            (|r| header(r, 1, 4, 6), "too deep"),
+            (|r| header(r, 0, 4, 1), "index node without entries"),
+            (
+                |r| {
+                    header(r, 2, 4, 0);
+                    leaf_entry(r, 0, 0, 10, 100);
+                    leaf_entry(r, 1, 5, 10, 200);
+                },
+                "overlaps",
+            ),
+            (
+                |r| {
+                    header(r, 1, 4, 0);
+                    leaf_entry(r, 0, 0, 0, 100);
+                },
+                "zero-length",
+            ),
+            (
+                |r| {
+                    header(r, 1, 4, 0);
+                    leaf_entry(r, 0, 0, 10, 8190);
+                },
+                "outside",
+            ),
+            (
+                |r| {
+                    header(r, 1, 4, 0);
+                    leaf_entry(r, 0, 0, 10, 0);
+                },
+                "outside",
+            ),
+            (
+                |r| {
+                    header(r, 1, 4, 0);
+                    leaf_entry(r, 0, u32::MAX - 2, 10, 100);
+                },
+                "overlaps",
+            ),
+            (
+                |r| {
+                    header(r, 2, 4, 1);
+                    index_entry(r, 0, 5, 40);
+                    index_entry(r, 1, 5, 41);
+                },
+                "out of order",
+            ),
+            (
+                |r| {
+                    header(r, 1, 4, 1);
+                    index_entry(r, 0, 0, 9000);
+                },
+                "outside",
+            ),
+        ];
+        for (edit, want) in cases {
+            let mut root = [0u8; 60];
+            header(&mut root, 0, 4, 0);
+            edit(&mut root);
+            let e = map(&sb, &root, SEED, 7, &none, "t").unwrap_err();
+            assert!(e.to_string().contains(want), "{e} vs {want}");
+        }
+    }
+
+    #[test]
+    fn loops_and_depth_mismatch() {
+        let sb = synth::parsed();
+        // An index block that points to itself, claiming depth 1 under a depth-2 root.
+        let selfref = block_node(|b| {
+            header(b, 1, 84, 1);
+            index_entry(b, 0, 0, 40);
+        });
+        let mut root = [0u8; 60];
+        header(&mut root, 1, 4, 2);
+        index_entry(&mut root, 0, 0, 40);
+        let read = mapper(HashMap::from([(40, selfref)]));
+        let e = map(&sb, &root, SEED, 0, &read, "t").unwrap_err();
+        assert!(e.to_string().contains("depth 1 where 0"), "{e}");
+        // A child key below the parent's key.
+        let leaf = block_node(|b| {
+            header(b, 1, 84, 0);
+            leaf_entry(b, 0, 3, 1, 100);
+        });
+        let mut root = [0u8; 60];
+        header(&mut root, 1, 4, 1);
+        index_entry(&mut root, 0, 5, 41);
+        let read = mapper(HashMap::from([(41, leaf)]));
+        let e = map(&sb, &root, SEED, 6, &read, "t").unwrap_err();
+        assert!(e.to_string().contains("overlaps or is out of order"), "{e}");
+        // Before the first index key: a hole up to it, nothing read.
+        assert_eq!(
+            map(&sb, &root, SEED, 2, &mapper(HashMap::new()), "t").unwrap(),
+            m(None, 3)
+        );
+    }
+}

@@ -35,10 +35,23 @@
 //! - `Fs::read_inode_data(&Inode, offset, &mut buf) -> Result<usize>`: `read`
 //!   for an inode already in hand (directories, slow symlinks).
 //! - `Fs::block_size()`, `Fs::dev()` (the block layer, for its counters).
+//! - `Fs::group(g)`, `Fs::verify_bitmaps(g)`, `Fs::notes()` (what to log at mount).
 //! - Checksums: `csum::crc32c(seed, bytes)` (raw, ext4's `ext4_chksum`),
 //!   `csum::crc32c_zeroed`, `Superblock::csum_seed` (fs seed),
 //!   `Inode::csum_seed` (fs seed + ino + generation, for extent and
 //!   directory blocks), `Superblock::metadata_csum()`.
+//!
+//! Decisions (mirroring the kernel's ext4 on a read-only mount):
+//! - A group descriptor whose checksum fails does not refuse the mount; that
+//!   group is quarantined (its inodes and bitmaps answer `Error::Checksum`).
+//!   A descriptor pointing outside the filesystem refuses the mount.
+//! - `needs_recovery` refuses the mount unless `norecovery`; MMP is not
+//!   taken (read-only); unknown ro_compat features are recorded in `notes`.
+//! - `statfs` reports what `ext4_statfs` does: the overhead from
+//!   `s_overhead_clusters` or computed per group (superblock and GDT copies,
+//!   reserved GDT blocks, bitmaps, inode tables, journal), free counts summed
+//!   from the group descriptors, and `bavail` net of the root reserve and of
+//!   the kernel's reserved pool (2% of clusters, at most 4096, extent fs only).
 
 use std::sync::Arc;
 
@@ -426,7 +439,7 @@ impl Fs {
             )));
         }
         if inode.has_flag(flags::INLINE_DATA) {
-            return Err(Error::Unsupported("inline_data".into()));
+            return super::inline::read_inline(self, inode, offset, buf);
         }
         if offset >= inode.size {
             return Ok(0);
@@ -534,17 +547,24 @@ impl Fs {
         let gdb_count = u64::from(sb.group_count.div_ceil(dpb));
         for g in 0..sb.group_count {
             let has_super = sb.group_has_super(g);
-            let gdb = if !meta || g / dpb < sb.first_meta_bg {
-                match (has_super, meta) {
-                    (false, _) => 0,
-                    (true, true) => u64::from(sb.first_meta_bg),
-                    (true, false) => gdb_count,
+            // Superblock copy, descriptor blocks and (in the classic GDT
+            // layout) the reserved GDT blocks count where a backup is.
+            let base = if !meta || g / dpb < sb.first_meta_bg {
+                if has_super {
+                    let gdb = if meta {
+                        u64::from(sb.first_meta_bg)
+                    } else {
+                        gdb_count
+                    };
+                    1 + gdb + u64::from(sb.reserved_gdt_blocks)
+                } else {
+                    0
                 }
             } else {
                 let r = g % dpb;
-                u64::from(r == 0 || r == 1 || r == dpb - 1)
+                u64::from(has_super) + u64::from(r == 0 || r == 1 || r == dpb - 1)
             };
-            total += u64::from(has_super) + gdb + u64::from(sb.itable_blocks_per_group) + 2;
+            total += base + u64::from(sb.itable_blocks_per_group) + 2;
         }
         if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum != 0 {
             if let Ok(j) = self.inode(sb.journal_inum) {

@@ -138,3 +138,98 @@ pub fn map(
     }
     Err(Error::corrupt(name(), "walk ended without a pointer"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::ext4::superblock::synth;
+
+    fn ptrs(v: &[(usize, u32)], len: usize) -> Vec<u8> {
+        let mut b = vec![0u8; len];
+        for &(i, p) in v {
+            b[i * 4..i * 4 + 4].copy_from_slice(&p.to_le_bytes());
+        }
+        b
+    }
+
+    fn reader(blocks: HashMap<u64, Vec<u8>>) -> impl Fn(u64) -> Result<Arc<[u8]>> {
+        move |b| {
+            blocks
+                .get(&b)
+                .map(|v| Arc::from(v.as_slice()))
+                .ok_or_else(|| Error::corrupt("test", format!("unexpected read of {b}")))
+        }
+    }
+
+    fn m(pblk: Option<u64>, len: u64) -> Mapping {
+        Mapping { pblk, len }
+    }
+
+    #[test]
+    fn direct_single_double_triple() {
+        let sb = synth::parsed(); // 1 KiB blocks: 256 pointers per block
+        let ib = ptrs(
+            &[
+                (0, 500),
+                (1, 501),
+                (2, 502),
+                (5, 600),
+                (12, 10),
+                (13, 11),
+                (14, 12),
+            ],
+            60,
+        );
+        let blocks = HashMap::from([
+            (10, ptrs(&[(0, 700), (1, 701), (255, 800)], 1024)),
+            (11, ptrs(&[(1, 20)], 1024)),
+            (20, ptrs(&[(3, 900)], 1024)),
+            (12, ptrs(&[(0, 30)], 1024)),
+            (30, ptrs(&[(0, 31)], 1024)),
+            (31, ptrs(&[(7, 1234)], 1024)),
+        ]);
+        let read = reader(blocks);
+        let per = 256u64;
+        let cases = [
+            (0, m(Some(500), 3)),
+            (2, m(Some(502), 1)),
+            (3, m(None, 2)),
+            (5, m(Some(600), 1)),
+            (6, m(None, 6)),
+            (12, m(Some(700), 2)),
+            (14, m(None, 253)),
+            (12 + 255, m(Some(800), 1)),
+            (12 + per, m(None, per)), // double, first subtree absent
+            (12 + per + per + 3, m(Some(900), 1)), // double, second subtree
+            (12 + per + per + 4, m(None, per - 4)),
+            (12 + per + per * per + 7, m(Some(1234), 1)), // triple
+            (12 + per + per * per + 8, m(None, per - 8)),
+            (12 + per + per * per + per, m(None, per)), // absent 2nd-level entry
+            (12 + per + per * per + per * per * per, m(None, 1)), // past the map
+        ];
+        for (l, want) in cases {
+            assert_eq!(map(&sb, &ib, l, &read, "t").unwrap(), want, "lblk {l}");
+        }
+        // Absent single-indirect block: hole over its whole span.
+        let ib2 = ptrs(&[], 60);
+        assert_eq!(map(&sb, &ib2, 12, &read, "t").unwrap(), m(None, per));
+        assert_eq!(map(&sb, &ib2, 20, &read, "t").unwrap(), m(None, per - 8));
+    }
+
+    #[test]
+    fn pointers_outside_the_fs() {
+        let sb = synth::parsed();
+        let read = reader(HashMap::from([(10, ptrs(&[(0, 9000)], 1024))]));
+        for (ib, l) in [
+            (ptrs(&[(0, 8192)], 60), 0u64),
+            (ptrs(&[(12, 9999)], 60), 12),
+            (ptrs(&[(12, 10)], 60), 12),
+            (ptrs(&[(0, 8191), (1, 8192)], 60), 0), // a run continuing out of the fs
+        ] {
+            let e = map(&sb, &ib, l, &read, "t").unwrap_err();
+            assert!(e.to_string().contains("outside"), "{e}");
+        }
+    }
+}

@@ -13,8 +13,9 @@
 //! and the `system.data` value 60.. . Real positions are ≥ 4, so they never
 //! collide with the synthetic ones; cookie 3 resumes like 2.
 //!
-//! Invariants: the inline size (i_size) must fit in `i_block` plus the
-//! value; regions are parsed with the same checks as block dirents.
+//! Invariants: a symlink's or directory's inline size must fit in
+//! `i_block` plus the value (a regular file may be longer: its tail reads
+//! as zeros, as the kernel reads it); regions are parsed with the same checks as block dirents.
 
 use super::bytes::get_le32;
 use super::dir::{parse_region, DirentFormat, RawDirent};
@@ -70,7 +71,11 @@ fn pieces(fs: &Fs, inode: &Inode) -> Result<(Vec<u8>, Vec<u8>)> {
 pub fn read_inline(fs: &Fs, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
     let (iblock, ext) = pieces(fs, inode)?;
     let cap = (iblock.len() + ext.len()) as u64;
-    if inode.size > cap {
+    // A regular file may be larger than its inline area: mkfs.ext4 -d marks
+    // an all-hole sparse file inline_data, and the kernel reads every byte
+    // past the inline area as zero (e2fsck accepts it). A symlink target
+    // has no such tail: its bytes must all be there.
+    if inode.size > cap && inode.mode & super::inode::S_IFMT == super::inode::S_IFLNK {
         return Err(Error::corrupt(
             format!("inline data of inode {}", inode.ino),
             format!("size {} exceeds the inline capacity {cap}", inode.size),
@@ -79,10 +84,17 @@ pub fn read_inline(fs: &Fs, inode: &Inode, offset: u64, buf: &mut [u8]) -> Resul
     if offset >= inode.size {
         return Ok(0);
     }
-    // offset < size ≤ cap, which fits in usize.
-    let mut pos = offset as usize;
-    let end = (inode.size as usize).min(pos.saturating_add(buf.len()));
-    let mut n = 0;
+    let want = usize::try_from(inode.size - offset)
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
+    let out = &mut buf[..want];
+    out.fill(0);
+    // Copy the part of [offset, offset + want) that lies inside the inline
+    // area; the rest stays zero.
+    let inline_len = iblock.len() + ext.len();
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    let mut pos = start;
+    let end = inline_len.min(start.saturating_add(want));
     while pos < end {
         let (src, at) = if pos < iblock.len() {
             (&iblock[..], pos)
@@ -90,11 +102,10 @@ pub fn read_inline(fs: &Fs, inode: &Inode, offset: u64, buf: &mut [u8]) -> Resul
             (&ext[..], pos - iblock.len())
         };
         let take = (src.len() - at).min(end - pos);
-        buf[n..n + take].copy_from_slice(&src[at..at + take]);
-        n += take;
+        out[pos - start..pos - start + take].copy_from_slice(&src[at..at + take]);
         pos += take;
     }
-    Ok(n)
+    Ok(want)
 }
 
 /// A parsed inline directory: parent and the entries of both regions with

@@ -336,6 +336,18 @@ impl Inode {
         self.raw.get(start..).unwrap_or(&[])
     }
 
+    /// `st_blocks` as the kernel reports it: inline-data regular files
+    /// count their bytes in sectors on top of what they allocate, so that
+    /// tools do not take a non-empty file for an entirely sparse one
+    /// (directories and symlinks do not).
+    pub fn stat_blocks(&self) -> u64 {
+        if self.has_flag(flags::INLINE_DATA) && self.kind() == FileKind::File {
+            self.blocks.saturating_add(self.size.div_ceil(512))
+        } else {
+            self.blocks
+        }
+    }
+
     /// What `stat` reports.
     pub fn stat(&self) -> Stat {
         let kind = self.kind();
@@ -352,7 +364,7 @@ impl Inode {
             gid: self.gid,
             size: self.size,
             nlink: u32::from(self.links),
-            blocks: self.blocks,
+            blocks: self.stat_blocks(),
             atime: self.atime,
             mtime: self.mtime,
             ctime: self.ctime,
@@ -360,5 +372,157 @@ impl Inode {
             rdev,
             flags: self.flags,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ext4::superblock::synth;
+
+    #[test]
+    fn timestamps_with_epoch_bits() {
+        // (seconds field, extra word, expected seconds, expected nsec)
+        let cases: &[(u32, Option<u32>, i64, u32)] = &[
+            (0, None, 0, 0),
+            (0x7fff_ffff, None, 0x7fff_ffff, 0),
+            (0x8000_0000, None, -0x8000_0000, 0), // 1901
+            (0xffff_ffff, Some(0), -1, 0),
+            (0x8000_0000, Some(1), 0x8000_0000, 0), // 2038 onward
+            (0, Some(1), 1 << 32, 0),
+            (5, Some(2), (2 << 32) + 5, 0),
+            (0xffff_ffff, Some(3), (3 << 32) - 1, 0),
+            (10, Some(123_456_789 << 2), 10, 123_456_789),
+            (
+                10,
+                Some((999_999_999 << 2) | 1),
+                (1 << 32) + 10,
+                999_999_999,
+            ),
+            (10, Some(u32::MAX), (3 << 32) + 10, 999_999_999), // nsec clamped
+        ];
+        for &(sec, extra, want_sec, want_nsec) in cases {
+            let t = decode_time(sec, extra);
+            assert_eq!((t.sec, t.nsec), (want_sec, want_nsec), "{sec:#x} {extra:?}");
+        }
+    }
+
+    #[test]
+    fn device_numbers_old_and_new() {
+        let mut ib = [0u8; 60];
+        ib[0..4].copy_from_slice(&0x0801u32.to_le_bytes());
+        assert_eq!(decode_rdev(&ib), (8, 1));
+        let mut ib = [0u8; 60];
+        // New encoding of 300:70000: minor low 8 bits, major 12 bits, minor high bits.
+        let (maj, min) = (300u32, 70_000u32);
+        let enc = (min & 0xff) | (maj << 8) | ((min & !0xff) << 12);
+        ib[4..8].copy_from_slice(&enc.to_le_bytes());
+        assert_eq!(decode_rdev(&ib), (maj, min));
+    }
+
+    /// A 256-byte regular-file inode with a valid checksum for `sb`.
+    fn raw_inode(sb: &Superblock, ino: u32) -> Vec<u8> {
+        let mut r = vec![0u8; 256];
+        r[I_MODE..I_MODE + 2].copy_from_slice(&(S_IFREG | 0o644).to_le_bytes());
+        r[I_LINKS_COUNT..I_LINKS_COUNT + 2].copy_from_slice(&1u16.to_le_bytes());
+        r[I_SIZE_LO..I_SIZE_LO + 4].copy_from_slice(&5000u32.to_le_bytes());
+        r[I_SIZE_HIGH..I_SIZE_HIGH + 4].copy_from_slice(&1u32.to_le_bytes());
+        r[I_UID..I_UID + 2].copy_from_slice(&0x1170u16.to_le_bytes());
+        r[I_UID_HIGH..I_UID_HIGH + 2].copy_from_slice(&1u16.to_le_bytes());
+        r[I_BLOCKS_LO..I_BLOCKS_LO + 4].copy_from_slice(&16u32.to_le_bytes());
+        r[I_GENERATION..I_GENERATION + 4].copy_from_slice(&77u32.to_le_bytes());
+        r[I_EXTRA_ISIZE..I_EXTRA_ISIZE + 2].copy_from_slice(&32u16.to_le_bytes());
+        r[I_MTIME..I_MTIME + 4].copy_from_slice(&100u32.to_le_bytes());
+        r[I_MTIME_EXTRA..I_MTIME_EXTRA + 4].copy_from_slice(&((5u32 << 2) | 1).to_le_bytes());
+        r[I_CRTIME..I_CRTIME + 4].copy_from_slice(&42u32.to_le_bytes());
+        set_csum(sb, ino, &mut r);
+        r
+    }
+
+    fn set_csum(sb: &Superblock, ino: u32, r: &mut [u8]) {
+        r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].fill(0);
+        r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].fill(0);
+        let gen = le32(r, I_GENERATION);
+        let c = crc32c(inode_csum_seed(sb, ino, gen), r);
+        r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].copy_from_slice(&(c as u16).to_le_bytes());
+        r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
+    }
+
+    #[test]
+    fn parses_fields_and_verifies_checksum() {
+        let sb = synth::parsed();
+        let r = raw_inode(&sb, 12);
+        let i = Inode::parse(&sb, 12, &r).unwrap();
+        assert_eq!(i.kind(), FileKind::File);
+        assert_eq!(i.size, (1 << 32) + 5000);
+        assert_eq!(i.uid, 0x1_1170);
+        assert_eq!(i.blocks, 16);
+        assert_eq!(
+            i.mtime,
+            Timestamp {
+                sec: (1 << 32) + 100,
+                nsec: 5
+            }
+        );
+        assert_eq!(i.crtime.sec, 42);
+        assert_eq!(i.stat().perm, 0o644);
+        // Same bytes at another inode number: the seed differs.
+        assert!(matches!(
+            Inode::parse(&sb, 13, &r).unwrap_err(),
+            Error::Checksum { .. }
+        ));
+        let mut bad = r.clone();
+        bad[200] ^= 1;
+        assert!(matches!(
+            Inode::parse(&sb, 12, &bad).unwrap_err(),
+            Error::Checksum { .. }
+        ));
+    }
+
+    #[test]
+    fn structural_checks() {
+        let sb = synth::parsed();
+        type Edit = fn(&mut Vec<u8>);
+        let cases: &[(Edit, &str)] = &[
+            (|r| r[I_EXTRA_ISIZE] = 130, "extra inode size"),
+            (|r| r[I_EXTRA_ISIZE] = 30, "extra inode size"),
+            (|r| r[I_MODE + 1] = 0xF0, "file type"),
+            (|r| r[I_SIZE_HIGH + 3] = 0x80, "size"),
+        ];
+        for (edit, want) in cases {
+            let mut r = raw_inode(&sb, 12);
+            edit(&mut r);
+            set_csum(&sb, 12, &mut r);
+            let e = Inode::parse(&sb, 12, &r).unwrap_err();
+            assert!(e.to_string().contains(want), "{e} vs {want}");
+        }
+        assert!(matches!(
+            Inode::parse(&sb, 12, &[0u8; 256]).unwrap_err(),
+            Error::NoSuchInode(12)
+        ));
+        let mut r = raw_inode(&sb, 12);
+        r[I_LINKS_COUNT] = 0;
+        set_csum(&sb, 12, &mut r);
+        assert!(matches!(
+            Inode::parse(&sb, 12, &r).unwrap_err(),
+            Error::NoSuchInode(12)
+        ));
+        assert!(Inode::parse(&sb, 12, &r[..100]).is_err());
+    }
+
+    #[test]
+    fn huge_file_blocks() {
+        let sb = synth::parsed(); // huge_file on, 1 KiB blocks
+        let mut r = raw_inode(&sb, 12);
+        r[I_BLOCKS_HIGH..I_BLOCKS_HIGH + 2].copy_from_slice(&1u16.to_le_bytes());
+        set_csum(&sb, 12, &mut r);
+        assert_eq!(Inode::parse(&sb, 12, &r).unwrap().blocks, (1 << 32) + 16);
+        r[I_FLAGS..I_FLAGS + 4].copy_from_slice(&flags::HUGE_FILE.to_le_bytes());
+        set_csum(&sb, 12, &mut r);
+        // In filesystem blocks: times 2 sectors per 1 KiB block.
+        assert_eq!(
+            Inode::parse(&sb, 12, &r).unwrap().blocks,
+            ((1 << 32) + 16) * 2
+        );
     }
 }

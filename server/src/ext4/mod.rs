@@ -17,6 +17,7 @@ pub mod csum;
 pub mod dir;
 pub mod error;
 pub mod extent;
+pub mod features;
 pub mod fs;
 pub mod group;
 pub mod hash;
