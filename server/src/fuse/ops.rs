@@ -396,7 +396,6 @@ impl Adapter {
         self.ra.lookup(ino, offset, size.min(MAX_READ))
     }
 
-
     /// Whether an open with `flags` is refused: any write access, or
     /// truncation, on a filesystem this server cannot write.
     pub(crate) fn open_refused(&self, flags: OpenFlags) -> Option<Errno> {
