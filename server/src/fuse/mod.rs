@@ -24,6 +24,7 @@ mod backend;
 mod engine_tests;
 mod errno;
 mod ops;
+mod readahead;
 #[cfg(test)]
 mod tests;
 

@@ -29,6 +29,7 @@ use fuser::{
 use super::attr::{ext4_ino, file_attr, file_type, fuse_ino, placeholder_attr};
 use super::backend::Backend;
 use super::errno::ErrorLog;
+use super::readahead::ReadAhead;
 use crate::ext4::{DirEntry, Error, FileKind};
 
 /// Attribute and entry lifetime in the kernel's caches: an hour. Long,
@@ -131,7 +132,7 @@ pub(crate) struct ReadBuf {
 }
 
 impl ReadBuf {
-    fn new(len: usize) -> ReadBuf {
+    pub(crate) fn new(len: usize) -> ReadBuf {
         let storage = vec![0u8; len + READ_ALIGN];
         let start = (READ_ALIGN - storage.as_ptr() as usize % READ_ALIGN) % READ_ALIGN;
         ReadBuf {
@@ -141,8 +142,24 @@ impl ReadBuf {
         }
     }
 
-    fn as_mut(&mut self) -> &mut [u8] {
+    pub(crate) fn as_mut(&mut self) -> &mut [u8] {
         &mut self.storage[self.start..self.start + self.len]
+    }
+
+    /// Bytes the buffer can hold.
+    pub(crate) fn capacity(&self) -> usize {
+        self.storage.len() - self.start
+    }
+
+    /// Reuses the buffer for `len` bytes (at most its capacity). The old
+    /// contents stay until overwritten: callers fill it before reading.
+    pub(crate) fn reset(&mut self, len: usize) {
+        self.len = len.min(self.capacity());
+    }
+
+    /// Keeps the first `len` bytes (no-op when already shorter).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 }
 
@@ -160,6 +177,8 @@ pub(crate) struct Adapter {
     /// The filesystem block size, reported as `st_blksize`.
     blksize: u32,
     errors: ErrorLog,
+    /// Sequential readahead of file data (see `readahead`).
+    ra: ReadAhead,
 }
 
 impl std::fmt::Debug for Adapter {
@@ -183,6 +202,7 @@ impl Adapter {
             read_only,
             blksize,
             errors: ErrorLog::default(),
+            ra: ReadAhead::default(),
         }
     }
 
@@ -355,6 +375,27 @@ impl Adapter {
         Ok(buf)
     }
 
+    /// After a read of `asked` bytes at `offset` answered `got`: feed the
+    /// readahead stream and run the fill it asks for. Called after the
+    /// reply, so the fill's device read overlaps the kernel's next request.
+    pub(crate) fn after_read(&self, node: INodeNo, offset: u64, got: usize, asked: u32) {
+        let Ok(ino) = self.ino(node) else { return };
+        if let Some(fill) = self.ra.note(ino, offset, got as u64, u64::from(asked)) {
+            self.ra.fill(&*self.fs, fill);
+        }
+    }
+
+    /// A read answered from the readahead windows, if they hold it.
+    pub(crate) fn read_ahead_hit(
+        &self,
+        node: INodeNo,
+        offset: u64,
+        size: u32,
+    ) -> Option<super::readahead::Chunk<'_>> {
+        let ino = self.ino(node).ok()?;
+        self.ra.lookup(ino, offset, size.min(MAX_READ))
+    }
+
     /// Whether an open with `flags` is refused: any write access, or
     /// truncation, on a filesystem this server cannot write.
     pub(crate) fn open_refused(&self, flags: OpenFlags) -> Option<Errno> {
@@ -515,10 +556,38 @@ impl fuser::Filesystem for Adapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
+        if let Some(chunk) = self.read_ahead_hit(ino, offset, size) {
+            let got = chunk.len();
+            reply.data(&chunk);
+            drop(chunk);
+            self.after_read(ino, offset, got, size);
+            return;
+        }
         match self.do_read(ino, offset, size) {
-            Ok(data) => reply.data(&data),
+            Ok(data) => {
+                let got = data.len();
+                reply.data(&data);
+                self.after_read(ino, offset, got, size);
+            }
             Err(e) => reply.error(e),
         }
+    }
+
+    /// The file's readahead stream goes with its last close.
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Ok(i) = self.ino(ino) {
+            self.ra.forget(i);
+        }
+        reply.ok();
     }
 
     /// Nothing to write back: data is never buffered here (the mount is
