@@ -83,7 +83,10 @@ pub fn dirty_journal_image(scratch: &TempDir, kind: FsKind, name: &str) -> Resul
         nix::unistd::sync();
         fs::create_dir(dir.join("later"))?;
         write(&dir.join("later/c"), &pseudo_random(503, 70_000))?;
-        write(&dir.join("synced/a"), b"rewritten after sync, never flushed\n")?;
+        write(
+            &dir.join("synced/a"),
+            b"rewritten after sync, never flushed\n",
+        )?;
         fs::remove_file(dir.join("synced/sub/b"))?;
         shutdown_nologflush(&dir).context("EXT4_IOC_SHUTDOWN NOLOGFLUSH")?;
         Ok(())

@@ -21,6 +21,16 @@ use std::time::Duration;
 /// `mount(8)`'s "mount failure" exit code.
 const MOUNT_FAILURE: i32 = 32;
 
+/// Serializes this file's tests. While one test walks a kernel mount, a
+/// process another test thread forks holds a copy of the walker's fd table
+/// until it execs; on a loaded machine that window is long enough for the
+/// walker's immediate `umount` to fail with "target is busy".
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn opts(o: &str) -> FsvcOptions {
     FsvcOptions {
         options: o.to_string(),
@@ -99,7 +109,10 @@ fn dirty_journal_case(kind: FsKind) {
         before,
         "fsvc changed the image"
     );
-    assert!(needs_recovery(&image).unwrap(), "needs_recovery was cleared");
+    assert!(
+        needs_recovery(&image).unwrap(),
+        "needs_recovery was cleared"
+    );
 }
 
 #[test]
@@ -107,6 +120,7 @@ fn ext4_dirty_journal_refused_then_norecovery_reads_as_kernel_noload() {
     if !require_privileged("ext4_dirty_journal_refused_then_norecovery_reads_as_kernel_noload") {
         return;
     }
+    let _serial = serial();
     dirty_journal_case(FsKind::Ext4);
 }
 
@@ -115,6 +129,7 @@ fn ext3_dirty_journal_refused_then_norecovery_reads_as_kernel_noload() {
     if !require_privileged("ext3_dirty_journal_refused_then_norecovery_reads_as_kernel_noload") {
         return;
     }
+    let _serial = serial();
     dirty_journal_case(FsKind::Ext3);
 }
 
@@ -123,6 +138,7 @@ fn clean_journalled_ext3_and_ext4_mount_normally() {
     if !require_privileged("clean_journalled_ext3_and_ext4_mount_normally") {
         return;
     }
+    let _serial = serial();
     for kind in [FsKind::Ext3, FsKind::Ext4] {
         let scratch = TempDir::new(&format!("journal-clean-{}", kind.name())).unwrap();
         let image = varied_image(&scratch, &Mkfs::new(kind), &TreeOptions::default()).unwrap();
@@ -132,11 +148,7 @@ fn clean_journalled_ext3_and_ext4_mount_normally() {
             "{}: no journal: {feats}",
             kind.name()
         );
-        assert!(
-            !needs_recovery(&image).unwrap(),
-            "{}: {feats}",
-            kind.name()
-        );
+        assert!(!needs_recovery(&image).unwrap(), "{}: {feats}", kind.name());
         kernel_vs_fsvc(&image, &scratch).unwrap_or_else(|e| panic!("{}: {e:#}", kind.name()));
         assert_no_server(&image, kind.name());
     }
