@@ -15,6 +15,7 @@ pub mod bench;
 pub mod check;
 pub mod fake_server;
 pub mod fixtures;
+pub mod journal_fixture;
 pub mod mount;
 pub mod oracle;
 pub mod privilege;
