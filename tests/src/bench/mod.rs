@@ -107,6 +107,8 @@ pub struct Results {
     pub config: Config,
     /// Image size in bytes.
     pub image_bytes: u64,
+    /// Block and inode size of the image.
+    pub geometry: tree::Geometry,
     /// Rates per (workload, temperature) and system.
     pub rates: BTreeMap<(Workload, Temp), BTreeMap<System, Cell>>,
     /// Peak RSS (KiB) of the FUSE servers.
@@ -196,7 +198,7 @@ pub fn run(config: &Config) -> Result<Results> {
         tree_dir.display()
     );
     let layout = tree::generate(&tree_dir, config.size_mib, config.files, config.dirs)?;
-    tree::make_image(&tree_dir, &image, &layout)?;
+    let geometry = tree::make_image(&tree_dir, &image, &layout)?;
     // The tree is no longer needed and would double the disk footprint.
     fs::remove_dir_all(&tree_dir)?;
     let image_bytes = fs::metadata(&image)?.len();
@@ -285,6 +287,7 @@ pub fn run(config: &Config) -> Result<Results> {
     Ok(Results {
         config: config.clone(),
         image_bytes,
+        geometry,
         rates,
         peak_rss_kib: rss,
     })

@@ -103,8 +103,10 @@ pub fn table(r: &Results) -> String {
     let c = &r.config;
     let _ = writeln!(
         out,
-        "fsvc-bench: image {} MiB; large files {} MiB; {} small files of 4 KiB in {} dirs; median of {} runs",
+        "fsvc-bench: image {} MiB (block {} B, inode {} B); large files {} MiB; {} small files of 4 KiB in {} dirs; median of {} runs",
         r.image_bytes >> 20,
+        r.geometry.block_size,
+        r.geometry.inode_size,
         c.size_mib,
         c.files,
         c.dirs,
@@ -192,8 +194,8 @@ fn json_cell(out: &mut String, workload: &str, temp: &str, unit: &str, system: S
 pub fn json_lines(r: &Results) -> String {
     let c = &r.config;
     let mut out = format!(
-        "{{\"type\":\"config\",\"image_bytes\":{},\"size_mib\":{},\"files\":{},\"dirs\":{},\"reps\":{}}}\n",
-        r.image_bytes, c.size_mib, c.files, c.dirs, c.reps
+        "{{\"type\":\"config\",\"image_bytes\":{},\"block_size\":{},\"inode_size\":{},\"size_mib\":{},\"files\":{},\"dirs\":{},\"reps\":{}}}\n",
+        r.image_bytes, r.geometry.block_size, r.geometry.inode_size, c.size_mib, c.files, c.dirs, c.reps
     );
     for ((w, t), cells) in &r.rates {
         for (s, cell) in cells {

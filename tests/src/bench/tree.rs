@@ -128,18 +128,41 @@ pub fn generate(root: &Path, size_mib: u64, files: usize, dirs: usize) -> Result
     })
 }
 
-/// Makes an ext4 image at `image` from `tree` with mkfs.ext4's defaults,
-/// sized for the tree plus room for metadata.
-pub fn make_image(tree: &Path, image: &Path, layout: &Layout) -> Result<()> {
+/// Smallest image made: PEERS.md's figures come from a 2 GiB image made by
+/// mkfs.ext4 defaults, which at this size means the "default" usage type
+/// (4 KiB blocks, 256-byte inodes). Smaller images would get the "small"
+/// type (1 KiB blocks, 128-byte inodes) and measure a different layout.
+const MIN_IMAGE_BYTES: u64 = 2 << 30;
+/// Superblock offset in the image, and the fields read back for the report.
+const SB_OFFSET: u64 = 1024;
+const SB_LEN: usize = 1024;
+const SB_LOG_BLOCK_SIZE: usize = 0x18;
+const SB_MAGIC: usize = 0x38;
+const SB_REV_LEVEL: usize = 0x4c;
+const SB_INODE_SIZE: usize = 0x58;
+const EXT4_MAGIC: u16 = 0xef53;
+/// Inode size of revision-0 filesystems (no `s_inode_size` field).
+const GOOD_OLD_INODE_SIZE: u32 = 128;
+
+/// Geometry of the made image, printed in the report header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Filesystem block size, bytes.
+    pub block_size: u32,
+    /// On-disk inode size, bytes.
+    pub inode_size: u32,
+}
+
+/// Makes an ext4 image at `image` from `tree` with mkfs.ext4's defaults
+/// (no `-N`, no `-b`, no `-I`): 2 GiB, or more if the tree needs it. The file
+/// is sparse, so the unused space costs nothing.
+pub fn make_image(tree: &Path, image: &Path, layout: &Layout) -> Result<Geometry> {
     let data = layout.large_bytes() + (layout.small.len() as u64) * SMALL_FILE_SIZE as u64;
     // 15% + 64 MiB covers the journal, inode tables and bitmaps at the
     // default inode ratio.
-    let size_kib = (data + data / 7 + 64 * MIB) / 1024;
-    let inodes = layout.small.len() + layout.dirs.len() + 1024;
+    let size_kib = (data + data / 7 + 64 * MIB).max(MIN_IMAGE_BYTES) / 1024;
     let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-t", "ext4", "-L", "fsvc-bench", "-N"])
-        .arg(inodes.to_string())
-        .arg("-d")
+        .args(["-q", "-F", "-t", "ext4", "-L", "fsvc-bench", "-d"])
         .arg(tree)
         .arg(image)
         .arg(format!("{size_kib}k"))
@@ -151,5 +174,32 @@ pub fn make_image(tree: &Path, image: &Path, layout: &Layout) -> Result<()> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(())
+    geometry(image)
+}
+
+/// Reads block and inode size back from the image's superblock.
+pub fn geometry(image: &Path) -> Result<Geometry> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(image).with_context(|| format!("open {}", image.display()))?;
+    let mut sb = [0u8; SB_LEN];
+    f.read_exact_at(&mut sb, SB_OFFSET)
+        .context("reading the superblock")?;
+    let u16_at = |o: usize| u16::from_le_bytes([sb[o], sb[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    if u16_at(SB_MAGIC) != EXT4_MAGIC {
+        bail!("{}: no ext4 superblock", image.display());
+    }
+    let log = u32_at(SB_LOG_BLOCK_SIZE);
+    if log > 6 {
+        bail!("{}: bad s_log_block_size {log}", image.display());
+    }
+    let inode_size = if u32_at(SB_REV_LEVEL) == 0 {
+        GOOD_OLD_INODE_SIZE
+    } else {
+        u32::from(u16_at(SB_INODE_SIZE))
+    };
+    Ok(Geometry {
+        block_size: 1024 << log,
+        inode_size,
+    })
 }
