@@ -373,11 +373,16 @@ impl Adapter {
 
     pub(crate) fn do_read(&self, node: INodeNo, offset: u64, size: u32) -> Result<ReadBuf, Errno> {
         let ino = self.ino(node)?;
-        let mut buf = ReadBuf::new(size.min(MAX_READ) as usize);
-        let n = self
-            .fs
-            .read(ino, offset, buf.as_mut())
-            .map_err(|e| self.err(&e, || format!("read inode {ino} at {offset}")))?;
+        // From the readahead's buffer pool (the caller gives it back after
+        // the reply): see `readahead::MAX_SPARE` for why not the allocator.
+        let mut buf = self.ra.take_buf(size.min(MAX_READ) as usize);
+        let n = match self.fs.read(ino, offset, buf.as_mut()) {
+            Ok(n) => n,
+            Err(e) => {
+                self.ra.give_back(buf);
+                return Err(self.err(&e, || format!("read inode {ino} at {offset}")));
+            }
+        };
         buf.len = n.min(buf.len);
         Ok(buf)
     }
@@ -574,6 +579,7 @@ impl fuser::Filesystem for Adapter {
             Ok(data) => {
                 let got = data.len();
                 reply.data(&data);
+                self.ra.give_back(data);
                 self.after_read(ino, offset, got, size);
             }
             Err(e) => reply.error(e),

@@ -13,7 +13,9 @@
 //! Invariants (bounded memory, no threads of its own):
 //! - at most [`MAX_STREAMS`] streams (least recently used replaced), each
 //!   holding at most [`MAX_WINDOWS`] windows of at most [`WINDOW`] bytes,
-//!   and at most [`MAX_FILLS`] fills in flight per stream;
+//!   and at most [`MAX_FILLS`] fills in flight per stream; at most
+//!   [`MAX_SPARE`] window buffers kept for reuse (fills and large direct
+//!   reads take from them and give back);
 //! - fills run on the FUSE worker that triggered them, after its reply;
 //! - a window holds exactly what `Backend::read` returned for its range at
 //!   the time: valid while the file cannot change. The server does not
@@ -48,10 +50,17 @@ const NEAR: u64 = 2 * WINDOW;
 /// Windows wholly this far behind the reader are released (the kernel's
 /// requests arrive at most a few 128 KiB pages out of order).
 const DROP_BEHIND: u64 = 256 << 10;
-/// Spare window buffers kept for reuse: fills recycle the buffers of
-/// released windows instead of going back to the allocator each time,
-/// which keeps the server's resident memory at what is really in use.
-const MAX_SPARE: usize = MAX_FILLS;
+/// Spare window buffers kept for reuse: a whole stream's worth (its
+/// windows and its fills in flight), so that reading files one after
+/// another, and direct reads, reuse the same few buffers. Buffers handed
+/// back to the allocator would land in whichever thread's malloc arena
+/// freed them and stay resident there: with one arena per FUSE worker, the
+/// server's RSS grew to several times what was ever in use at once.
+const MAX_SPARE: usize = MAX_WINDOWS + MAX_FILLS;
+/// Direct reads at least this large get window-sized, pooled buffers (the
+/// kernel's readahead requests are 128 KiB and up; a 4 KiB read of a small
+/// file should not cost a 512 KiB buffer).
+const POOLED_MIN: usize = 64 << 10;
 /// Longest wait for a fill that covers the range asked.
 const FILL_WAIT: Duration = Duration::from_secs(2);
 
@@ -139,6 +148,8 @@ pub(crate) struct RaStats {
     pub(crate) hits: u64,
     /// Fills run.
     pub(crate) fills: u64,
+    /// Buffers allocated (not taken from the spares).
+    pub(crate) allocs: u64,
 }
 
 #[derive(Debug, Default)]
@@ -152,10 +163,16 @@ struct State {
 /// Keeps `data` as a spare buffer if nothing else holds it and the spares
 /// are not full.
 fn recycle(spare: &mut Vec<ReadBuf>, data: Arc<ReadBuf>) {
-    if spare.len() < MAX_SPARE {
-        if let Ok(buf) = Arc::try_unwrap(data) {
-            spare.push(buf);
-        }
+    if let Ok(buf) = Arc::try_unwrap(data) {
+        keep_spare(spare, buf);
+    }
+}
+
+/// Keeps `buf` as a spare if it is window-sized and the spares are not
+/// full; otherwise it goes back to the allocator.
+fn keep_spare(spare: &mut Vec<ReadBuf>, buf: ReadBuf) {
+    if spare.len() < MAX_SPARE && buf.capacity() >= WINDOW as usize {
+        spare.push(buf);
     }
 }
 
@@ -295,15 +312,7 @@ impl ReadAhead {
     /// Runs `fill`: reads the window through `fs` and installs it. A read
     /// error installs nothing (the reader's own read reports it).
     pub(crate) fn fill(&self, fs: &dyn Backend, fill: Fill) {
-        let len = fill.len as usize;
-        let spare = self.lock().spare.pop();
-        let mut buf = match spare {
-            Some(mut b) if b.capacity() >= len => {
-                b.reset(len);
-                b
-            }
-            _ => ReadBuf::new(len),
-        };
+        let mut buf = self.take_buf(fill.len as usize);
         let got = fs.read(fill.ino, fill.start, buf.as_mut());
         let mut guard = self.lock();
         let st = &mut *guard;
@@ -337,6 +346,34 @@ impl ReadAhead {
         }
         drop(guard);
         self.filled.notify_all();
+    }
+
+    /// A buffer for `len` bytes: a spare when one is big enough, else a new
+    /// one; a new one for a large read is at least a window, so that it can
+    /// become a spare (small reads get small buffers, not pooled).
+    pub(crate) fn take_buf(&self, len: usize) -> ReadBuf {
+        let mut st = self.lock();
+        if let Some(i) = st.spare.iter().position(|b| b.capacity() >= len) {
+            let mut b = st.spare.swap_remove(i);
+            drop(st);
+            b.reset(len);
+            return b;
+        }
+        st.stats.allocs += 1;
+        drop(st);
+        let size = if len >= POOLED_MIN {
+            len.max(WINDOW as usize)
+        } else {
+            len
+        };
+        let mut b = ReadBuf::new(size);
+        b.reset(len);
+        b
+    }
+
+    /// Returns a buffer from [`ReadAhead::take_buf`] once its reply is sent.
+    pub(crate) fn give_back(&self, buf: ReadBuf) {
+        keep_spare(&mut self.lock().spare, buf);
     }
 
     /// Drops the stream of `ino` (its file was closed, or changed).
@@ -505,6 +542,61 @@ mod tests {
         assert!(most_held <= MAX_WINDOWS * WINDOW as usize, "{most_held}");
         ra.forget(5);
         assert_eq!(ra.held_bytes(), 0);
+    }
+
+    #[test]
+    fn files_read_one_after_another_reuse_the_same_buffers() {
+        let files: Vec<(u32, usize)> = (20..24).map(|i| (i, 4 * MIB as usize)).collect();
+        let fs = Files::new(&files);
+        let ra = ReadAhead::default();
+        let mut allocs = Vec::new();
+        for &(ino, size) in &files {
+            let mut off = 0u64;
+            while off < size as u64 {
+                // What the adapter does on a miss: a pooled buffer, given back.
+                let got = match ra.lookup(ino, off, REQ) {
+                    Some(chunk) => chunk.to_vec(),
+                    None => {
+                        let mut buf = ra.take_buf(REQ as usize);
+                        let n = fs.read(ino, off, buf.as_mut()).unwrap();
+                        buf.truncate(n);
+                        let v = buf.to_vec();
+                        ra.give_back(buf);
+                        v
+                    }
+                };
+                expect(&fs, ino, off, &got);
+                if let Some(f) = ra.note(ino, off, got.len() as u64, u64::from(REQ)) {
+                    ra.fill(&fs, f);
+                }
+                off += got.len() as u64;
+            }
+            ra.forget(ino);
+            allocs.push(ra.stats().allocs);
+            assert!(ra.lock().spare.len() <= MAX_SPARE);
+        }
+        // The first file allocates a stream's worth; the next ones none.
+        assert!(allocs[0] as usize <= MAX_SPARE, "{allocs:?}");
+        assert!(allocs.iter().all(|&a| a == allocs[0]), "{allocs:?}");
+    }
+
+    #[test]
+    fn small_direct_reads_get_small_unpooled_buffers() {
+        let ra = ReadAhead::default();
+        let b = ra.take_buf(4096);
+        assert!(b.capacity() < WINDOW as usize);
+        ra.give_back(b);
+        assert!(ra.lock().spare.is_empty());
+        let b = ra.take_buf(REQ as usize);
+        assert!(b.capacity() >= WINDOW as usize);
+        ra.give_back(b);
+        assert_eq!(ra.lock().spare.len(), 1);
+        // A small read may borrow the big spare; it comes back.
+        let b = ra.take_buf(4096);
+        assert_eq!(b.len(), 4096);
+        ra.give_back(b);
+        let spares = ra.lock().spare.len();
+        assert_eq!((spares, ra.stats().allocs), (1, 2));
     }
 
     #[test]
