@@ -1,23 +1,24 @@
-//! Fuzz target `protocol`: arbitrary bytes decoded as either side's message
-//! (postcard, as the wire does). Decoding must never panic or allocate
-//! without bound; a decoded message must re-encode and decode to itself.
+//! Fuzz target `protocol`: arbitrary bytes through the wire decoder both
+//! sides use (`fsvc_protocol::decode`: postcard, size limit, trailing bytes,
+//! string bounds). Decoding must never panic or allocate without bound; a
+//! message it accepts must encode and decode back to itself.
 
 #![no_main]
 
-use fsvc_protocol::{HelperMsg, ServerMsg};
+use fsvc_protocol::{decode, encode, HelperMsg, ServerMsg};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = postcard::from_bytes::<HelperMsg>(data) {
-        let again = postcard::to_stdvec(&m).expect("re-encode HelperMsg");
-        let back: HelperMsg = postcard::from_bytes(&again).expect("decode re-encoded HelperMsg");
-        assert_eq!(format!("{m:?}"), format!("{back:?}"));
+    if let Ok(m) = decode::<HelperMsg>(data) {
+        let again = encode(&m).expect("re-encode an accepted HelperMsg");
+        let back: HelperMsg = decode(&again).expect("decode a re-encoded HelperMsg");
+        assert_eq!(m, back);
         let _ = m.fd_count();
     }
-    if let Ok(m) = postcard::from_bytes::<ServerMsg>(data) {
-        let again = postcard::to_stdvec(&m).expect("re-encode ServerMsg");
-        let back: ServerMsg = postcard::from_bytes(&again).expect("decode re-encoded ServerMsg");
-        assert_eq!(format!("{m:?}"), format!("{back:?}"));
+    if let Ok(m) = decode::<ServerMsg>(data) {
+        let again = encode(&m).expect("re-encode an accepted ServerMsg");
+        let back: ServerMsg = decode(&again).expect("decode a re-encoded ServerMsg");
+        assert_eq!(m, back);
         let _ = m.fd_count();
     }
 });
