@@ -4,8 +4,9 @@
 //! fine; a panic, a hang (libFuzzer's -timeout) or an out-of-bounds access
 //! is an engine bug.
 //!
-//! Seeds: small images from `mkfs.ext4 -d` (see the README of the fuzz
-//! directory in the bench report) put into fuzz/corpus/image/.
+//! Seeds: `fuzz/seed.sh` makes small images with `mkfs.ext4 -d` (one per
+//! feature set) in fuzz/corpus/image/; without them the fuzzer never gets
+//! past the superblock checks.
 
 #![no_main]
 
