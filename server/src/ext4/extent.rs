@@ -331,6 +331,7 @@ mod tests {
 
     use super::*;
     use crate::ext4::superblock::synth;
+    use crate::ext4::testblocks::{m, reader as mapper};
 
     const SEED: u32 = 0x5eed;
 
@@ -369,19 +370,6 @@ mod tests {
         let tail = HEADER_LEN + max * ENTRY_LEN;
         let c = crc32c(SEED, &b[..tail]);
         b[tail..tail + 4].copy_from_slice(&c.to_le_bytes());
-    }
-
-    fn mapper(blocks: HashMap<u64, Vec<u8>>) -> impl Fn(u64) -> Result<Arc<[u8]>> {
-        move |b| {
-            blocks
-                .get(&b)
-                .map(|v| Arc::from(v.as_slice()))
-                .ok_or_else(|| Error::corrupt("test", format!("unexpected read of {b}")))
-        }
-    }
-
-    fn m(pblk: Option<u64>, len: u64) -> Mapping {
-        Mapping { pblk, len }
     }
 
     #[test]

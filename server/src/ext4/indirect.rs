@@ -145,6 +145,7 @@ mod tests {
 
     use super::*;
     use crate::ext4::superblock::synth;
+    use crate::ext4::testblocks::{m, reader};
 
     fn ptrs(v: &[(usize, u32)], len: usize) -> Vec<u8> {
         let mut b = vec![0u8; len];
@@ -152,19 +153,6 @@ mod tests {
             b[i * 4..i * 4 + 4].copy_from_slice(&p.to_le_bytes());
         }
         b
-    }
-
-    fn reader(blocks: HashMap<u64, Vec<u8>>) -> impl Fn(u64) -> Result<Arc<[u8]>> {
-        move |b| {
-            blocks
-                .get(&b)
-                .map(|v| Arc::from(v.as_slice()))
-                .ok_or_else(|| Error::corrupt("test", format!("unexpected read of {b}")))
-        }
-    }
-
-    fn m(pblk: Option<u64>, len: u64) -> Mapping {
-        Mapping { pblk, len }
     }
 
     #[test]

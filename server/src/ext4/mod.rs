@@ -27,6 +27,8 @@ pub mod inline;
 pub mod inode;
 pub mod superblock;
 pub mod symlink;
+#[cfg(test)]
+mod testblocks;
 pub mod xattr;
 
 pub use error::{Error, Result};
