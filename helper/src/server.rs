@@ -23,7 +23,7 @@ use fsvc_protocol::FsType;
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::socket::{connect, socket, socketpair, AddressFamily, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -100,13 +100,8 @@ pub fn spawn(log_path: &Path) -> Result<Reached, String> {
     let log = open_log(log_path)?;
     let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| format!("cannot open /dev/null: {e}"))?;
-    let (ours, theirs) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(|e| format!("cannot create a socketpair: {e}"))?;
+    let (ours, theirs) =
+        fsvc_protocol::seqpacket_pair().map_err(|e| format!("cannot create a socketpair: {e}"))?;
     let plan = sys::SpawnPlan {
         path: CString::new(path.as_os_str().as_bytes())
             .map_err(|_| format!("server path {} contains a NUL byte", path.display()))?,

@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, MsgFlags, UnixAddr};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+    UnixAddr,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -243,6 +246,19 @@ fn check_mount_request(req: &MountRequest) -> Result<(), WireError> {
         });
     }
     Ok(())
+}
+
+/// A connected pair of the protocol's sockets: `AF_UNIX`,
+/// `SOCK_SEQPACKET` (one message per packet, boundaries kept),
+/// close-on-exec. The helper spawns a server over one; tests use them as
+/// both peers.
+pub fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
 }
 
 /// Shortens `reason` to at most [`MAX_REASON_LEN`] bytes on a character

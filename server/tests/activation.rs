@@ -26,13 +26,7 @@ const SERVER: &str = env!("CARGO_BIN_EXE_fsvc-server");
 const LONG: Duration = Duration::from_secs(30);
 
 fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("socketpair")
+    fsvc_protocol::seqpacket_pair().expect("socketpair")
 }
 
 /// How to start the server.

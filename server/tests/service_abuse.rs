@@ -21,7 +21,6 @@ use fsvc_protocol::{
 use fsvc_server::service::{OptionError, Service, ServiceError};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{pipe2, read};
 use proptest::prelude::*;
 
@@ -32,13 +31,7 @@ const LONG: Duration = Duration::from_secs(10);
 const SHORT: Duration = Duration::from_millis(100);
 
 fn pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("socketpair")
+    fsvc_protocol::seqpacket_pair().expect("socketpair")
 }
 
 /// An open, already unlinked regular file (stands in for an image).

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
-use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{setsockopt, sockopt};
 use nix::unistd::{pipe2, read, write};
 use proptest::prelude::*;
 
@@ -19,13 +19,7 @@ const SHORT: Duration = Duration::from_millis(50);
 const LONG: Duration = Duration::from_secs(10);
 
 fn pair() -> (OwnedFd, OwnedFd) {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .expect("socketpair")
+    seqpacket_pair().expect("socketpair")
 }
 
 /// A pipe whose write end will travel; returns (read end, write end).

@@ -33,9 +33,7 @@ use fsvc_server::sandbox::{self, SandboxConfig};
 use nix::errno::Errno;
 use nix::sys::resource::{getrlimit, Resource};
 use nix::sys::signal::kill;
-use nix::sys::socket::{
-    recv, send, socket, socketpair, AddressFamily, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{recv, send, socket, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::stat::{fstat, major, minor};
 use nix::unistd::{getgroups, getresgid, getresuid, Pid};
 
@@ -442,13 +440,7 @@ struct Kept {
 
 fn setup(path: &str) -> Result<(Kept, SandboxConfig)> {
     let file = File::open(path).with_context(|| format!("open {path}"))?;
-    let (sock_a, sock_b) = socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .context("socketpair")?;
+    let (sock_a, sock_b) = fsvc_protocol::seqpacket_pair().context("socketpair")?;
     // stdout carries the results and stderr the errors; 0 is left out on
     // purpose so the probe shows it becomes /dev/null.
     let keep_fds = vec![
