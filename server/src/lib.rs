@@ -6,9 +6,7 @@
 //! `service` or `sandbox`, so it can be used by tests, fuzzers and offline
 //! tools. `fuse` is the only module that knows errno.
 
-pub mod ext4;
 pub mod fuse;
-pub mod io;
 pub mod logging;
 pub mod sandbox;
 pub mod service;

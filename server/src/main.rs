@@ -18,9 +18,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fsvc_protocol::Access;
-use fsvc_server::ext4::{Error as EngineError, Fs, OpenOptions};
+use fsvc_ext4::{Error as EngineError, Fs, OpenOptions};
 use fsvc_server::fuse::{FuseServer, ServeOptions};
-use fsvc_server::io::unixfd::UnixFdChannel;
+use fsvc_ext4::io::unixfd::UnixFdChannel;
 use fsvc_server::logging::{self, FdLogger, Style};
 use fsvc_server::sandbox::{self, SandboxConfig};
 use fsvc_server::service::activation::{self, ActivationError, Mode};

@@ -401,9 +401,9 @@ mod fuse {
     pub(super) fn serve_ext4(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
         use std::sync::Arc;
 
-        use fsvc_server::ext4::{Fs, OpenOptions as FsOptions};
+        use fsvc_ext4::{Fs, OpenOptions as FsOptions};
         use fsvc_server::fuse::{FuseServer, ServeOptions};
-        use fsvc_server::io::UnixFdChannel;
+        use fsvc_ext4::io::UnixFdChannel;
 
         mount_and_park(&kept, dir)?;
         let Kept {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use super::tests::TestMount;
 use super::ServeOptions;
-use crate::ext4::{Fs, OpenOptions as FsOptions};
-use crate::io::testutil::{is_root, pattern, skip, TempDir};
-use crate::io::UnixFdChannel;
+use fsvc_ext4::{Fs, OpenOptions as FsOptions};
+use fsvc_ext4::io::testutil::{is_root, pattern, skip, TempDir};
+use fsvc_ext4::io::UnixFdChannel;
 
 fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
     let o = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;

@@ -378,7 +378,7 @@ impl Inode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ext4::superblock::synth;
+    use crate::superblock::synth;
 
     #[test]
     fn timestamps_with_epoch_bits() {

@@ -25,6 +25,7 @@ pub mod htree;
 pub mod indirect;
 pub mod inline;
 pub mod inode;
+pub mod io;
 pub mod superblock;
 pub mod symlink;
 #[cfg(test)]
