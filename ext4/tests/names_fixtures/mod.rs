@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use fsvc_ext4::{DirEntry, Error, FileKind, Fs, OpenOptions, ROOT_INO};
 use fsvc_ext4::io::mem::MemChannel;
+use fsvc_ext4::{DirEntry, Error, FileKind, Fs, OpenOptions, ROOT_INO};
 
 /// A scratch directory under /tmp, removed on drop.
 pub struct Scratch(pub PathBuf);
