@@ -19,9 +19,20 @@
 //! `extent`, `indirect`, `csum` are the core; `dir`, `htree`, `hash`,
 //! `inline`, `xattr`, `acl`, `symlink` build the namespace on top; `io` is
 //! the device below (channel trait, unixfd/memory/fault backends, block
-//! cache, access gate).
+//! cache with write-back, access gate).
+//!
+//! The write path (docs/design-notes.md, "Write path"): `tx` (the
+//! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
+//! use), `locks` (inode lock table, change lock), `zones` (system zones),
+//! `mount` (read-write open, `begin`, sync, unmount, `fail` and
+//! `errors=`), `wstate` (mode and write state), `super_fields` (the
+//! superblock's changing fields), `balloc`/`ialloc` (allocators),
+//! `ranges` (block range sets), `testfs` (mkfs-made test images, with the
+//! `test-util` feature).
 
 pub mod acl;
+mod alloc_state;
+mod balloc;
 pub mod bytes;
 pub mod csum;
 pub mod dir;
@@ -32,15 +43,25 @@ pub mod fs;
 pub mod group;
 pub mod hash;
 pub mod htree;
+mod ialloc;
 pub mod indirect;
 pub mod inline;
 pub mod inode;
 pub mod io;
+pub mod locks;
+pub mod mount;
+pub mod ranges;
+pub mod super_fields;
 pub mod superblock;
 pub mod symlink;
 #[cfg(test)]
 mod testblocks;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testfs;
+pub mod tx;
+pub mod wstate;
 pub mod xattr;
+pub mod zones;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Space};
 pub use fs::{DirEntry, FileKind, Fs, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO};

@@ -209,6 +209,7 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
             .cache_bytes
             .and_then(|b| usize::try_from(b).ok())
             .unwrap_or(0),
+        ..OpenOptions::default()
     };
     let fs = Fs::open(Arc::new(channel), &open).map_err(|e| {
         Failure::new(

@@ -43,6 +43,10 @@ pub(crate) fn errno_of(e: &Error) -> Errno {
         Error::NoSuchInode(_) => Errno::ESTALE,
         Error::Unsupported(_) => Errno::EOPNOTSUPP,
         Error::NeedsRecovery | Error::NotExt(_) => Errno::EIO,
+        Error::ReadOnly | Error::RwRefused(_) => Errno::EROFS,
+        Error::NoSpace(_) => Errno::ENOSPC,
+        Error::FileTooBig => Errno::EFBIG,
+        Error::Stopped | Error::Internal(_) => Errno::EIO,
         // The engine's error enum is non_exhaustive: anything new is an I/O
         // error until someone decides better.
         #[allow(unreachable_patterns)]
