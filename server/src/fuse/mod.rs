@@ -34,6 +34,7 @@ use std::sync::Arc;
 use fuser::{Config, Session, SessionACL};
 
 use fsvc_ext4::Fs;
+pub use errno::engine_errno;
 use ops::Adapter;
 
 /// Default number of FUSE worker threads. The work is mostly waiting on the
