@@ -15,6 +15,7 @@ use super::bytes::{le16, le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::superblock::Superblock;
+use super::types::Mapping;
 
 /// Extent header magic.
 pub const EXTENT_MAGIC: u16 = 0xF30A;
@@ -41,17 +42,6 @@ const EI_LEAF_HI: usize = 8;
 const EE_LEN: usize = 4;
 const EE_START_HI: usize = 6;
 const EE_START_LO: usize = 8;
-
-/// Where a logical block lives, and for how many blocks the answer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mapping {
-    /// Physical block of the logical block asked, `None` for a hole or an
-    /// uninitialized extent (reads as zeros).
-    pub pblk: Option<u64>,
-    /// Number of blocks from the one asked for which the answer continues
-    /// (physically contiguous, or hole), at least 1.
-    pub len: u64,
-}
 
 /// One validated extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

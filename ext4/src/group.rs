@@ -1,7 +1,7 @@
 //! Block group descriptors: where each group's bitmaps and inode table
 //! live, its free counts, flags and checksums.
 //!
-//! Parsing ([`GroupDesc::parse`]) is pure. [`gdt_block`] computes where
+//! Parsing ([`GroupDesc::parse`]) is pure. [`gdt_location`] computes where
 //! group `g`'s descriptor block lies, with or without meta_bg.
 //! [`GroupDesc::check`] verifies the descriptor's checksum (crc16 for
 //! gdt_csum, the low 16 bits of crc32c for metadata_csum) and that its
@@ -247,22 +247,6 @@ pub fn gdt_location(sb: &Superblock, group: u32) -> Result<(u64, usize)> {
         ));
     }
     Ok((blk, offset))
-}
-
-/// Number of blocks the bitmap of `bits` bits occupies, as bytes.
-pub fn bitmap_bytes(bits: u32) -> usize {
-    (bits / 8) as usize
-}
-
-/// Checksum of a bitmap (`bytes` bytes of `data`), as stored (truncated to
-/// 16 bits when the descriptor has no high half).
-pub fn bitmap_checksum(sb: &Superblock, data: &[u8], bytes: usize, full: bool) -> u32 {
-    let c = crc32c(sb.csum_seed, data.get(..bytes).unwrap_or(data));
-    if full {
-        c
-    } else {
-        c & 0xFFFF
-    }
 }
 
 /// Whether descriptors of this size carry the high halves of the bitmap checksums.

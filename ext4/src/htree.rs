@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::bytes::{get_le16, get_le32};
 use super::csum::crc32c;
-use super::dir::rec_len_from_disk;
+use super::dirent::rec_len_from_disk;
 use super::error::{Error, Result};
 use super::hash::{self, DX_HASH_TEA, DX_HASH_UNSIGNED_DELTA};
 

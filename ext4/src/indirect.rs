@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use super::bytes::le32;
 use super::error::{Error, Result};
-use super::extent::Mapping;
 use super::superblock::Superblock;
+use super::types::Mapping;
 
 /// Direct pointers in `i_block`.
 pub const DIRECT_BLOCKS: u64 = 12;

@@ -1,7 +1,8 @@
 //! On-disk inodes: parsing, checksum and the fields the engine serves.
 //!
 //! [`Inode::parse`] is pure (raw bytes in, validated [`Inode`] out);
-//! `Fs::inode` (in `fs.rs`) locates the inode and calls it. After a
+//! `Fs::inode` (the kernel's iget, here) locates the inode in its group's
+//! table and calls it. After a
 //! successful parse: the file type is one of the seven kinds, the extra
 //! inode size fits the on-disk inode and is 4-byte aligned, the checksum
 //! matched (metadata_csum), and every extended field read lies inside the
@@ -10,8 +11,9 @@
 use super::bytes::{le16, le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
-use super::fs::{FileKind, Stat, Timestamp};
+use super::fs::Fs;
 use super::superblock::{ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
+use super::types::{FileKind, Stat, Timestamp};
 
 // Field offsets (kernel Documentation/filesystems/ext4/inodes.rst).
 const I_MODE: usize = 0x0;
@@ -372,6 +374,51 @@ impl Inode {
             rdev,
             flags: self.flags,
         }
+    }
+}
+
+impl Fs {
+    /// Reads, bounds-checks and checksum-verifies inode `ino`.
+    pub fn inode(&self, ino: u32) -> Result<Inode> {
+        let sb = self.sb();
+        if ino == 0 || ino > sb.inodes_count {
+            return Err(Error::NoSuchInode(u64::from(ino)));
+        }
+        let idx0 = ino - 1;
+        let g = idx0 / sb.inodes_per_group;
+        let index = idx0 % sb.inodes_per_group;
+        let gd = self.group(g)?;
+        if !gd.csum_ok {
+            return Err(Error::checksum(format!("group descriptor {g}")));
+        }
+        if gd.inode_uninit(sb)
+            || (sb.has_group_csum() && index >= sb.inodes_per_group - gd.itable_unused)
+        {
+            return Err(Error::NoSuchInode(u64::from(ino)));
+        }
+        let isz = u64::from(sb.inode_size);
+        let byte = u64::from(index) * isz;
+        let blk = gd.inode_table + byte / u64::from(sb.block_size);
+        let off = (byte % u64::from(sb.block_size)) as usize;
+        // Inodes are looked at in bursts (a listing, a tree walk): a miss
+        // reads ahead within the used part of this group's table.
+        let used = if sb.has_group_csum() {
+            sb.inodes_per_group.saturating_sub(gd.itable_unused)
+        } else {
+            sb.inodes_per_group
+        };
+        let table_blocks = (u64::from(used) * isz).div_ceil(u64::from(sb.block_size));
+        let span = gd.inode_table..gd.inode_table.saturating_add(table_blocks);
+        let block = self.meta_block_ahead(blk, span)?;
+        let raw = block
+            .get(off..off + usize::from(sb.inode_size))
+            .ok_or_else(|| Error::corrupt(format!("inode {ino}"), "outside its table block"))?;
+        Inode::parse(sb, ino, raw)
+    }
+
+    /// `stat` of inode `ino`.
+    pub fn stat(&self, ino: u32) -> Result<Stat> {
+        Ok(self.inode(ino)?.stat())
     }
 }
 

@@ -11,9 +11,10 @@
 //! NUL, as readlink(2) reports it.
 
 use super::error::{Error, Result};
-use super::fs::{FileKind, Fs};
-use super::inline::{self, INLINE_IBLOCK_SIZE};
+use super::fs::Fs;
+use super::inline::INLINE_IBLOCK_SIZE;
 use super::inode::flags as iflags;
+use super::types::FileKind;
 
 /// Longest path the VFS accepts, including the terminating NUL.
 pub const PATH_MAX: u64 = 4096;
@@ -35,7 +36,7 @@ impl Fs {
         let size = inode.size as usize;
         if inode.has_flag(iflags::INLINE_DATA) {
             let mut buf = vec![0u8; size];
-            let n = inline::read_inline(self, &inode, 0, &mut buf)?;
+            let n = self.read_inline(&inode, 0, &mut buf)?;
             buf.truncate(n);
             return Ok(buf);
         }

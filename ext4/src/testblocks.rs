@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::{Error, Result};
-use super::extent::Mapping;
+use super::types::Mapping;
 
 /// A block reader serving `blocks`; reading any other block is an error,
 /// so a test also proves the walk touched only the blocks it should.

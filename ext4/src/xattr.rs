@@ -196,7 +196,7 @@ fn parse_entries(
             if !fmt.ea_inode {
                 return Err(bad("EA inode value without the ea_inode feature".into()));
             }
-            if inum == super::fs::ROOT_INO || inum > fmt.max_ino {
+            if inum == super::types::ROOT_INO || inum > fmt.max_ino {
                 return Err(bad(format!("invalid EA inode {inum}")));
             }
             XattrValue::Inode { ino: inum, size }
