@@ -12,6 +12,7 @@ use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::fs::Fs;
 use super::group;
+use super::num::GroupNo;
 use super::superblock::Superblock;
 
 /// Number of blocks the bitmap of `bits` bits occupies, as bytes.
@@ -33,7 +34,7 @@ pub fn bitmap_checksum(sb: &Superblock, data: &[u8], bytes: usize, full: bool) -
 impl Fs {
     /// Reads group `g`'s block and inode bitmaps and verifies their
     /// checksums (metadata_csum). Uninitialized bitmaps are skipped.
-    pub fn verify_bitmaps(&self, g: u32) -> Result<()> {
+    pub fn verify_bitmaps(&self, g: GroupNo) -> Result<()> {
         let sb = self.sb();
         let gd = self.group(g)?;
         if !gd.csum_ok {

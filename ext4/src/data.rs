@@ -13,13 +13,14 @@ use super::extent;
 use super::fs::Fs;
 use super::indirect;
 use super::inode::{flags, Inode, I_BLOCK_LEN};
+use super::num::{InodeNo, Lblk, Pblk};
 use super::types::{FileKind, Mapping};
 
 impl Fs {
     /// Logical → physical mapping of one block with the length of the run.
-    pub fn map_extent(&self, inode: &Inode, lblk: u64) -> Result<Mapping> {
+    pub fn map_extent(&self, inode: &Inode, lblk: Lblk) -> Result<Mapping> {
         let what = format!("inode {}", inode.ino);
-        let read = |b: u64| self.meta_block(b);
+        let read = |b: Pblk| self.meta_block(b);
         if inode.has_flag(flags::INLINE_DATA) {
             return Err(Error::Invalid(format!("{what} keeps its data inline")));
         }
@@ -38,12 +39,12 @@ impl Fs {
     }
 
     /// Logical → physical; `None` for holes and uninitialized extents.
-    pub fn map_block(&self, inode: &Inode, lblk: u64) -> Result<Option<u64>> {
+    pub fn map_block(&self, inode: &Inode, lblk: Lblk) -> Result<Option<Pblk>> {
         Ok(self.map_extent(inode, lblk)?.pblk)
     }
 
     /// One block of file data into `buf` (at most one block long), zeros for holes.
-    pub fn read_file_block(&self, inode: &Inode, lblk: u64, buf: &mut [u8]) -> Result<()> {
+    pub fn read_file_block(&self, inode: &Inode, lblk: Lblk, buf: &mut [u8]) -> Result<()> {
         let bs = self.sb().block_size as usize;
         if buf.len() > bs {
             return Err(Error::Invalid(format!(
@@ -53,10 +54,10 @@ impl Fs {
         }
         match self.map_block(inode, lblk)? {
             None => buf.fill(0),
-            Some(p) if buf.len() == bs => self.dev().read_blocks(p, buf)?,
+            Some(p) if buf.len() == bs => self.dev().read_blocks(p.0, buf)?,
             Some(p) => {
                 let mut tmp = vec![0u8; bs];
-                self.dev().read_blocks(p, &mut tmp)?;
+                self.dev().read_blocks(p.0, &mut tmp)?;
                 let n = buf.len();
                 buf.copy_from_slice(tmp.get(..n).unwrap_or(&[]));
             }
@@ -66,7 +67,7 @@ impl Fs {
 
     /// Reads file data of `ino` at `offset` into `buf`; returns the bytes
     /// read (0 at or after the end of the file).
-    pub fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    pub fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize> {
         let inode = self.inode(ino)?;
         self.read_inode_data(&inode, offset, buf)
     }
@@ -103,9 +104,15 @@ impl Fs {
         // block, so the loop is bounded by the buffer size.
         while done < want {
             let pos = offset + done as u64;
-            let lblk = pos / bs;
             let in_blk = (pos % bs) as usize;
-            let m = self.map_extent(inode, lblk)?;
+            // Past the 32-bit logical space nothing is mapped.
+            let m = match Lblk::of_offset(pos, self.sb().log_block_size) {
+                Some(lblk) => self.map_extent(inode, lblk)?,
+                None => Mapping {
+                    pblk: None,
+                    len: (want - done) as u64,
+                },
+            };
             let run_bytes = m.len.saturating_mul(bs).saturating_sub(in_blk as u64);
             let n = run_bytes.min((want - done) as u64) as usize;
             let dst = buf.get_mut(done..done + n).unwrap_or(&mut []);
@@ -116,10 +123,10 @@ impl Fs {
                     // only when the range is not block-aligned.
                     let nblocks = (in_blk as u64 + n as u64).div_ceil(bs);
                     if in_blk == 0 && n as u64 == nblocks * bs {
-                        self.dev().read_blocks(p, dst)?;
+                        self.dev().read_blocks(p.0, dst)?;
                     } else {
                         tmp.resize((nblocks * bs) as usize, 0);
-                        self.dev().read_blocks(p, &mut tmp)?;
+                        self.dev().read_blocks(p.0, &mut tmp)?;
                         dst.copy_from_slice(tmp.get(in_blk..in_blk + n).unwrap_or(&[]));
                     }
                 }
@@ -138,7 +145,7 @@ impl Fs {
             return false;
         }
         // An external xattr block is counted in i_blocks too.
-        let xattr_sectors = if inode.file_acl != 0 {
+        let xattr_sectors = if inode.file_acl.0 != 0 {
             u64::from(self.sb().block_size / 512)
         } else {
             0

@@ -27,6 +27,7 @@ use super::error::{Error, Result};
 use super::fs::Fs;
 use super::htree;
 use super::inode::{flags as iflags, Inode};
+use super::num::{InodeNo, Lblk};
 use super::types::{DirEntry, FileKind};
 
 /// Longest run of holes read_dir or a linear lookup walks before calling the
@@ -40,7 +41,8 @@ pub const MAX_HOLE_RUN: u64 = 4096;
 struct DirGeometry {
     fmt: DirentFormat,
     block_size: usize,
-    nblocks: u64,
+    /// Blocks the directory spans (its logical blocks fit 32 bits).
+    nblocks: u32,
     csum: bool,
     indexed: bool,
 }
@@ -56,7 +58,7 @@ impl Fs {
     /// meaningful, else from the inode's mode. An unreadable inode is
     /// reported as a regular file: listing the directory still works and the
     /// damaged inode answers its own error when it is looked at.
-    pub(crate) fn entry_kind(&self, ino: u32, file_type: u8) -> FileKind {
+    pub(crate) fn entry_kind(&self, ino: InodeNo, file_type: u8) -> FileKind {
         if self.has_filetype() {
             if let Some(k) = kind_from_ft(file_type) {
                 return k;
@@ -68,13 +70,12 @@ impl Fs {
     fn dir_geometry(&self, inode: &Inode) -> Result<DirGeometry> {
         let sb = self.sb();
         let block_size = sb.block_size as usize;
-        let nblocks = inode.size.div_ceil(block_size as u64);
-        if nblocks > u64::from(u32::MAX) {
+        let Ok(nblocks) = u32::try_from(inode.size.div_ceil(block_size as u64)) else {
             return Err(Error::corrupt(
                 format!("directory {}", inode.ino),
                 format!("size {} is beyond any directory", inode.size),
             ));
-        }
+        };
         Ok(DirGeometry {
             fmt: DirentFormat {
                 filetype: self.has_filetype(),
@@ -90,7 +91,7 @@ impl Fs {
     }
 
     /// Directory block `lblk` (through the metadata cache), `None` for a hole.
-    fn dir_block(&self, inode: &Inode, lblk: u64) -> Result<Option<Arc<[u8]>>> {
+    fn dir_block(&self, inode: &Inode, lblk: Lblk) -> Result<Option<Arc<[u8]>>> {
         let m = self.map_extent(inode, lblk)?;
         match m.pblk {
             None => Ok(None),
@@ -117,7 +118,7 @@ impl Fs {
             largedir: sb.has_incompat(super::superblock::incompat::LARGEDIR),
             seed: sb.hash_seed,
             unsigned_chars: sb.flags & super::superblock::FLAGS_UNSIGNED_HASH != 0,
-            nblocks: g.nblocks,
+            nblocks: u64::from(g.nblocks),
         }
     }
 
@@ -128,11 +129,11 @@ impl Fs {
         &self,
         inode: &Inode,
         g: &DirGeometry,
-        lblk: u64,
+        lblk: Lblk,
         block: &'a Arc<[u8]>,
     ) -> Result<Vec<RawDirent<'a>>> {
         let what = || format!("directory {} block {lblk}", inode.ino);
-        if g.indexed && lblk == 0 {
+        if g.indexed && lblk == Lblk(0) {
             let p = self.dx_params(inode, g);
             htree::parse_root_info(block, &p, &what)?;
             htree::check_block(block.clone(), htree::DxKind::Root, &p, &what)?;
@@ -153,7 +154,7 @@ impl Fs {
     }
 
     /// The directory inode `dir`, checked to be a directory.
-    fn dir_inode(&self, dir: u32) -> Result<Inode> {
+    fn dir_inode(&self, dir: InodeNo) -> Result<Inode> {
         let inode = self.inode(dir)?;
         if inode.kind() != FileKind::Dir {
             return Err(Error::NotDirectory);
@@ -163,7 +164,7 @@ impl Fs {
 
     /// Looks `name` up in directory `dir`; returns the inode number.
     /// `Error::NotFound` when absent, `Error::NameTooLong` past 255 bytes.
-    pub fn lookup(&self, dir: u32, name: &[u8]) -> Result<u32> {
+    pub fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<InodeNo> {
         if name.len() > NAME_MAX {
             return Err(Error::NameTooLong);
         }
@@ -182,7 +183,7 @@ impl Fs {
         // "." and ".." live in block 0 (of indexed directories too).
         let last = if dots { g.nblocks.min(1) } else { g.nblocks };
         let mut holes = 0u64;
-        for lblk in 0..last {
+        for lblk in (0..last).map(Lblk) {
             let Some(block) = self.dir_block(&inode, lblk)? else {
                 holes += 1;
                 if holes > MAX_HOLE_RUN {
@@ -194,7 +195,7 @@ impl Fs {
             let found = self
                 .block_entries(&inode, &g, lblk, &block)?
                 .into_iter()
-                .find(|e| e.ino != 0 && e.name == name);
+                .find(|e| e.in_use() && e.name == name);
             if let Some(e) = found {
                 return Ok(e.ino);
             }
@@ -202,16 +203,16 @@ impl Fs {
         Err(Error::NotFound)
     }
 
-    fn lookup_htree(&self, inode: &Inode, g: &DirGeometry, name: &[u8]) -> Result<u32> {
+    fn lookup_htree(&self, inode: &Inode, g: &DirGeometry, name: &[u8]) -> Result<InodeNo> {
         let what = || format!("htree of directory {}", inode.ino);
         let p = self.dx_params(inode, g);
-        let mut read = |lblk: u32| -> Result<Arc<[u8]>> {
-            self.dir_block(inode, u64::from(lblk))?
+        let mut read = |lblk: Lblk| -> Result<Arc<[u8]>> {
+            self.dir_block(inode, lblk)?
                 .ok_or_else(|| Error::corrupt(what(), format!("hole at block {lblk}")))
         };
-        let mut search_leaf = |lblk: u32| -> Result<Option<u32>> {
+        let mut search_leaf = |lblk: Lblk| -> Result<Option<InodeNo>> {
             let block = self
-                .dir_block(inode, u64::from(lblk))?
+                .dir_block(inode, lblk)?
                 .ok_or_else(|| Error::corrupt(what(), format!("hole at block {lblk}")))?;
             let w = || format!("directory {} block {lblk}", inode.ino);
             if htree::is_dx_node(&block) {
@@ -224,7 +225,7 @@ impl Fs {
             };
             for e in Dirents::new(region, g.fmt) {
                 let e = e.map_err(|d| Error::corrupt(w(), d))?;
-                if e.ino != 0 && e.name == name {
+                if e.in_use() && e.name == name {
                     return Ok(Some(e.ino));
                 }
             }
@@ -237,7 +238,7 @@ impl Fs {
     /// start) until `f` returns false. See the module doc for cookies.
     pub fn read_dir(
         &self,
-        dir: u32,
+        dir: InodeNo,
         cookie: u64,
         f: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<()> {
@@ -247,10 +248,13 @@ impl Fs {
         }
         let g = self.dir_geometry(&inode)?;
         let bs = g.block_size as u64;
-        let first = cookie / bs;
+        // A cookie past the last block (or past 32 bits of blocks) is the end.
+        let Ok(first) = u32::try_from(cookie / bs) else {
+            return Ok(());
+        };
         let mut skip_before = (cookie % bs) as usize;
         let mut holes = 0u64;
-        for lblk in first..g.nblocks {
+        for lblk in (first..g.nblocks).map(Lblk) {
             let Some(block) = self.dir_block(&inode, lblk)? else {
                 holes += 1;
                 if holes > MAX_HOLE_RUN {
@@ -261,14 +265,14 @@ impl Fs {
             };
             holes = 0;
             for e in self.block_entries(&inode, &g, lblk, &block)? {
-                if e.offset < skip_before || e.ino == 0 {
+                if e.offset < skip_before || !e.in_use() {
                     continue;
                 }
                 let entry = DirEntry {
                     ino: e.ino,
                     name: e.name.to_vec(),
                     kind: self.entry_kind(e.ino, e.file_type),
-                    next_cookie: lblk * bs + (e.offset + e.rec_len) as u64,
+                    next_cookie: lblk.as_u64() * bs + (e.offset + e.rec_len) as u64,
                 };
                 if !f(entry) {
                     return Ok(());

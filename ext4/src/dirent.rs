@@ -18,6 +18,7 @@
 use super::bytes::{get_le16, get_le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
+use super::num::InodeNo;
 use super::types::FileKind;
 
 /// Size of the fixed part of a dirent (inode, rec_len, name_len, type).
@@ -102,13 +103,20 @@ pub struct RawDirent<'a> {
     /// Offset of the entry in its region.
     pub offset: usize,
     /// Inode number (0 = unused entry).
-    pub ino: u32,
+    pub ino: InodeNo,
     /// Decoded record length.
     pub rec_len: usize,
     /// The name (empty only for unused entries).
     pub name: &'a [u8],
     /// The `file_type` byte (0 without the filetype feature).
     pub file_type: u8,
+}
+
+impl RawDirent<'_> {
+    /// Whether the entry names an inode (inode 0 marks unused space).
+    pub fn in_use(&self) -> bool {
+        self.ino.0 != 0
+    }
 }
 
 /// Iterator over the validated entries of one dirent region (a block, a
@@ -183,7 +191,7 @@ impl<'a> Dirents<'a> {
         }
         Ok(RawDirent {
             offset: off,
-            ino,
+            ino: InodeNo(ino),
             rec_len,
             name,
             file_type,
@@ -290,7 +298,7 @@ mod tests {
         assert_eq!(v.len(), 4);
         assert_eq!(v[3].name, b"hello");
         assert_eq!(v[3].offset, 36);
-        assert_eq!(v[2].ino, 0);
+        assert_eq!(v[2].ino, InodeNo(0));
     }
 
     #[test]

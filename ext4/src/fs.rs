@@ -24,6 +24,7 @@ use std::sync::Arc;
 use super::bytes::array;
 use super::error::{Error, Result};
 use super::group::{self, GroupDesc};
+use super::num::{GroupNo, Pblk};
 use super::superblock::{compat, incompat, Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use super::types::{OpenOptions, StatFs};
 use crate::io::{BlockDevice, IoChannel};
@@ -84,7 +85,7 @@ impl Fs {
             .groups
             .iter()
             .filter(|g| !g.csum_ok)
-            .map(|g| g.group)
+            .map(|g| g.group.0)
             .collect();
         if !bad.is_empty() {
             fs.notes.push(format!(
@@ -99,14 +100,14 @@ impl Fs {
         let sb = &self.sb;
         let n = sb.group_count;
         let mut out = Vec::with_capacity(n.min(1 << 16) as usize);
-        let mut cur: Option<(u64, Arc<[u8]>)> = None;
+        let mut cur: Option<(Pblk, Arc<[u8]>)> = None;
         let ds = usize::from(sb.desc_size);
-        for g in 0..n {
+        for g in (0..n).map(GroupNo) {
             let (blk, off) = group::gdt_location(sb, g)?;
             let block = match &cur {
                 Some((b, data)) if *b == blk => data.clone(),
                 _ => {
-                    let data = self.dev.read_meta(blk)?;
+                    let data = self.dev.read_meta(blk.0)?;
                     cur = Some((blk, data.clone()));
                     data
                 }
@@ -148,15 +149,15 @@ impl Fs {
     }
 
     /// Group descriptor `g`.
-    pub fn group(&self, g: u32) -> Result<&GroupDesc> {
+    pub fn group(&self, g: GroupNo) -> Result<&GroupDesc> {
         self.groups
-            .get(g as usize)
+            .get(g.index())
             .ok_or_else(|| Error::Invalid(format!("group {g} out of range")))
     }
 
     /// A metadata block through the cache; the block must lie inside the filesystem.
-    pub fn meta_block(&self, pblk: u64) -> Result<Arc<[u8]>> {
-        if pblk >= self.sb.blocks_count {
+    pub fn meta_block(&self, pblk: Pblk) -> Result<Arc<[u8]>> {
+        if pblk.0 >= self.sb.blocks_count {
             return Err(Error::corrupt(
                 "metadata reference",
                 format!(
@@ -165,7 +166,7 @@ impl Fs {
                 ),
             ));
         }
-        Ok(self.dev.read_meta(pblk)?)
+        Ok(self.dev.read_meta(pblk.0)?)
     }
 
     /// [`Fs::meta_block`] that, on a miss, also reads the blocks of `span`
@@ -173,14 +174,14 @@ impl Fs {
     /// `BlockDevice::read_meta_ahead`). `span` is clipped to the filesystem.
     pub(crate) fn meta_block_ahead(
         &self,
-        pblk: u64,
-        span: std::ops::Range<u64>,
+        pblk: Pblk,
+        span: std::ops::Range<Pblk>,
     ) -> Result<Arc<[u8]>> {
-        if pblk >= self.sb.blocks_count {
+        if pblk.0 >= self.sb.blocks_count {
             return self.meta_block(pblk);
         }
-        let span = span.start..span.end.min(self.sb.blocks_count);
-        Ok(self.dev.read_meta_ahead(pblk, span)?)
+        let span = span.start.0..span.end.0.min(self.sb.blocks_count);
+        Ok(self.dev.read_meta_ahead(pblk.0, span)?)
     }
 
     /// Filesystem figures, as the kernel's `ext4_statfs` reports them.
@@ -224,7 +225,7 @@ impl Fs {
         let dpb = sb.descs_per_block();
         let gdb_count = u64::from(sb.group_count.div_ceil(dpb));
         for g in 0..sb.group_count {
-            let has_super = sb.group_has_super(g);
+            let has_super = sb.group_has_super(GroupNo(g));
             // Superblock copy, descriptor blocks and (in the classic GDT
             // layout) the reserved GDT blocks count where a backup is.
             let base = if !meta || g / dpb < sb.first_meta_bg {
@@ -244,7 +245,7 @@ impl Fs {
             };
             total += base + u64::from(sb.itable_blocks_per_group) + 2;
         }
-        if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum != 0 {
+        if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum.0 != 0 {
             if let Ok(j) = self.inode(sb.journal_inum) {
                 total += j.size / u64::from(sb.block_size);
             }

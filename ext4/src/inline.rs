@@ -22,6 +22,7 @@ use super::dirent::{parse_region, DirentFormat, RawDirent};
 use super::error::{Error, Result};
 use super::fs::Fs;
 use super::inode::Inode;
+use super::num::InodeNo;
 use super::types::{DirEntry, FileKind};
 use super::xattr::{self, index, XattrValue};
 
@@ -111,7 +112,7 @@ impl Fs {
     }
 
     /// Looks `name` up in an inline directory ("." and ".." included).
-    pub(crate) fn lookup_inline(&self, inode: &Inode, name: &[u8]) -> Result<u32> {
+    pub(crate) fn lookup_inline(&self, inode: &Inode, name: &[u8]) -> Result<InodeNo> {
         let d = InlineDir::load(self, inode)?;
         match name {
             b"." => return Ok(inode.ino),
@@ -120,7 +121,7 @@ impl Fs {
         }
         d.entries(self, inode.ino)?
             .into_iter()
-            .find(|(_, e)| e.ino != 0 && e.name == name)
+            .find(|(_, e)| e.in_use() && e.name == name)
             .map(|(_, e)| e.ino)
             .ok_or(Error::NotFound)
     }
@@ -156,7 +157,7 @@ impl Fs {
         let start = cookie.max(FIRST_REAL_COOKIE);
         for (base, e) in d.entries(self, inode.ino)? {
             let pos = base + e.offset as u64;
-            if pos < start || e.ino == 0 {
+            if pos < start || !e.in_use() {
                 continue;
             }
             let entry = DirEntry {
@@ -176,7 +177,7 @@ impl Fs {
 /// A parsed inline directory: parent and the entries of both regions with
 /// their positions in the cookie space.
 struct InlineDir {
-    parent: u32,
+    parent: InodeNo,
     iblock: Vec<u8>,
     ext: Vec<u8>,
 }
@@ -184,8 +185,8 @@ struct InlineDir {
 impl InlineDir {
     fn load(fs: &Fs, inode: &Inode) -> Result<InlineDir> {
         let (iblock, ext) = pieces(fs, inode)?;
-        let parent = get_le32(&iblock, 0).unwrap_or(0);
-        if parent == 0 || parent > fs.sb().inodes_count {
+        let parent = InodeNo(get_le32(&iblock, 0).unwrap_or(0));
+        if parent.0 == 0 || parent.0 > fs.sb().inodes_count {
             return Err(Error::corrupt(
                 format!("inline directory {}", inode.ino),
                 format!("parent inode {parent} out of range"),
@@ -199,7 +200,7 @@ impl InlineDir {
     }
 
     /// Both regions' entries, each with its base position in the cookie space.
-    fn entries(&self, fs: &Fs, ino: u32) -> Result<Vec<(u64, RawDirent<'_>)>> {
+    fn entries(&self, fs: &Fs, ino: InodeNo) -> Result<Vec<(u64, RawDirent<'_>)>> {
         let fmt = DirentFormat {
             filetype: fs.has_filetype(),
             block_size: fs.sb().block_size as usize,

@@ -14,6 +14,7 @@ use super::error::{Error, Result};
 use super::fs::Fs;
 use super::inline::INLINE_IBLOCK_SIZE;
 use super::inode::flags as iflags;
+use super::num::{InodeNo, Lblk};
 use super::types::FileKind;
 
 /// Longest path the VFS accepts, including the terminating NUL.
@@ -21,7 +22,7 @@ pub const PATH_MAX: u64 = 4096;
 
 impl Fs {
     /// The target of symlink `ino`.
-    pub fn read_link(&self, ino: u32) -> Result<Vec<u8>> {
+    pub fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>> {
         let inode = self.inode(ino)?;
         if inode.kind() != FileKind::Symlink {
             return Err(Error::NotSymlink);
@@ -42,7 +43,7 @@ impl Fs {
         }
         let sb = self.sb();
         let cluster_sectors = (u64::from(sb.block_size) * sb.cluster_ratio()) >> 9;
-        let ea_sectors = if inode.file_acl != 0 {
+        let ea_sectors = if inode.file_acl.0 != 0 {
             cluster_sectors
         } else {
             0
@@ -64,11 +65,11 @@ impl Fs {
         if size >= sb.block_size as usize {
             return Err(Error::corrupt(what(), "target longer than a block"));
         }
-        if self.map_block(&inode, 0)?.is_none() {
+        if self.map_block(&inode, Lblk(0))?.is_none() {
             return Err(Error::corrupt(what(), "target block is a hole"));
         }
         let mut block = vec![0u8; sb.block_size as usize];
-        self.read_file_block(&inode, 0, &mut block)?;
+        self.read_file_block(&inode, Lblk(0), &mut block)?;
         block.truncate(size);
         if let Some(nul) = block.iter().position(|&b| b == 0) {
             block.truncate(nul);

@@ -7,8 +7,10 @@
 //! [`crate::num`], so every module can use these types without importing
 //! the handle (`fs`) or each other.
 
+use crate::num::{InodeNo, Pblk};
+
 /// Inode number of the root directory.
-pub const ROOT_INO: u32 = 2;
+pub const ROOT_INO: InodeNo = InodeNo::ROOT;
 
 /// How to open a filesystem.
 #[derive(Debug, Clone, Default)]
@@ -55,7 +57,7 @@ pub enum FileKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
     /// Inode number (ext4's).
-    pub ino: u32,
+    pub ino: InodeNo,
     /// Inode generation (for NFS-style handles).
     pub generation: u32,
     /// File type.
@@ -90,7 +92,7 @@ pub struct Stat {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
     /// Inode the entry points to.
-    pub ino: u32,
+    pub ino: InodeNo,
     /// The name (no NUL, 1..=255 bytes).
     pub name: Vec<u8>,
     /// Type from the entry's file-type byte when the fs has it, else from the inode.
@@ -125,7 +127,7 @@ pub struct StatFs {
 pub struct Mapping {
     /// Physical block of the logical block asked, `None` for a hole or an
     /// uninitialized extent (reads as zeros).
-    pub pblk: Option<u64>,
+    pub pblk: Option<Pblk>,
     /// Number of blocks from the one asked for which the answer continues
     /// (physically contiguous, or hole), at least 1.
     pub len: u64,

@@ -44,7 +44,7 @@ fn xattrs_and_acls_match_the_source_tree() {
         }
         // The bigger values really went to the external block.
         assert_ne!(
-            fs.inode(resolve(&fs, "bigval")).unwrap().file_acl,
+            fs.inode(resolve(&fs, "bigval")).unwrap().file_acl.0,
             0,
             "{label}"
         );
@@ -118,7 +118,7 @@ fn symlinks_fast_slow_and_with_xattr_block() {
         }
         if root {
             let ino = resolve(&fs, "fastx");
-            assert_ne!(fs.inode(ino).unwrap().file_acl, 0);
+            assert_ne!(fs.inode(ino).unwrap().file_acl.0, 0);
             assert_eq!(fs.read_link(ino).unwrap(), b"xt");
         }
         assert!(matches!(fs.read_link(ROOT_INO), Err(Error::NotSymlink)));
