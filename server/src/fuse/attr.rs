@@ -132,7 +132,11 @@ mod tests {
         for (ext4, fuse) in table {
             assert_eq!(fuse_ino(InodeNo(ext4)).map(|n| n.0), fuse, "ext4 {ext4}");
             if let Some(f) = fuse {
-                assert_eq!(ext4_ino(INodeNo(f)), Some(InodeNo(ext4)), "round trip {ext4}");
+                assert_eq!(
+                    ext4_ino(INodeNo(f)),
+                    Some(InodeNo(ext4)),
+                    "round trip {ext4}"
+                );
             }
         }
         for bad in [0u64, 2, u64::from(u32::MAX) + 1, u64::MAX] {

@@ -661,7 +661,9 @@ mod tests {
     fn a_failed_fill_installs_nothing() {
         let mut fs = Files::new(&[(4, 4 * MIB as usize)]);
         let ra = ReadAhead::default();
-        let f = ra.note(InodeNo(4), 0, u64::from(REQ), u64::from(REQ)).unwrap();
+        let f = ra
+            .note(InodeNo(4), 0, u64::from(REQ), u64::from(REQ))
+            .unwrap();
         fs.fail = true;
         ra.fill(&fs, f);
         assert_eq!(ra.held_bytes(), 0);
@@ -675,10 +677,15 @@ mod tests {
     fn a_reader_of_a_range_being_filled_gets_the_fill() {
         let fs = Arc::new(Files::new(&[(9, 4 * MIB as usize)]));
         let ra = Arc::new(ReadAhead::default());
-        let f = ra.note(InodeNo(9), 0, u64::from(REQ), u64::from(REQ)).unwrap();
+        let f = ra
+            .note(InodeNo(9), 0, u64::from(REQ), u64::from(REQ))
+            .unwrap();
         let reader = {
             let ra = ra.clone();
-            std::thread::spawn(move || ra.lookup(InodeNo(9), u64::from(REQ), REQ).map(|c| c.to_vec()))
+            std::thread::spawn(move || {
+                ra.lookup(InodeNo(9), u64::from(REQ), REQ)
+                    .map(|c| c.to_vec())
+            })
         };
         ra.fill(&*fs, f);
         let got = reader

@@ -179,9 +179,7 @@ fn fake() -> FakeFs {
 
 impl FakeFs {
     fn node(&self, ino: InodeNo) -> Result<&FakeInode> {
-        self.inodes
-            .get(&ino)
-            .ok_or(Error::NoSuchInode(ino))
+        self.inodes.get(&ino).ok_or(Error::NoSuchInode(ino))
     }
     fn kind(&self, ino: InodeNo) -> Result<FileKind> {
         Ok(Backend::stat(self, ino)?.kind)
@@ -218,7 +216,12 @@ impl Backend for FakeFs {
         buf[..n].copy_from_slice(&data[start..start + n]);
         Ok(n)
     }
-    fn read_dir(&self, dir: InodeNo, cookie: u64, f: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
+    fn read_dir(
+        &self,
+        dir: InodeNo,
+        cookie: u64,
+        f: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()> {
         if self.kind(dir)? != FileKind::Dir {
             return Err(Error::NotDirectory);
         }
