@@ -23,6 +23,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use fsvc_ext4::InodeNo;
+
 /// Stripes in the table (a power of two).
 const STRIPES: usize = 1024;
 
@@ -45,7 +47,7 @@ impl Default for DataGen {
 #[must_use = "the generation must stay bumped until the write has returned"]
 pub(crate) struct WriteGuard<'a> {
     gens: &'a DataGen,
-    ino: u32,
+    ino: InodeNo,
 }
 
 impl Drop for WriteGuard<'_> {
@@ -55,20 +57,20 @@ impl Drop for WriteGuard<'_> {
 }
 
 impl DataGen {
-    fn stripe(&self, ino: u32) -> &AtomicU64 {
+    fn stripe(&self, ino: InodeNo) -> &AtomicU64 {
         // Fibonacci hashing spreads neighbouring inode numbers.
-        let h = (u64::from(ino).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
+        let h = (u64::from(ino.0).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
         &self.stripes[h % STRIPES]
     }
 
-    fn bump(&self, ino: u32) {
+    fn bump(&self, ino: InodeNo) {
         // SeqCst: the bump must be ordered before the write's device IO
         // and the reader's load before its own, as seen by every thread.
         self.stripe(ino).fetch_add(1, Ordering::SeqCst);
     }
 
     /// The generation of `ino`'s data now.
-    pub(crate) fn current(&self, ino: u32) -> u64 {
+    pub(crate) fn current(&self, ino: InodeNo) -> u64 {
         self.stripe(ino).load(Ordering::SeqCst)
     }
 
@@ -80,7 +82,7 @@ impl DataGen {
             reason = "for the write requests, wired when the engine can write"
         )
     )]
-    pub(crate) fn begin_write(&self, ino: u32) -> WriteGuard<'_> {
+    pub(crate) fn begin_write(&self, ino: InodeNo) -> WriteGuard<'_> {
         self.bump(ino);
         WriteGuard { gens: self, ino }
     }
@@ -93,18 +95,18 @@ mod tests {
     #[test]
     fn a_write_changes_the_generation_at_its_start_and_its_end() {
         let g = DataGen::default();
-        let before = g.current(12);
-        let other = g.current(13);
-        let guard = g.begin_write(12);
-        let during = g.current(12);
+        let before = g.current(InodeNo(12));
+        let other = g.current(InodeNo(13));
+        let guard = g.begin_write(InodeNo(12));
+        let during = g.current(InodeNo(12));
         assert_ne!(during, before, "bumped before the data is written");
         drop(guard);
-        let after = g.current(12);
+        let after = g.current(InodeNo(12));
         assert_ne!(after, during, "bumped again once the write returned");
         assert_ne!(after, before);
         // Another inode is unaffected unless it shares the stripe.
-        if !std::ptr::eq(g.stripe(12), g.stripe(13)) {
-            assert_eq!(g.current(13), other);
+        if !std::ptr::eq(g.stripe(InodeNo(12)), g.stripe(InodeNo(13))) {
+            assert_eq!(g.current(InodeNo(13)), other);
         }
     }
 
@@ -113,7 +115,7 @@ mod tests {
         let g = DataGen::default();
         let mut used = std::collections::HashSet::new();
         for ino in 1000..1256u32 {
-            used.insert(g.stripe(ino) as *const AtomicU64);
+            used.insert(g.stripe(InodeNo(ino)) as *const AtomicU64);
         }
         assert!(used.len() > 200, "{} stripes for 256 inodes", used.len());
     }

@@ -136,7 +136,7 @@ mod tests {
             (Error::NoXattr, libc::ENODATA),
             (Error::NameTooLong, libc::ENAMETOOLONG),
             (Error::Invalid("x".into()), libc::EINVAL),
-            (Error::NoSuchInode(99), libc::ESTALE),
+            (Error::NoSuchInode(fsvc_ext4::InodeNo(99)), libc::ESTALE),
             (Error::Unsupported("casefold".into()), libc::EOPNOTSUPP),
             (Error::NeedsRecovery, libc::EROFS),
             (Error::NotExt("bad magic".into()), libc::EINVAL),

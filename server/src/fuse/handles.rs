@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use fuser::{Errno, FileHandle, OpenFlags};
 
+use fsvc_ext4::InodeNo;
+
 /// Shards of the table (a power of two).
 const SHARDS: usize = 16;
 
@@ -27,7 +29,7 @@ const SHARDS: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OpenFile {
     /// The ext4 inode.
-    pub(crate) ino: u32,
+    pub(crate) ino: InodeNo,
     /// The flags of the `open(2)`, as the kernel passed them.
     pub(crate) flags: OpenFlags,
 }
@@ -60,7 +62,7 @@ pub(crate) struct DirCursor {
 #[derive(Debug)]
 pub(crate) struct OpenDir {
     /// The ext4 inode.
-    pub(crate) ino: u32,
+    pub(crate) ino: InodeNo,
     cursor: Mutex<DirCursor>,
 }
 
@@ -88,7 +90,7 @@ enum Handle {
 }
 
 impl Handle {
-    fn ino(&self) -> u32 {
+    fn ino(&self) -> InodeNo {
         match self {
             Handle::File(f) => f.ino,
             Handle::Dir(d) => d.ino,
@@ -135,19 +137,25 @@ impl HandleTable {
     }
 
     /// A new handle for a file opened with `flags`.
-    pub(crate) fn open_file(&self, ino: u32, flags: OpenFlags) -> FileHandle {
+    pub(crate) fn open_file(&self, ino: InodeNo, flags: OpenFlags) -> FileHandle {
         self.insert(Handle::File(Arc::new(OpenFile { ino, flags })))
     }
 
     /// A new handle for an opened directory, its cursor at the start.
-    pub(crate) fn open_dir(&self, ino: u32) -> FileHandle {
+    pub(crate) fn open_dir(&self, ino: InodeNo) -> FileHandle {
         self.insert(Handle::Dir(Arc::new(OpenDir {
             ino,
             cursor: Mutex::new(DirCursor::default()),
         })))
     }
 
-    fn find(&self, fh: FileHandle, ino: u32, kind: Kind, remove: bool) -> Result<Handle, Errno> {
+    fn find(
+        &self,
+        fh: FileHandle,
+        ino: InodeNo,
+        kind: Kind,
+        remove: bool,
+    ) -> Result<Handle, Errno> {
         let mut s = self.shard(fh.0);
         let ok = s.get(&fh.0).is_some_and(|h| {
             h.ino() == ino
@@ -170,7 +178,7 @@ impl HandleTable {
     }
 
     /// The open file `fh`, which must be a file handle on `ino`.
-    pub(crate) fn file(&self, fh: FileHandle, ino: u32) -> Result<Arc<OpenFile>, Errno> {
+    pub(crate) fn file(&self, fh: FileHandle, ino: InodeNo) -> Result<Arc<OpenFile>, Errno> {
         match self.find(fh, ino, Kind::File, false)? {
             Handle::File(f) => Ok(f),
             Handle::Dir(_) => Err(Errno::EBADF),
@@ -178,7 +186,7 @@ impl HandleTable {
     }
 
     /// The open directory `fh`, which must be a directory handle on `ino`.
-    pub(crate) fn dir(&self, fh: FileHandle, ino: u32) -> Result<Arc<OpenDir>, Errno> {
+    pub(crate) fn dir(&self, fh: FileHandle, ino: InodeNo) -> Result<Arc<OpenDir>, Errno> {
         match self.find(fh, ino, Kind::Dir, false)? {
             Handle::Dir(d) => Ok(d),
             Handle::File(_) => Err(Errno::EBADF),
@@ -186,12 +194,16 @@ impl HandleTable {
     }
 
     /// Checks that `fh` is a handle on `ino`, file or directory.
-    pub(crate) fn any(&self, fh: FileHandle, ino: u32) -> Result<(), Errno> {
+    pub(crate) fn any(&self, fh: FileHandle, ino: InodeNo) -> Result<(), Errno> {
         self.find(fh, ino, Kind::Either, false).map(|_| ())
     }
 
     /// Frees the file handle `fh` on `ino` (RELEASE).
-    pub(crate) fn release_file(&self, fh: FileHandle, ino: u32) -> Result<Arc<OpenFile>, Errno> {
+    pub(crate) fn release_file(
+        &self,
+        fh: FileHandle,
+        ino: InodeNo,
+    ) -> Result<Arc<OpenFile>, Errno> {
         match self.find(fh, ino, Kind::File, true)? {
             Handle::File(f) => Ok(f),
             Handle::Dir(_) => Err(Errno::EBADF),
@@ -199,7 +211,7 @@ impl HandleTable {
     }
 
     /// Frees the directory handle `fh` on `ino` (RELEASEDIR).
-    pub(crate) fn release_dir(&self, fh: FileHandle, ino: u32) -> Result<Arc<OpenDir>, Errno> {
+    pub(crate) fn release_dir(&self, fh: FileHandle, ino: InodeNo) -> Result<Arc<OpenDir>, Errno> {
         match self.find(fh, ino, Kind::Dir, true)? {
             Handle::Dir(d) => Ok(d),
             Handle::File(_) => Err(Errno::EBADF),
@@ -227,14 +239,14 @@ mod tests {
     #[test]
     fn handles_are_found_only_by_their_own_kind_and_inode() {
         let t = HandleTable::default();
-        let f = t.open_file(12, OpenFlags(libc::O_WRONLY | libc::O_APPEND));
-        let d = t.open_dir(13);
+        let f = t.open_file(InodeNo(12), OpenFlags(libc::O_WRONLY | libc::O_APPEND));
+        let d = t.open_dir(InodeNo(13));
         assert_ne!(f, d);
         assert_ne!(f.0, 0, "0 is never a handle");
-        let file = t.file(f, 12).unwrap();
+        let file = t.file(f, InodeNo(12)).unwrap();
         assert!(file.writable() && file.flags.0 & libc::O_APPEND != 0);
-        assert_eq!(t.dir(d, 13).unwrap().ino, 13);
-        assert!(t.any(f, 12).is_ok() && t.any(d, 13).is_ok());
+        assert_eq!(t.dir(d, InodeNo(13)).unwrap().ino, InodeNo(13));
+        assert!(t.any(f, InodeNo(12)).is_ok() && t.any(d, InodeNo(13)).is_ok());
         // Wrong kind, wrong inode, never issued, 0.
         let bad: [(FileHandle, u32); 6] = [
             (d, 13),
@@ -245,18 +257,18 @@ mod tests {
             (f, 0),
         ];
         for (fh, ino) in bad {
-            assert!(ebadf(t.file(fh, ino)), "file {fh} {ino}");
+            assert!(ebadf(t.file(fh, InodeNo(ino))), "file {fh} {ino}");
         }
-        assert!(ebadf(t.dir(f, 12)) && ebadf(t.dir(d, 12)));
-        assert!(ebadf(t.any(d, 12)));
+        assert!(ebadf(t.dir(f, InodeNo(12))) && ebadf(t.dir(d, InodeNo(12))));
+        assert!(ebadf(t.any(d, InodeNo(12))));
         // Releasing with the wrong kind or inode frees nothing.
-        assert!(ebadf(t.release_dir(f, 12)) && ebadf(t.release_file(f, 99)));
+        assert!(ebadf(t.release_dir(f, InodeNo(12))) && ebadf(t.release_file(f, InodeNo(99))));
         assert_eq!(t.len(), 2);
-        assert_eq!(t.release_file(f, 12).unwrap().ino, 12);
+        assert_eq!(t.release_file(f, InodeNo(12)).unwrap().ino, InodeNo(12));
         // Released: a second release, or any use, is EBADF.
-        assert!(ebadf(t.release_file(f, 12)) && ebadf(t.file(f, 12)));
-        assert_eq!(t.release_dir(d, 13).unwrap().ino, 13);
-        assert!(ebadf(t.release_dir(d, 13)));
+        assert!(ebadf(t.release_file(f, InodeNo(12))) && ebadf(t.file(f, InodeNo(12))));
+        assert_eq!(t.release_dir(d, InodeNo(13)).unwrap().ino, InodeNo(13));
+        assert!(ebadf(t.release_dir(d, InodeNo(13))));
         assert_eq!(t.len(), 0);
     }
 
@@ -265,9 +277,9 @@ mod tests {
         let t = HandleTable::default();
         let mut seen = std::collections::HashSet::new();
         for i in 0..1000u32 {
-            let fh = t.open_file(i + 11, OpenFlags(libc::O_RDONLY));
+            let fh = t.open_file(InodeNo(i + 11), OpenFlags(libc::O_RDONLY));
             assert!(seen.insert(fh), "{fh} reused");
-            t.release_file(fh, i + 11).unwrap();
+            t.release_file(fh, InodeNo(i + 11)).unwrap();
         }
     }
 
@@ -283,7 +295,7 @@ mod tests {
         ];
         for (flags, writable, truncates) in table {
             let f = OpenFile {
-                ino: 12,
+                ino: InodeNo(12),
                 flags: OpenFlags(flags),
             };
             assert_eq!(
@@ -297,7 +309,7 @@ mod tests {
     #[test]
     fn a_dir_cursor_follows_its_pages() {
         let t = HandleTable::default();
-        let d = t.dir(t.open_dir(13), 13).unwrap();
+        let d = t.dir(t.open_dir(InodeNo(13)), InodeNo(13)).unwrap();
         assert_eq!(d.cursor(), DirCursor::default());
         assert!(d.advance(0, 40));
         assert!(d.advance(40, 90));

@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use fsvc_ext4::ROOT_INO;
+use fsvc_ext4::{InodeNo, ROOT_INO};
 
 /// Shards of the table (a power of two): lookups of different inodes by
 /// different FUSE workers rarely wait on each other.
@@ -66,7 +66,7 @@ pub(crate) struct StillHeld(pub(crate) NodeRefs);
 /// The references the kernel and the open handles hold, per ext4 inode.
 #[derive(Debug)]
 pub(crate) struct NodeTable {
-    shards: [Mutex<HashMap<u32, NodeRefs>>; SHARDS],
+    shards: [Mutex<HashMap<InodeNo, NodeRefs>>; SHARDS],
     /// Lookups the kernel forgot beyond what was counted: nonzero means a
     /// reply handed over an entry without counting it (a bug that could
     /// free an inode the kernel holds).
@@ -83,16 +83,16 @@ impl Default for NodeTable {
 }
 
 impl NodeTable {
-    fn shard(&self, ino: u32) -> MutexGuard<'_, HashMap<u32, NodeRefs>> {
+    fn shard(&self, ino: InodeNo) -> MutexGuard<'_, HashMap<InodeNo, NodeRefs>> {
         // Consecutive inode numbers (a directory's files) land in
         // different shards.
-        let m = &self.shards[ino as usize % SHARDS];
+        let m = &self.shards[ino.0 as usize % SHARDS];
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts one entry for `ino` handed to the kernel (a lookup or a
     /// readdirplus entry). Call before sending the reply.
-    pub(crate) fn remember(&self, ino: u32) {
+    pub(crate) fn remember(&self, ino: InodeNo) {
         let mut s = self.shard(ino);
         let r = s.entry(ino).or_default();
         r.lookups = r.lookups.saturating_add(1);
@@ -109,7 +109,7 @@ impl NodeTable {
             reason = "for the write requests, wired when the engine can write"
         )
     )]
-    pub(crate) fn remember_new(&self, ino: u32) -> Result<(), StillHeld> {
+    pub(crate) fn remember_new(&self, ino: InodeNo) -> Result<(), StillHeld> {
         let mut s = self.shard(ino);
         if ino == ROOT_INO {
             return Err(StillHeld(s.get(&ino).copied().unwrap_or_default()));
@@ -124,7 +124,7 @@ impl NodeTable {
 
     /// The kernel forgot `n` lookups of `ino`. Returns true when nothing
     /// holds the inode any more (the moment an unlinked inode may be freed).
-    pub(crate) fn forget(&self, ino: u32, n: u64) -> bool {
+    pub(crate) fn forget(&self, ino: InodeNo, n: u64) -> bool {
         let mut s = self.shard(ino);
         let held = s.get(&ino).map_or(0, |r| r.lookups);
         if n > held {
@@ -139,7 +139,7 @@ impl NodeTable {
     }
 
     /// A handle on `ino` was opened.
-    pub(crate) fn opened(&self, ino: u32) {
+    pub(crate) fn opened(&self, ino: InodeNo) {
         let mut s = self.shard(ino);
         let r = s.entry(ino).or_default();
         r.opens = r.opens.saturating_add(1);
@@ -147,7 +147,7 @@ impl NodeTable {
 
     /// A handle on `ino` was released. Returns true when nothing holds the
     /// inode any more.
-    pub(crate) fn closed(&self, ino: u32) -> bool {
+    pub(crate) fn closed(&self, ino: InodeNo) -> bool {
         let mut s = self.shard(ino);
         let Some(r) = s.get_mut(&ino) else {
             log::debug!("release of a handle on inode {ino}, which has none");
@@ -157,7 +157,7 @@ impl NodeTable {
         Self::drop_if_unreferenced(&mut s, ino)
     }
 
-    fn drop_if_unreferenced(s: &mut HashMap<u32, NodeRefs>, ino: u32) -> bool {
+    fn drop_if_unreferenced(s: &mut HashMap<InodeNo, NodeRefs>, ino: InodeNo) -> bool {
         if ino == ROOT_INO || !s.get(&ino).is_some_and(|r| r.is_empty()) {
             return false;
         }
@@ -174,13 +174,13 @@ impl NodeTable {
             reason = "the engine's orphan handling asks it, once the engine can unlink"
         )
     )]
-    pub(crate) fn is_referenced(&self, ino: u32) -> bool {
+    pub(crate) fn is_referenced(&self, ino: InodeNo) -> bool {
         ino == ROOT_INO || self.shard(ino).get(&ino).is_some_and(|r| !r.is_empty())
     }
 
     /// What holds `ino` now.
     #[cfg(test)]
-    pub(crate) fn refs(&self, ino: u32) -> NodeRefs {
+    pub(crate) fn refs(&self, ino: InodeNo) -> NodeRefs {
         self.shard(ino).get(&ino).copied().unwrap_or_default()
     }
 
@@ -242,19 +242,19 @@ mod tests {
         for (i, (op, want, released)) in script.into_iter().enumerate() {
             let got_released = match op {
                 Lookup => {
-                    t.remember(12);
+                    t.remember(InodeNo(12));
                     false
                 }
-                Forget(n) => t.forget(12, n),
+                Forget(n) => t.forget(InodeNo(12), n),
                 Open => {
-                    t.opened(12);
+                    t.opened(InodeNo(12));
                     false
                 }
-                Close => t.closed(12),
+                Close => t.closed(InodeNo(12)),
             };
-            assert_eq!(t.refs(12), want, "step {i} {op:?}");
+            assert_eq!(t.refs(InodeNo(12)), want, "step {i} {op:?}");
             assert_eq!(got_released, released, "step {i} {op:?}");
-            assert_eq!(t.is_referenced(12), want != refs(0, 0), "step {i}");
+            assert_eq!(t.is_referenced(InodeNo(12)), want != refs(0, 0), "step {i}");
             assert_eq!(t.len(), usize::from(want != refs(0, 0)), "step {i}");
         }
         // The two forgets of more than was counted (3, then 5 - 1).
@@ -264,16 +264,16 @@ mod tests {
     #[test]
     fn a_held_inode_number_is_never_reused() {
         let t = NodeTable::default();
-        assert_eq!(t.remember_new(20), Ok(()));
+        assert_eq!(t.remember_new(InodeNo(20)), Ok(()));
         // The engine handing out 20 again while the kernel holds it.
-        assert_eq!(t.remember_new(20), Err(StillHeld(refs(1, 0))));
-        t.opened(20);
-        assert!(!t.forget(20, 1), "the open handle still holds it");
-        assert_eq!(t.remember_new(20), Err(StillHeld(refs(0, 1))));
-        assert!(t.closed(20));
+        assert_eq!(t.remember_new(InodeNo(20)), Err(StillHeld(refs(1, 0))));
+        t.opened(InodeNo(20));
+        assert!(!t.forget(InodeNo(20), 1), "the open handle still holds it");
+        assert_eq!(t.remember_new(InodeNo(20)), Err(StillHeld(refs(0, 1))));
+        assert!(t.closed(InodeNo(20)));
         // Released: the number may name a new inode now.
-        assert_eq!(t.remember_new(20), Ok(()));
-        assert_eq!(t.refs(20), refs(1, 0));
+        assert_eq!(t.remember_new(InodeNo(20)), Ok(()));
+        assert_eq!(t.refs(InodeNo(20)), refs(1, 0));
         // The root is never new.
         assert!(t.remember_new(ROOT_INO).is_err());
     }
@@ -298,7 +298,7 @@ mod tests {
                 let t = t.clone();
                 std::thread::spawn(move || {
                     for i in 0..2000u32 {
-                        let ino = 100 + (i * 7 + w) % 64;
+                        let ino = InodeNo(100 + (i * 7 + w) % 64);
                         t.remember(ino);
                         t.remember(ino);
                         t.forget(ino, 2);

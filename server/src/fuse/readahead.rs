@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use super::backend::Backend;
 use super::datagen::DataGen;
 use super::readbuf::ReadBuf;
+use fsvc_ext4::InodeNo;
 
 /// Bytes one fill reads: large enough that the device streams (a 512 KiB
 /// direct read runs at full bandwidth where a 128 KiB one is latency
@@ -85,7 +86,7 @@ impl Window {
 struct Stream {
     /// The file handle whose reads these are.
     fh: u64,
-    ino: u32,
+    ino: InodeNo,
     /// The data generation the windows and `eof` belong to.
     gen: u64,
     /// End of the furthest read seen.
@@ -125,7 +126,7 @@ impl Stream {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Fill {
     fh: u64,
-    ino: u32,
+    ino: InodeNo,
     start: u64,
     len: u64,
 }
@@ -247,7 +248,7 @@ impl ReadAhead {
     /// handle `fh`, if a window holds all of them (or all up to the end of
     /// file) and they are as current as the file's data. Waits (bounded)
     /// when a fill in flight covers the range.
-    pub(crate) fn lookup(&self, fh: u64, ino: u32, offset: u64, size: u32) -> Lookup<'_> {
+    pub(crate) fn lookup(&self, fh: u64, ino: InodeNo, offset: u64, size: u32) -> Lookup<'_> {
         let end = offset.saturating_add(u64::from(size));
         let deadline = Instant::now() + FILL_WAIT;
         let mut st = self.lock();
@@ -309,7 +310,7 @@ impl ReadAhead {
     pub(crate) fn note(
         &self,
         fh: u64,
-        ino: u32,
+        ino: InodeNo,
         offset: u64,
         len: u64,
         asked: u64,

@@ -5,7 +5,7 @@ use std::sync::{Barrier, RwLock};
 
 use super::*;
 use fsvc_ext4::io::testutil::pattern;
-use fsvc_ext4::{DirEntry, Error, Result, Stat, StatFs};
+use fsvc_ext4::{DirEntry, Error, InodeNo, Result, Stat, StatFs};
 
 /// The readahead of a mount with its own data generations.
 fn ra() -> ReadAhead {
@@ -20,7 +20,7 @@ fn fh(ino: u32) -> u64 {
 impl ReadAhead {
     /// The bytes if a window holds them.
     fn hit(&self, ino: u32, offset: u64, size: u32) -> Option<Vec<u8>> {
-        match self.lookup(fh(ino), ino, offset, size) {
+        match self.lookup(fh(ino), InodeNo(ino), offset, size) {
             Lookup::Hit(c) => Some(c.to_vec()),
             Lookup::Miss { .. } => None,
         }
@@ -71,19 +71,19 @@ impl Files {
 }
 
 impl Backend for Files {
-    fn stat(&self, _: u32) -> Result<Stat> {
+    fn stat(&self, _: InodeNo) -> Result<Stat> {
         Err(Error::NotFound)
     }
-    fn lookup(&self, _: u32, _: &[u8]) -> Result<u32> {
+    fn lookup(&self, _: InodeNo, _: &[u8]) -> Result<InodeNo> {
         Err(Error::NotFound)
     }
-    fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if self.fail {
             return Err(Error::Invalid("injected".into()));
         }
         let n = {
             let files = self.files.read().unwrap();
-            let data = &files.iter().find(|f| f.0 == ino).unwrap().1;
+            let data = &files.iter().find(|f| f.0 == ino.0).unwrap().1;
             let from = (offset as usize).min(data.len());
             let n = buf.len().min(data.len() - from);
             buf[..n].copy_from_slice(&data[from..from + n]);
@@ -93,19 +93,19 @@ impl Backend for Files {
             b.wait();
             b.wait();
         }
-        self.reads.lock().unwrap().push((ino, offset, n));
+        self.reads.lock().unwrap().push((ino.0, offset, n));
         Ok(n)
     }
-    fn read_dir(&self, _: u32, _: u64, _: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
+    fn read_dir(&self, _: InodeNo, _: u64, _: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
         Err(Error::NotFound)
     }
-    fn read_link(&self, _: u32) -> Result<Vec<u8>> {
+    fn read_link(&self, _: InodeNo) -> Result<Vec<u8>> {
         Err(Error::NotFound)
     }
-    fn list_xattrs(&self, _: u32) -> Result<Vec<Vec<u8>>> {
+    fn list_xattrs(&self, _: InodeNo) -> Result<Vec<Vec<u8>>> {
         Err(Error::NotFound)
     }
-    fn get_xattr(&self, _: u32, _: &[u8]) -> Result<Vec<u8>> {
+    fn get_xattr(&self, _: InodeNo, _: &[u8]) -> Result<Vec<u8>> {
         Err(Error::NotFound)
     }
     fn statfs(&self) -> StatFs {
@@ -120,7 +120,7 @@ impl Backend for Files {
             fsid: 0,
         }
     }
-    fn seek(&self, _: u32, _: u64, _: bool) -> Result<Option<u64>> {
+    fn seek(&self, _: InodeNo, _: u64, _: bool) -> Result<Option<u64>> {
         Ok(None)
     }
 }
@@ -128,17 +128,17 @@ impl Backend for Files {
 /// What the adapter does for one request: answer from a window or
 /// read directly, then note it and run the fill. Returns the bytes.
 fn request(ra: &ReadAhead, fs: &dyn Backend, ino: u32, offset: u64, size: u32) -> Vec<u8> {
-    let (out, gen) = match ra.lookup(fh(ino), ino, offset, size) {
+    let (out, gen) = match ra.lookup(fh(ino), InodeNo(ino), offset, size) {
         Lookup::Hit(chunk) => (chunk.to_vec(), chunk.gen()),
         Lookup::Miss { gen } => {
             let mut buf = vec![0u8; size as usize];
-            let n = fs.read(ino, offset, &mut buf).unwrap_or(0);
+            let n = fs.read(InodeNo(ino), offset, &mut buf).unwrap_or(0);
             buf.truncate(n);
             (buf, gen)
         }
     };
     let asked = u64::from(size);
-    if let Some(f) = ra.note(fh(ino), ino, offset, out.len() as u64, asked, gen) {
+    if let Some(f) = ra.note(fh(ino), InodeNo(ino), offset, out.len() as u64, asked, gen) {
         ra.fill(fs, f);
     }
     out
@@ -191,11 +191,11 @@ fn files_read_one_after_another_reuse_the_same_buffers() {
         let mut off = 0u64;
         while off < size as u64 {
             // What the adapter does on a miss: a pooled buffer, given back.
-            let (got, gen) = match ra.lookup(fh(ino), ino, off, REQ) {
+            let (got, gen) = match ra.lookup(fh(ino), InodeNo(ino), off, REQ) {
                 Lookup::Hit(chunk) => (chunk.to_vec(), chunk.gen()),
                 Lookup::Miss { gen } => {
                     let mut buf = ra.take_buf(REQ as usize);
-                    let n = fs.read(ino, off, buf.as_mut()).unwrap();
+                    let n = fs.read(InodeNo(ino), off, buf.as_mut()).unwrap();
                     buf.truncate(n);
                     let v = buf.to_vec();
                     ra.give_back(buf);
@@ -204,7 +204,8 @@ fn files_read_one_after_another_reuse_the_same_buffers() {
             };
             expect(&fs, ino, off, &got);
             let asked = u64::from(REQ);
-            if let Some(f) = ra.note(fh(ino), ino, off, got.len() as u64, asked, gen) {
+            let ino_no = InodeNo(ino);
+            if let Some(f) = ra.note(fh(ino), ino_no, off, got.len() as u64, asked, gen) {
                 ra.fill(&fs, f);
             }
             off += got.len() as u64;
@@ -297,7 +298,7 @@ fn a_failed_fill_installs_nothing() {
     let mut fs = Files::new(&[(4, 4 * MIB as usize)]);
     let ra = ra();
     let f = ra
-        .note(fh(4), 4, 0, u64::from(REQ), u64::from(REQ), 0)
+        .note(fh(4), InodeNo(4), 0, u64::from(REQ), u64::from(REQ), 0)
         .unwrap();
     fs.fail = true;
     ra.fill(&fs, f);
@@ -313,7 +314,7 @@ fn a_reader_of_a_range_being_filled_gets_the_fill() {
     let fs = Arc::new(Files::new(&[(9, 4 * MIB as usize)]));
     let ra = Arc::new(ra());
     let f = ra
-        .note(fh(9), 9, 0, u64::from(REQ), u64::from(REQ), 0)
+        .note(fh(9), InodeNo(9), 0, u64::from(REQ), u64::from(REQ), 0)
         .unwrap();
     let reader = {
         let ra = ra.clone();
@@ -343,7 +344,14 @@ fn a_fill_overtaken_by_a_write_is_dropped_when_installed() {
     let gens = Arc::new(DataGen::default());
     let ra = Arc::new(ra_with(&gens));
     let f = ra
-        .note(fh(4), 4, 0, u64::from(REQ), u64::from(REQ), gens.current(4))
+        .note(
+            fh(4),
+            InodeNo(4),
+            0,
+            u64::from(REQ),
+            u64::from(REQ),
+            gens.current(InodeNo(4)),
+        )
         .unwrap();
     let filler = {
         let (ra, fs) = (ra.clone(), fs.clone());
@@ -352,7 +360,7 @@ fn a_fill_overtaken_by_a_write_is_dropped_when_installed() {
     // The fill has copied the old data and not yet installed it.
     hold.wait();
     {
-        let _write = gens.begin_write(4);
+        let _write = gens.begin_write(InodeNo(4));
         fs.set(4, vec![0xee; 4 * MIB as usize]);
     }
     hold.wait();
@@ -368,11 +376,18 @@ fn a_fill_that_read_during_a_write_is_never_served_after_it() {
     let gens = Arc::new(DataGen::default());
     let ra = ra_with(&gens);
     let f = ra
-        .note(fh(5), 5, 0, u64::from(REQ), u64::from(REQ), gens.current(5))
+        .note(
+            fh(5),
+            InodeNo(5),
+            0,
+            u64::from(REQ),
+            u64::from(REQ),
+            gens.current(InodeNo(5)),
+        )
         .unwrap();
     // The write has begun (its first bump) but its data is not on the
     // device yet: the fill reads the old data and installs it.
-    let write = gens.begin_write(5);
+    let write = gens.begin_write(InodeNo(5));
     ra.fill(&fs, f);
     assert!(ra.held_bytes() > 0);
     fs.set(5, vec![0xaa; 4 * MIB as usize]);
@@ -395,7 +410,7 @@ fn the_end_of_file_learned_before_a_write_is_forgotten() {
     assert!(ra.hit(6, 256 << 10, REQ).is_some());
     // A write extends the file.
     {
-        let _write = gens.begin_write(6);
+        let _write = gens.begin_write(InodeNo(6));
         fs.set(6, pattern(MIB as usize, 99));
     }
     // A short answer at the old end would lose the new data.
@@ -419,7 +434,7 @@ fn sequential_readers_never_see_data_older_than_the_last_finished_write() {
         std::thread::spawn(move || {
             for v in 1..=VERSIONS {
                 {
-                    let _write = gens.begin_write(7);
+                    let _write = gens.begin_write(InodeNo(7));
                     fs.set(7, vec![v; len]);
                 }
                 finished.store(v, std::sync::atomic::Ordering::SeqCst);
