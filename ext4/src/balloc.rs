@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::inode::{Inode, S_IFMT, S_IFREG};
+use crate::num::{GroupNo, InodeNo, Pblk};
 use crate::superblock::incompat;
 use crate::tx::{AllocKind, Tx};
 
@@ -14,11 +15,11 @@ impl Tx<'_> {
     /// inode `owner` (see `TxBlocks::alloc_blocks`).
     pub fn alloc_blocks(
         &mut self,
-        goal: u64,
+        goal: Pblk,
         len: u32,
-        owner: u32,
+        owner: InodeNo,
         kind: AllocKind,
-    ) -> Result<(u64, u32)> {
+    ) -> Result<(Pblk, u32)> {
         let _ = (goal, len, owner, kind);
         Err(Error::Unsupported(
             "block allocation (allocator not built yet)".into(),
@@ -26,7 +27,7 @@ impl Tx<'_> {
     }
 
     /// Frees `len` blocks from `start` (see `TxBlocks::free_blocks`).
-    pub fn free_blocks(&mut self, start: u64, len: u64, kind: AllocKind) -> Result<()> {
+    pub fn free_blocks(&mut self, start: Pblk, len: u64, kind: AllocKind) -> Result<()> {
         let _ = (start, len, kind);
         Err(Error::Unsupported(
             "freeing blocks (allocator not built yet)".into(),
@@ -37,9 +38,9 @@ impl Tx<'_> {
     /// `ext4_inode_to_goal_block`: the first block of the inode's group;
     /// with flex_bg groups of 4 or more, of its flex group, plus one group
     /// for regular files (directories stay next to the metadata).
-    pub fn inode_goal(&self, inode: &Inode) -> u64 {
+    pub fn inode_goal(&self, inode: &Inode) -> Pblk {
         let sb = self.sb();
-        let mut g = (inode.ino.saturating_sub(1)) / sb.inodes_per_group;
+        let mut g = inode.ino.0.saturating_sub(1) / sb.inodes_per_group.max(1);
         let flex = if sb.has_incompat(incompat::FLEX_BG) {
             1u32.checked_shl(u32::from(sb.log_groups_per_flex))
                 .unwrap_or(1)
@@ -53,7 +54,7 @@ impl Tx<'_> {
             }
         }
         let g = g.min(sb.group_count.saturating_sub(1));
-        sb.group_first_block(g)
+        sb.group_first_block(GroupNo(g))
     }
 }
 

@@ -1,7 +1,8 @@
 //! On-disk inodes: parsing, checksum and the fields the engine serves.
 //!
 //! [`Inode::parse`] is pure (raw bytes in, validated [`Inode`] out);
-//! `Fs::inode` (in `fs.rs`) locates the inode and calls it. After a
+//! `Fs::inode` (the kernel's iget, here) locates the inode in its group's
+//! table and calls it. After a
 //! successful parse: the file type is one of the seven kinds, the extra
 //! inode size fits the on-disk inode and is 4-byte aligned, the checksum
 //! matched (metadata_csum), and every extended field read lies inside the
@@ -10,8 +11,10 @@
 use super::bytes::{le16, le32, put_le16, put_le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
-use super::fs::{FileKind, Stat, Timestamp};
+use super::fs::Fs;
+use super::num::{InodeNo, Pblk};
 use super::superblock::{ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
+use super::types::{FileKind, Stat, Timestamp};
 
 // Field offsets (kernel Documentation/filesystems/ext4/inodes.rst).
 const I_MODE: usize = 0x0;
@@ -103,7 +106,7 @@ const MAX_NSEC: u32 = 999_999_999;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inode {
     /// Inode number.
-    pub ino: u32,
+    pub ino: InodeNo,
     /// The on-disk bytes (`s_inode_size` long).
     pub raw: Vec<u8>,
     /// Type and permission bits.
@@ -123,7 +126,7 @@ pub struct Inode {
     /// Generation.
     pub generation: u32,
     /// External xattr block (0 = none).
-    pub file_acl: u64,
+    pub file_acl: Pblk,
     /// Extra inode size in use (0 for 128-byte inodes).
     pub extra_isize: u16,
     /// Access time.
@@ -142,8 +145,8 @@ pub struct Inode {
 }
 
 /// The per-inode checksum seed.
-pub fn inode_csum_seed(sb: &Superblock, ino: u32, generation: u32) -> u32 {
-    let c = crc32c(sb.csum_seed, &ino.to_le_bytes());
+pub fn inode_csum_seed(sb: &Superblock, ino: InodeNo, generation: u32) -> u32 {
+    let c = crc32c(sb.csum_seed, &ino.0.to_le_bytes());
     crc32c(c, &generation.to_le_bytes())
 }
 
@@ -195,25 +198,25 @@ impl Inode {
     /// Parses inode `ino` from its raw bytes (exactly `sb.inode_size`),
     /// verifying its checksum. A never-used (all-zero) or deleted inode is
     /// [`Error::NoSuchInode`].
-    pub fn parse(sb: &Superblock, ino: u32, raw: &[u8]) -> Result<Inode> {
+    pub fn parse(sb: &Superblock, ino: InodeNo, raw: &[u8]) -> Result<Inode> {
         Self::decode(sb, ino, raw, false)
     }
 
     /// [`Inode::parse`] that also accepts an inode with no links left but
     /// a valid mode: an orphan (unlinked while open, or being deleted),
     /// which the write path still changes and frees.
-    pub fn parse_unlinked(sb: &Superblock, ino: u32, raw: &[u8]) -> Result<Inode> {
+    pub fn parse_unlinked(sb: &Superblock, ino: InodeNo, raw: &[u8]) -> Result<Inode> {
         Self::decode(sb, ino, raw, true)
     }
 
-    fn decode(sb: &Superblock, ino: u32, raw: &[u8], allow_unlinked: bool) -> Result<Inode> {
+    fn decode(sb: &Superblock, ino: InodeNo, raw: &[u8], allow_unlinked: bool) -> Result<Inode> {
         let what = || format!("inode {ino}");
         let isz = usize::from(sb.inode_size);
         let raw = raw
             .get(..isz)
             .ok_or_else(|| Error::corrupt(what(), "truncated"))?;
         if is_blank(raw) {
-            return Err(Error::NoSuchInode(u64::from(ino)));
+            return Err(Error::NoSuchInode(ino));
         }
         let good_old = usize::from(GOOD_OLD_INODE_SIZE);
         let extra_isize = if isz > good_old {
@@ -264,7 +267,7 @@ impl Inode {
         let dtime = le32(raw, I_DTIME);
         if links == 0 && !(allow_unlinked && mode != 0) {
             // Deleted (or an orphan being deleted): not reachable by name.
-            return Err(Error::NoSuchInode(u64::from(ino)));
+            return Err(Error::NoSuchInode(ino));
         }
         if kind_of_mode(mode).is_none() {
             return Err(Error::corrupt(
@@ -315,7 +318,7 @@ impl Inode {
             blocks,
             flags,
             generation,
-            file_acl,
+            file_acl: Pblk(file_acl),
             extra_isize,
             atime: time(I_ATIME, I_ATIME_EXTRA),
             ctime: time(I_CTIME, I_CTIME_EXTRA),
@@ -420,7 +423,7 @@ impl Inode {
     /// uses for its timestamps). Flags, size and `i_block` are the caller's.
     pub fn fresh(
         sb: &Superblock,
-        ino: u32,
+        ino: InodeNo,
         generation: u32,
         mode: u16,
         uid: u32,
@@ -456,7 +459,7 @@ impl Inode {
             blocks: 0,
             flags: 0,
             generation,
-            file_acl: 0,
+            file_acl: Pblk(0),
             extra_isize,
             atime: now,
             ctime: now,
@@ -532,8 +535,8 @@ impl Inode {
             put_le16(r, I_BLOCKS_HIGH, blocks_hi)?;
             put_le32(r, I_FLAGS, flags)?;
             put_le32(r, I_GENERATION, self.generation)?;
-            put_le32(r, I_FILE_ACL_LO, self.file_acl as u32)?;
-            put_le16(r, I_FILE_ACL_HIGH, (self.file_acl >> 32) as u16)?;
+            put_le32(r, I_FILE_ACL_LO, self.file_acl.0 as u32)?;
+            put_le16(r, I_FILE_ACL_HIGH, (self.file_acl.0 >> 32) as u16)?;
             put_le32(r, I_DTIME, self.dtime)?;
             for (t, sec_off, extra_off) in [
                 (self.atime, I_ATIME, I_ATIME_EXTRA),
@@ -578,6 +581,53 @@ impl Inode {
             put(&mut r).ok_or_else(|| Error::Internal(format!("inode {}: checksum", self.ino)))?;
         }
         Ok(r)
+    }
+}
+
+impl Fs {
+    /// Reads, bounds-checks and checksum-verifies inode `ino`.
+    pub fn inode(&self, ino: InodeNo) -> Result<Inode> {
+        let sb = self.sb();
+        if ino.0 > sb.inodes_count {
+            return Err(Error::NoSuchInode(ino));
+        }
+        let Some((g, index)) = ino.group_index(sb.inodes_per_group) else {
+            return Err(Error::NoSuchInode(ino));
+        };
+        let gd = self.group(g)?;
+        if !gd.csum_ok {
+            return Err(Error::checksum(format!("group descriptor {g}")));
+        }
+        if gd.inode_uninit(sb)
+            || (sb.has_group_csum() && index >= sb.inodes_per_group - gd.itable_unused)
+        {
+            return Err(Error::NoSuchInode(ino));
+        }
+        let isz = u64::from(sb.inode_size);
+        let byte = u64::from(index) * isz;
+        let blk = gd
+            .inode_table
+            .saturating_add(byte / u64::from(sb.block_size));
+        let off = (byte % u64::from(sb.block_size)) as usize;
+        // Inodes are looked at in bursts (a listing, a tree walk): a miss
+        // reads ahead within the used part of this group's table.
+        let used = if sb.has_group_csum() {
+            sb.inodes_per_group.saturating_sub(gd.itable_unused)
+        } else {
+            sb.inodes_per_group
+        };
+        let table_blocks = (u64::from(used) * isz).div_ceil(u64::from(sb.block_size));
+        let span = gd.inode_table..gd.inode_table.saturating_add(table_blocks);
+        let block = self.meta_block_ahead(blk, span)?;
+        let raw = block
+            .get(off..off + usize::from(sb.inode_size))
+            .ok_or_else(|| Error::corrupt(format!("inode {ino}"), "outside its table block"))?;
+        Inode::parse(sb, ino, raw)
+    }
+
+    /// `stat` of inode `ino`.
+    pub fn stat(&self, ino: InodeNo) -> Result<Stat> {
+        Ok(self.inode(ino)?.stat())
     }
 }
 
@@ -649,7 +699,7 @@ mod tests {
         r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].fill(0);
         r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].fill(0);
         let gen = le32(r, I_GENERATION);
-        let c = crc32c(inode_csum_seed(sb, ino, gen), r);
+        let c = crc32c(inode_csum_seed(sb, InodeNo(ino), gen), r);
         r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].copy_from_slice(&(c as u16).to_le_bytes());
         r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
     }
@@ -658,7 +708,7 @@ mod tests {
     fn parses_fields_and_verifies_checksum() {
         let sb = synth::parsed();
         let r = raw_inode(&sb, 12);
-        let i = Inode::parse(&sb, 12, &r).unwrap();
+        let i = Inode::parse(&sb, InodeNo(12), &r).unwrap();
         assert_eq!(i.kind(), FileKind::File);
         assert_eq!(i.size, (1 << 32) + 5000);
         assert_eq!(i.uid, 0x1_1170);
@@ -674,13 +724,13 @@ mod tests {
         assert_eq!(i.stat().perm, 0o644);
         // Same bytes at another inode number: the seed differs.
         assert!(matches!(
-            Inode::parse(&sb, 13, &r).unwrap_err(),
+            Inode::parse(&sb, InodeNo(13), &r).unwrap_err(),
             Error::Checksum { .. }
         ));
         let mut bad = r.clone();
         bad[200] ^= 1;
         assert!(matches!(
-            Inode::parse(&sb, 12, &bad).unwrap_err(),
+            Inode::parse(&sb, InodeNo(12), &bad).unwrap_err(),
             Error::Checksum { .. }
         ));
     }
@@ -699,28 +749,28 @@ mod tests {
             let mut r = raw_inode(&sb, 12);
             edit(&mut r);
             set_csum(&sb, 12, &mut r);
-            let e = Inode::parse(&sb, 12, &r).unwrap_err();
+            let e = Inode::parse(&sb, InodeNo(12), &r).unwrap_err();
             assert!(e.to_string().contains(want), "{e} vs {want}");
         }
         assert!(matches!(
-            Inode::parse(&sb, 12, &[0u8; 256]).unwrap_err(),
-            Error::NoSuchInode(12)
+            Inode::parse(&sb, InodeNo(12), &[0u8; 256]).unwrap_err(),
+            Error::NoSuchInode(InodeNo(12))
         ));
         let mut r = raw_inode(&sb, 12);
         r[I_LINKS_COUNT] = 0;
         set_csum(&sb, 12, &mut r);
         assert!(matches!(
-            Inode::parse(&sb, 12, &r).unwrap_err(),
-            Error::NoSuchInode(12)
+            Inode::parse(&sb, InodeNo(12), &r).unwrap_err(),
+            Error::NoSuchInode(InodeNo(12))
         ));
-        assert!(Inode::parse(&sb, 12, &r[..100]).is_err());
+        assert!(Inode::parse(&sb, InodeNo(12), &r[..100]).is_err());
     }
 
     #[test]
     fn encode_is_the_inverse_of_parse() {
         let sb = synth::parsed();
         let raw = raw_inode(&sb, 12);
-        let i = Inode::parse(&sb, 12, &raw).unwrap();
+        let i = Inode::parse(&sb, InodeNo(12), &raw).unwrap();
         assert_eq!(i.encode(&sb).unwrap(), raw, "byte-identical round trip");
         // Every modelled field survives a change and an encode.
         let mut j = i.clone();
@@ -731,7 +781,7 @@ mod tests {
         j.links = 3;
         j.flags = flags::EXTENTS | flags::APPEND;
         j.generation = 1234;
-        j.file_acl = 99;
+        j.file_acl = Pblk(99);
         j.dtime = 77;
         j.atime = Timestamp { sec: -5, nsec: 1 };
         j.mtime = Timestamp {
@@ -744,9 +794,9 @@ mod tests {
         };
         j.crtime = Timestamp { sec: 42, nsec: 43 };
         j.i_block_mut()[..4].copy_from_slice(b"abcd");
-        let back = Inode::parse(&sb, 12, &j.encode(&sb).unwrap()).unwrap();
+        let back = Inode::parse(&sb, InodeNo(12), &j.encode(&sb).unwrap()).unwrap();
         let mut want = j.clone();
-        want.csum_seed = inode_csum_seed(&sb, 12, 1234);
+        want.csum_seed = inode_csum_seed(&sb, InodeNo(12), 1234);
         want.raw = back.raw.clone();
         assert_eq!(back, want);
         assert_eq!(&back.i_block()[..4], b"abcd");
@@ -754,11 +804,16 @@ mod tests {
         j.links = 0;
         let raw0 = j.encode(&sb).unwrap();
         assert!(matches!(
-            Inode::parse(&sb, 12, &raw0),
-            Err(Error::NoSuchInode(12))
+            Inode::parse(&sb, InodeNo(12), &raw0),
+            Err(Error::NoSuchInode(InodeNo(12)))
         ));
-        assert_eq!(Inode::parse_unlinked(&sb, 12, &raw0).unwrap().links, 0);
-        assert!(Inode::parse_unlinked(&sb, 12, &[0u8; 256]).is_err());
+        assert_eq!(
+            Inode::parse_unlinked(&sb, InodeNo(12), &raw0)
+                .unwrap()
+                .links,
+            0
+        );
+        assert!(Inode::parse_unlinked(&sb, InodeNo(12), &[0u8; 256]).is_err());
     }
 
     #[test]
@@ -782,13 +837,21 @@ mod tests {
     #[test]
     fn blocks_encode_as_the_kernel_stores_them() {
         let sb = synth::parsed(); // huge_file on, 1 KiB blocks
-        let mut i = Inode::fresh(&sb, 12, 5, S_IFREG | 0o600, 1, 2, Timestamp::default());
+        let mut i = Inode::fresh(
+            &sb,
+            InodeNo(12),
+            5,
+            S_IFREG | 0o600,
+            1,
+            2,
+            Timestamp::default(),
+        );
         // (i_blocks in sectors) -> round trip, and whether HUGE_FILE is set
         let cases: &[(u64, bool)] = &[(8, false), (1 << 40, false), ((1 << 48) + 2, true)];
         for &(blocks, huge) in cases {
             i.blocks = blocks;
             let r = i.encode(&sb).unwrap();
-            let back = Inode::parse(&sb, 12, &r).unwrap();
+            let back = Inode::parse(&sb, InodeNo(12), &r).unwrap();
             assert_eq!(back.blocks, blocks);
             assert_eq!(back.has_flag(flags::HUGE_FILE), huge);
         }
@@ -796,10 +859,18 @@ mod tests {
         assert!(matches!(i.encode(&sb), Err(Error::FileTooBig)));
         let fresh = Inode::parse(
             &sb,
-            12,
-            &Inode::fresh(&sb, 12, 5, S_IFREG, 0, 0, Timestamp { sec: 9, nsec: 8 })
-                .encode(&sb)
-                .unwrap(),
+            InodeNo(12),
+            &Inode::fresh(
+                &sb,
+                InodeNo(12),
+                5,
+                S_IFREG,
+                0,
+                0,
+                Timestamp { sec: 9, nsec: 8 },
+            )
+            .encode(&sb)
+            .unwrap(),
         )
         .unwrap();
         assert_eq!(fresh.extra_isize, 32);
@@ -812,12 +883,15 @@ mod tests {
         let mut r = raw_inode(&sb, 12);
         r[I_BLOCKS_HIGH..I_BLOCKS_HIGH + 2].copy_from_slice(&1u16.to_le_bytes());
         set_csum(&sb, 12, &mut r);
-        assert_eq!(Inode::parse(&sb, 12, &r).unwrap().blocks, (1 << 32) + 16);
+        assert_eq!(
+            Inode::parse(&sb, InodeNo(12), &r).unwrap().blocks,
+            (1 << 32) + 16
+        );
         r[I_FLAGS..I_FLAGS + 4].copy_from_slice(&flags::HUGE_FILE.to_le_bytes());
         set_csum(&sb, 12, &mut r);
         // In filesystem blocks: times 2 sectors per 1 KiB block.
         assert_eq!(
-            Inode::parse(&sb, 12, &r).unwrap().blocks,
+            Inode::parse(&sb, InodeNo(12), &r).unwrap().blocks,
             ((1 << 32) + 16) * 2
         );
     }

@@ -15,27 +15,53 @@
 //! links is bounded; arithmetic on disk values is checked; checksums are
 //! verified on read. A corrupt structure is an [`Error`], never a panic.
 //!
-//! Layout: `fs` is the handle ([`Fs`]); `superblock`, `group`, `inode`,
-//! `extent`, `indirect`, `csum` are the core; `dir`, `htree`, `hash`,
-//! `inline`, `xattr`, `acl`, `symlink` build the namespace on top; `io` is
-//! the device below (channel trait, unixfd/memory/fault backends, block
-//! cache with write-back, access gate).
+//! # Module map
 //!
-//! The write path (docs/design-notes.md, "Write path"): `tx` (the
+//! `Fs`'s methods live with their concern, as the kernel splits them; each
+//! of those modules adds an `impl Fs` block:
+//!
+//! | concern (kernel file) | module | `Fs` methods |
+//! |---|---|---|
+//! | open, statfs (super.c) | [`fs`] | `open`, `statfs`, `sb`, `group`, `meta_block`, `dev`, `notes` |
+//! | inode read (inode.c) | [`inode`] | `inode`, `stat` |
+//! | data map and read (inode.c) | [`data`] | `map_extent`, `map_block`, `read`, `read_inode_data`, `read_file_block` |
+//! | lookup, readdir (namei.c, dir.c) | [`dir`] | `lookup`, `read_dir` |
+//! | bitmaps (balloc.c, ialloc.c) | [`bitmap`] | `verify_bitmaps` |
+//! | xattrs (xattr.c) | [`xattr`] | `list_xattrs`, `get_xattr` |
+//! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
+//! | symlinks (symlink.c) | [`symlink`] | `read_link` |
+//! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
+//!
+//! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
 //! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
-//! use), `locks` (inode lock table, change lock), `zones` (system zones),
-//! `mount` (read-write open, `begin`, sync, unmount, `fail` and
-//! `errors=`), `wstate` (mode and write state), `super_fields` (the
-//! superblock's changing fields), `balloc`/`ialloc` (allocators),
-//! `ranges` (block range sets), `testfs` (mkfs-made test images, with the
-//! `test-util` feature).
+//! use), [`locks`] (inode lock table, change lock), [`zones`] (system
+//! zones), [`wstate`] (mount mode and write state), [`super_fields`] (the
+//! superblock's changing fields), `balloc`/`ialloc` (the allocators),
+//! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
+//! the `test-util` feature).
+//!
+//! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
+//! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
+//! itself), [`extent`] and [`indirect`] (block maps), [`dirent`] (entries
+//! and leaf tails), [`htree`] (dx index) with [`hash`], [`xattr`] entries
+//! with [`acl`]. Below them: [`bytes`] (field readers), [`csum`] (crc32c,
+//! crc16), [`error`]; beside them: [`types`] (the API's shared types) and
+//! [`num`] (`InodeNo`, `Lblk`, `Pblk`, `GroupNo`). [`io`] is the device
+//! (channel trait, unixfd/memory/fault backends, block cache, access gate).
+//!
+//! The import graph between these modules is acyclic, except that a module
+//! adding an `impl Fs` block imports the `Fs` type
+//! (`tests/import_graph.rs` checks it).
 
 pub mod acl;
 mod alloc_state;
 mod balloc;
+pub mod bitmap;
 pub mod bytes;
 pub mod csum;
+pub mod data;
 pub mod dir;
+pub mod dirent;
 pub mod error;
 pub mod extent;
 pub mod features;
@@ -50,6 +76,7 @@ pub mod inode;
 pub mod io;
 pub mod locks;
 pub mod mount;
+pub mod num;
 pub mod ranges;
 pub mod super_fields;
 pub mod superblock;
@@ -59,9 +86,14 @@ mod testblocks;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testfs;
 pub mod tx;
+pub mod types;
 pub mod wstate;
 pub mod xattr;
 pub mod zones;
 
 pub use error::{Error, Result, Space};
-pub use fs::{DirEntry, FileKind, Fs, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO};
+pub use fs::Fs;
+pub use num::{GroupNo, InodeNo, Lblk, Pblk};
+pub use types::{
+    DirEntry, ErrorBehavior, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO,
+};

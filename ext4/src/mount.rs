@@ -32,6 +32,7 @@ use crate::indirect;
 use crate::inode::flags;
 use crate::io::IoError;
 use crate::locks::{InodeLocks, ReadGuard};
+use crate::num::{GroupNo, InodeNo, Lblk, Pblk};
 use crate::super_fields::{errcode, ErrorInfo};
 use crate::superblock::{compat, incompat, ro_compat, STATE_ERROR, STATE_VALID};
 use crate::tx::{Creds, Tx};
@@ -73,9 +74,9 @@ pub struct ErrorAt {
     /// The operation ("create", "writeback", ...), at most 32 bytes kept.
     pub func: &'static str,
     /// The inode involved, 0 if none.
-    pub ino: u32,
+    pub ino: InodeNo,
     /// The block involved, 0 if none.
-    pub block: u64,
+    pub block: Pblk,
 }
 
 impl ErrorAt {
@@ -172,12 +173,12 @@ impl Fs {
     /// bitmaps); the walk is bounded by [`MAX_JOURNAL_RUNS`] runs.
     pub(crate) fn build_zones(&self) -> SystemZones {
         let sb = self.sb();
-        let groups: Vec<(u64, u64, u64)> = (0..sb.group_count)
-            .filter_map(|g| self.group(g).ok())
+        let groups: Vec<(Pblk, Pblk, Pblk)> = (0..sb.group_count)
+            .filter_map(|g| self.group(GroupNo(g)).ok())
             .map(|gd| (gd.block_bitmap, gd.inode_bitmap, gd.inode_table))
             .collect();
         let mut extra = Vec::new();
-        if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum != 0 {
+        if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum.0 != 0 {
             self.journal_blocks(&mut extra);
         }
         SystemZones::build(sb, groups.into_iter(), extra)
@@ -189,13 +190,13 @@ impl Fs {
         let Ok(inode) = self.inode(sb.journal_inum) else {
             return;
         };
-        let z = |start: u64, len: u64| Zone {
+        let z = |start: Pblk, len: u64| Zone {
             start,
             len,
             kind: ZoneKind::Journal,
         };
         let mapping_blocks = std::cell::RefCell::new(Vec::new());
-        let read = |b: u64| {
+        let read = |b: Pblk| {
             mapping_blocks.borrow_mut().push(b);
             self.meta_block(b)
         };
@@ -207,10 +208,13 @@ impl Fs {
             if lblk >= end {
                 break;
             }
+            let Ok(l) = u32::try_from(lblk).map(Lblk) else {
+                break;
+            };
             let m = if inode.has_flag(flags::EXTENTS) {
-                extent::map(sb, inode.i_block(), inode.csum_seed, lblk, &read, what)
+                extent::map(sb, inode.i_block(), inode.csum_seed, l, &read, what)
             } else {
-                indirect::map(sb, inode.i_block(), lblk, &read, what)
+                indirect::map(sb, inode.i_block(), l, &read, what)
             };
             let Ok(m) = m else { break };
             let len = m.len.min(end - lblk);
@@ -315,7 +319,7 @@ impl Fs {
         }
         let mut table = self.groups_mut();
         for gd in changed {
-            if let Some(slot) = table.get_mut(gd.group as usize) {
+            if let Some(slot) = table.get_mut(gd.group.index()) {
                 *slot = gd;
             }
         }
@@ -363,7 +367,7 @@ impl Fs {
     /// holds the file's inode lock; the blocks are the file's (allocated
     /// and mapped, or about to be mapped by a transaction that commits
     /// after this write: data=ordered).
-    pub fn write_data(&self, blk: u64, buf: &[u8]) -> Result<()> {
+    pub fn write_data(&self, blk: Pblk, buf: &[u8]) -> Result<()> {
         self.check_writable()?;
         let bs = u64::from(self.block_size());
         let n = (buf.len() as u64).div_ceil(bs);
@@ -382,7 +386,7 @@ impl Fs {
                 ),
             ));
         }
-        Ok(self.dev().write_data(blk, buf)?)
+        Ok(self.dev().write_data(blk.0, buf)?)
     }
 
     /// Makes every completed change durable: the superblock (exact free
@@ -487,8 +491,8 @@ impl Fs {
         if let Ok(mut tx) = self.begin_internal() {
             let info = ErrorInfo {
                 time: tx.now().sec,
-                ino: at.ino,
-                block: at.block,
+                ino: at.ino.0,
+                block: at.block.0,
                 func: at.func.as_bytes().to_vec(),
                 line: 0,
                 errcode: code,

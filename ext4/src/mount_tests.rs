@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::io::faulty::{AfterCut, FaultyChannel};
 use crate::io::mem::MemChannel;
 use crate::mount::ErrorAt;
+use crate::num::{InodeNo, Pblk};
 use crate::superblock::{Superblock, STATE_ERROR, STATE_VALID, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use crate::testfs::{fsck_bytes, Image, GEOMETRIES};
 use crate::tx::Creds;
@@ -68,7 +69,7 @@ fn a_read_only_open_writes_nothing() {
     assert!(fs.is_read_only());
     assert!(matches!(fs.begin(Creds::ROOT), Err(Error::ReadOnly)));
     assert!(matches!(
-        fs.write_data(fs.sb().blocks_count - 1, &[0u8; 1024]),
+        fs.write_data(Pblk(fs.sb().blocks_count - 1), &[0u8; 1024]),
         Err(Error::ReadOnly)
     ));
     fs.sync().unwrap();
@@ -198,8 +199,8 @@ fn errors_are_recorded_and_the_policy_applied() {
             &corrupt,
             ErrorAt {
                 func: "test_function",
-                ino: 12,
-                block: 77,
+                ino: InodeNo(12),
+                block: Pblk(77),
             },
         );
         assert_eq!(fs.mode(), mode_after, "{policy:?}");
@@ -263,7 +264,7 @@ fn write_errors_reach_sync_and_unmount() {
     let mem = Arc::new(MemChannel::new(img.bytes()));
     let faulty = Arc::new(FaultyChannel::new(mem.clone()));
     let fs = open_with(faulty.clone(), ErrorBehavior::Continue);
-    let b = fs.sb().blocks_count - 1;
+    let b = Pblk(fs.sb().blocks_count - 1);
     let mut tx = fs.begin(Creds::ROOT).unwrap();
     tx.modify(b).unwrap().fill(3);
     tx.commit().unwrap();
@@ -278,7 +279,7 @@ fn write_errors_reach_sync_and_unmount() {
     faulty.clear_faults();
     fs.sync().unwrap();
     assert!(fs.dev().dirty_blocks().is_empty());
-    let at = (b * 1024) as usize;
+    let at = (b.0 * 1024) as usize;
     assert!(mem.snapshot()[at..at + 1024].iter().all(|&x| x == 3));
     // The failed writeback was recorded as an error (EIO) when it could be.
     fs.unmount().unwrap();

@@ -23,9 +23,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::fs::{Fs, OpenOptions};
+use crate::fs::Fs;
 use crate::io::mem::MemChannel;
 use crate::io::testutil::skip;
+use crate::types::OpenOptions;
 
 /// An image in memory, made by mkfs.
 #[derive(Debug, Clone)]

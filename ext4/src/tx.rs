@@ -41,13 +41,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result, Space};
 use crate::fs::Fs;
-use crate::fs::Timestamp;
 use crate::group::{self, GroupDesc};
 use crate::inode::Inode;
 use crate::locks::WriteGuard;
+use crate::num::{GroupNo, InodeNo, Pblk};
 use crate::ranges::RangeSet;
 use crate::super_fields::SuperFields;
 use crate::superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::types::Timestamp;
 use crate::wstate::WriteState;
 use crate::zones::ZoneKind;
 
@@ -85,7 +86,7 @@ pub enum AllocKind {
 
 /// The transaction interface the write algorithms (file data, namespace,
 /// attributes) are written against. [`Tx`] implements it; so may a test
-/// double. Block numbers are physical blocks, inode numbers ext4's.
+/// double.
 ///
 /// Rules for implementors and callers:
 /// - read metadata only through `get` (never `Fs`'s readers, which see
@@ -105,35 +106,35 @@ pub trait TxBlocks {
     /// operation sets is the same).
     fn now(&self) -> Timestamp;
     /// Metadata block `blk` as this transaction sees it.
-    fn get(&self, blk: u64) -> Result<Arc<[u8]>>;
+    fn get(&self, blk: Pblk) -> Result<Arc<[u8]>>;
     /// Write access to a file's metadata block `blk` (read first, private
     /// copy). Refused inside system zones and outside the filesystem.
-    fn modify(&mut self, blk: u64) -> Result<&mut [u8]>;
+    fn modify(&mut self, blk: Pblk) -> Result<&mut [u8]>;
     /// Write access to a file's metadata block `blk` just allocated:
     /// zero-filled, never read from the device.
-    fn new_block(&mut self, blk: u64) -> Result<&mut [u8]>;
+    fn new_block(&mut self, blk: Pblk) -> Result<&mut [u8]>;
     /// Allocates a contiguous run of 1..=`len` blocks near `goal` for
     /// inode `owner`. [`Error::NoSpace`] when none is left for this caller.
     fn alloc_blocks(
         &mut self,
-        goal: u64,
+        goal: Pblk,
         len: u32,
-        owner: u32,
+        owner: InodeNo,
         kind: AllocKind,
-    ) -> Result<(u64, u32)>;
+    ) -> Result<(Pblk, u32)>;
     /// Frees `len` blocks from `start` (all allocated, none in a system zone).
-    fn free_blocks(&mut self, start: u64, len: u64, kind: AllocKind) -> Result<()>;
+    fn free_blocks(&mut self, start: Pblk, len: u64, kind: AllocKind) -> Result<()>;
     /// Allocates an inode for a new file of `mode` in directory `parent`
     /// (Orlov spreading for top-level directories, near the parent
     /// otherwise). The inode's table slot is initialized (zeroed) but not
     /// written: build it ([`Inode::fresh`]) and [`TxBlocks::write_inode`] it.
-    fn alloc_inode(&mut self, parent: u32, mode: u16) -> Result<u32>;
+    fn alloc_inode(&mut self, parent: InodeNo, mode: u16) -> Result<InodeNo>;
     /// Frees inode `ino` (of `mode`, for the directory count); its on-disk
     /// contents are the caller's (dtime, links 0).
-    fn free_inode(&mut self, ino: u32, mode: u16) -> Result<()>;
+    fn free_inode(&mut self, ino: InodeNo, mode: u16) -> Result<()>;
     /// Inode `ino` as this transaction sees it (orphans with no links
     /// included).
-    fn inode(&self, ino: u32) -> Result<Inode>;
+    fn inode(&self, ino: InodeNo) -> Result<Inode>;
     /// Writes `inode` into its table slot: every field encoded, checksum set.
     fn write_inode(&mut self, inode: &Inode) -> Result<()>;
     /// Fails with [`Error::NoSpace`] unless `blocks` blocks (for this
@@ -141,7 +142,7 @@ pub trait TxBlocks {
     fn check_space(&self, blocks: u64, inodes: u64) -> Result<()>;
     /// The default allocation goal for `inode`'s blocks when it has none
     /// mapped yet: the start of its group's (flex group's) data area.
-    fn inode_goal(&self, inode: &Inode) -> u64;
+    fn inode_goal(&self, inode: &Inode) -> Pblk;
 }
 
 /// A block changed by the transaction.
@@ -156,9 +157,9 @@ struct TxBlock {
 pub struct Tx<'fs> {
     fs: &'fs Fs,
     guard: WriteGuard<'fs, WriteState>,
-    blocks: HashMap<u64, TxBlock>,
+    blocks: HashMap<Pblk, TxBlock>,
     /// Groups whose descriptor this transaction changed.
-    groups: BTreeSet<u32>,
+    groups: BTreeSet<GroupNo>,
     /// The superblock fields, once this transaction changed them.
     sbf: Option<SuperFields>,
     /// Blocks freed here: not reusable before commit, dropped from the cache at commit.
@@ -223,7 +224,7 @@ impl<'fs> Tx<'fs> {
 
     /// Metadata block `blk` as this transaction sees it: its own copy if it
     /// changed the block, else the committed one (through the cache).
-    pub fn get(&self, blk: u64) -> Result<Arc<[u8]>> {
+    pub fn get(&self, blk: Pblk) -> Result<Arc<[u8]>> {
         match self.blocks.get(&blk) {
             Some(b) => Ok(b.data.clone()),
             None => self.fs.meta_block(blk),
@@ -231,12 +232,12 @@ impl<'fs> Tx<'fs> {
     }
 
     /// Whether this transaction changed block `blk`.
-    pub fn is_modified(&self, blk: u64) -> bool {
+    pub fn is_modified(&self, blk: Pblk) -> bool {
         self.blocks.contains_key(&blk)
     }
 
     /// Checks that `blk` may hold a file's metadata.
-    fn check_file_block(&self, blk: u64) -> Result<()> {
+    fn check_file_block(&self, blk: Pblk) -> Result<()> {
         let sb = self.sb();
         if !sb.block_in_fs(blk) {
             return Err(Error::corrupt(
@@ -250,7 +251,7 @@ impl<'fs> Tx<'fs> {
                 format!("a file's block inside the system zone ({:?})", z.kind),
             ));
         }
-        if self.freed.contains(blk) {
+        if self.freed.contains(blk.0) {
             return Err(Error::Internal(format!(
                 "block {blk} changed after this transaction freed it"
             )));
@@ -259,19 +260,19 @@ impl<'fs> Tx<'fs> {
     }
 
     /// Write access to a file's metadata block (see [`TxBlocks::modify`]).
-    pub fn modify(&mut self, blk: u64) -> Result<&mut [u8]> {
+    pub fn modify(&mut self, blk: Pblk) -> Result<&mut [u8]> {
         self.check_file_block(blk)?;
         self.private_copy(blk, false)
     }
 
     /// Write access to a just-allocated file metadata block, zero-filled.
-    pub fn new_block(&mut self, blk: u64) -> Result<&mut [u8]> {
+    pub fn new_block(&mut self, blk: Pblk) -> Result<&mut [u8]> {
         self.check_file_block(blk)?;
         self.private_copy(blk, true)
     }
 
     /// Write access to system block `blk`, which must be of `kind`.
-    pub(crate) fn modify_system(&mut self, blk: u64, kind: ZoneKind) -> Result<&mut [u8]> {
+    pub(crate) fn modify_system(&mut self, blk: Pblk, kind: ZoneKind) -> Result<&mut [u8]> {
         self.check_system(blk, kind)?;
         self.private_copy(blk, false)
     }
@@ -279,12 +280,12 @@ impl<'fs> Tx<'fs> {
     /// [`Tx::modify_system`] for a block whose old contents do not matter
     /// (an uninitialized bitmap or inode table block being initialized).
     #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
-    pub(crate) fn new_system(&mut self, blk: u64, kind: ZoneKind) -> Result<&mut [u8]> {
+    pub(crate) fn new_system(&mut self, blk: Pblk, kind: ZoneKind) -> Result<&mut [u8]> {
         self.check_system(blk, kind)?;
         self.private_copy(blk, true)
     }
 
-    fn check_system(&self, blk: u64, kind: ZoneKind) -> Result<()> {
+    fn check_system(&self, blk: Pblk, kind: ZoneKind) -> Result<()> {
         match self.fs.zones().kind_of(blk) {
             Some(k) if k == kind => Ok(()),
             other => Err(Error::corrupt(
@@ -296,7 +297,7 @@ impl<'fs> Tx<'fs> {
 
     /// This transaction's own copy of `blk` (made on first use: a copy of
     /// the committed block, or zeros), to change.
-    fn private_copy(&mut self, blk: u64, zeroed: bool) -> Result<&mut [u8]> {
+    fn private_copy(&mut self, blk: Pblk, zeroed: bool) -> Result<&mut [u8]> {
         let bs = self.sb().block_size as usize;
         if zeroed || !self.blocks.contains_key(&blk) {
             let data: Arc<[u8]> = if zeroed {
@@ -320,7 +321,7 @@ impl<'fs> Tx<'fs> {
     }
 
     /// Group descriptor `g` as this transaction sees it.
-    pub fn group(&self, g: u32) -> Result<GroupDesc> {
+    pub fn group(&self, g: GroupNo) -> Result<GroupDesc> {
         if !self.groups.contains(&g) {
             return self.fs.group(g);
         }
@@ -340,7 +341,7 @@ impl<'fs> Tx<'fs> {
     #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn update_group(
         &mut self,
-        g: u32,
+        g: GroupNo,
         f: impl FnOnce(&mut GroupDesc),
     ) -> Result<GroupDesc> {
         let mut gd = self.group(g)?;
@@ -362,13 +363,14 @@ impl<'fs> Tx<'fs> {
 
     /// The table block and byte offset of inode `ino`, if its slot is
     /// initialized (not in an INODE_UNINIT group nor past `itable_unused`).
-    pub(crate) fn inode_slot(&self, ino: u32) -> Result<(u64, usize)> {
+    pub(crate) fn inode_slot(&self, ino: InodeNo) -> Result<(Pblk, usize)> {
         let sb = self.sb();
-        if ino == 0 || ino > sb.inodes_count {
-            return Err(Error::NoSuchInode(u64::from(ino)));
+        if ino.0 > sb.inodes_count {
+            return Err(Error::NoSuchInode(ino));
         }
-        let g = (ino - 1) / sb.inodes_per_group;
-        let index = (ino - 1) % sb.inodes_per_group;
+        let Some((g, index)) = ino.group_index(sb.inodes_per_group) else {
+            return Err(Error::NoSuchInode(ino));
+        };
         let gd = self.group(g)?;
         if !gd.csum_ok {
             return Err(Error::checksum(format!("group descriptor {g}")));
@@ -377,13 +379,13 @@ impl<'fs> Tx<'fs> {
             || (sb.has_group_csum()
                 && index >= sb.inodes_per_group.saturating_sub(gd.itable_unused))
         {
-            return Err(Error::NoSuchInode(u64::from(ino)));
+            return Err(Error::NoSuchInode(ino));
         }
         Ok(inode_table_slot(sb, &gd, index))
     }
 
     /// Inode `ino` as this transaction sees it (see [`TxBlocks::inode`]).
-    pub fn inode(&self, ino: u32) -> Result<Inode> {
+    pub fn inode(&self, ino: InodeNo) -> Result<Inode> {
         let (blk, off) = self.inode_slot(ino)?;
         let block = self.get(blk)?;
         let isz = usize::from(self.sb().inode_size);
@@ -453,8 +455,8 @@ impl<'fs> Tx<'fs> {
 
     /// Notes that `[start, start + len)` was freed (allocators only).
     #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
-    pub(crate) fn note_freed(&mut self, start: u64, len: u64) {
-        self.freed.insert(start, len);
+    pub(crate) fn note_freed(&mut self, start: Pblk, len: u64) {
+        self.freed.insert(start.0, len);
     }
 
     /// Who asked for this change.
@@ -536,13 +538,13 @@ impl<'fs> Tx<'fs> {
             .map(|&g| self.group(g))
             .collect::<Result<Vec<_>>>()?;
         let freed = std::mem::take(&mut self.freed);
-        self.blocks.retain(|&b, _| !freed.contains(b));
+        self.blocks.retain(|&b, _| !freed.contains(b.0));
         let bs = sb.block_size as usize;
         let device_blocks = self.fs.dev().device_blocks();
         if let Some((&b, _)) = self
             .blocks
             .iter()
-            .find(|(&b, t)| t.data.len() != bs || b >= device_blocks)
+            .find(|(&b, t)| t.data.len() != bs || b.0 >= device_blocks)
         {
             return Err(Error::Internal(format!("block {b} cannot be installed")));
         }
@@ -550,7 +552,7 @@ impl<'fs> Tx<'fs> {
         let dev = self.fs.dev();
         for (blk, b) in self.blocks.drain() {
             // Checked above: cannot fail.
-            dev.install_dirty(blk, b.data, tid)?;
+            dev.install_dirty(blk.0, b.data, tid)?;
         }
         for (start, len) in freed.iter() {
             dev.forget_range(start..start.saturating_add(len));
@@ -590,10 +592,13 @@ fn apply(base: u64, delta: i64) -> u64 {
 
 /// The table block and byte offset of the inode at `index` in the group
 /// described by `gd`.
-pub fn inode_table_slot(sb: &Superblock, gd: &GroupDesc, index: u32) -> (u64, usize) {
+pub fn inode_table_slot(sb: &Superblock, gd: &GroupDesc, index: u32) -> (Pblk, usize) {
     let byte = u64::from(index) * u64::from(sb.inode_size);
     let bs = u64::from(sb.block_size);
-    (gd.inode_table + byte / bs, (byte % bs) as usize)
+    (
+        gd.inode_table.saturating_add(byte / bs),
+        (byte % bs) as usize,
+    )
 }
 
 impl TxBlocks for Tx<'_> {
@@ -606,34 +611,34 @@ impl TxBlocks for Tx<'_> {
     fn now(&self) -> Timestamp {
         Tx::now(self)
     }
-    fn get(&self, blk: u64) -> Result<Arc<[u8]>> {
+    fn get(&self, blk: Pblk) -> Result<Arc<[u8]>> {
         Tx::get(self, blk)
     }
-    fn modify(&mut self, blk: u64) -> Result<&mut [u8]> {
+    fn modify(&mut self, blk: Pblk) -> Result<&mut [u8]> {
         Tx::modify(self, blk)
     }
-    fn new_block(&mut self, blk: u64) -> Result<&mut [u8]> {
+    fn new_block(&mut self, blk: Pblk) -> Result<&mut [u8]> {
         Tx::new_block(self, blk)
     }
     fn alloc_blocks(
         &mut self,
-        goal: u64,
+        goal: Pblk,
         len: u32,
-        owner: u32,
+        owner: InodeNo,
         kind: AllocKind,
-    ) -> Result<(u64, u32)> {
+    ) -> Result<(Pblk, u32)> {
         Tx::alloc_blocks(self, goal, len, owner, kind)
     }
-    fn free_blocks(&mut self, start: u64, len: u64, kind: AllocKind) -> Result<()> {
+    fn free_blocks(&mut self, start: Pblk, len: u64, kind: AllocKind) -> Result<()> {
         Tx::free_blocks(self, start, len, kind)
     }
-    fn alloc_inode(&mut self, parent: u32, mode: u16) -> Result<u32> {
+    fn alloc_inode(&mut self, parent: InodeNo, mode: u16) -> Result<InodeNo> {
         Tx::alloc_inode(self, parent, mode)
     }
-    fn free_inode(&mut self, ino: u32, mode: u16) -> Result<()> {
+    fn free_inode(&mut self, ino: InodeNo, mode: u16) -> Result<()> {
         Tx::free_inode(self, ino, mode)
     }
-    fn inode(&self, ino: u32) -> Result<Inode> {
+    fn inode(&self, ino: InodeNo) -> Result<Inode> {
         Tx::inode(self, ino)
     }
     fn write_inode(&mut self, inode: &Inode) -> Result<()> {
@@ -642,7 +647,7 @@ impl TxBlocks for Tx<'_> {
     fn check_space(&self, blocks: u64, inodes: u64) -> Result<()> {
         Tx::check_space(self, blocks, inodes)
     }
-    fn inode_goal(&self, inode: &Inode) -> u64 {
+    fn inode_goal(&self, inode: &Inode) -> Pblk {
         Tx::inode_goal(self, inode)
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::num::{GroupNo, InodeNo, Pblk};
 use crate::testfs::Image;
 use crate::tx::{Creds, TxBlocks};
 use crate::zones::ZoneKind;
@@ -16,8 +17,8 @@ fn image(args: &[&str], size: &str) -> Option<Image> {
 }
 
 /// A block no file uses and no zone covers (the last of the filesystem).
-fn free_block(fs: &Fs) -> u64 {
-    let b = fs.sb().blocks_count - 1;
+fn free_block(fs: &Fs) -> Pblk {
+    let b = Pblk(fs.sb().blocks_count - 1);
     assert!(fs.zones().is_clear(b, 1));
     b
 }
@@ -31,19 +32,22 @@ fn abort_leaves_cache_groups_and_counters_unchanged() {
     let b = free_block(&fs);
     let before = fs.meta_block(b).unwrap();
     let groups_before: Vec<_> = (0..fs.sb().group_count)
-        .map(|g| fs.group(g).unwrap())
+        .map(|g| fs.group(GroupNo(g)).unwrap())
         .collect();
     let fields_before = fs.super_fields();
     let dirty_before = fs.dev().dirty_blocks();
-    let root_before = fs.inode(2).unwrap();
+    let root_before = fs.inode(InodeNo::ROOT).unwrap();
     {
         let mut tx = fs.begin(Creds::ROOT).unwrap();
         tx.modify(b).unwrap().fill(0xAB);
         assert_eq!(tx.get(b).unwrap()[0], 0xAB, "the Tx sees its own change");
-        let mut root = tx.inode(2).unwrap();
+        let mut root = tx.inode(InodeNo::ROOT).unwrap();
         root.links += 5;
         tx.write_inode(&root).unwrap();
-        assert_eq!(tx.inode(2).unwrap().links, root_before.links + 5);
+        assert_eq!(
+            tx.inode(InodeNo::ROOT).unwrap().links,
+            root_before.links + 5
+        );
         tx.sb_fields_mut().last_orphan = 12;
         tx.abort();
     }
@@ -58,10 +62,10 @@ fn abort_leaves_cache_groups_and_counters_unchanged() {
         "the cache still holds the pre-image"
     );
     assert_eq!(fs.dev().dirty_blocks(), dirty_before);
-    assert_eq!(fs.inode(2).unwrap(), root_before);
+    assert_eq!(fs.inode(InodeNo::ROOT).unwrap(), root_before);
     assert_eq!(fs.super_fields(), fields_before);
     for (g, gd) in groups_before.iter().enumerate() {
-        assert_eq!(&fs.group(g as u32).unwrap(), gd);
+        assert_eq!(&fs.group(GroupNo(g as u32)).unwrap(), gd);
     }
     fs.unmount().unwrap();
     img.fsck_clean();
@@ -74,7 +78,7 @@ fn commit_is_atomic_for_readers() {
     };
     let fs = Arc::new(img.open_rw());
     let x = free_block(&fs);
-    let y = x - 1000;
+    let y = Pblk(x.0 - 1000);
     assert!(fs.zones().is_clear(y, 1));
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -103,12 +107,12 @@ fn commit_is_atomic_for_readers() {
     stop.store(true, Ordering::SeqCst);
     let seen = reader.join().unwrap();
     assert!(seen <= 300);
-    assert_eq!(fs.dev().dirty_blocks(), vec![y, x]);
+    assert_eq!(fs.dev().dirty_blocks(), vec![y.0, x.0]);
     fs.sync().unwrap();
     assert!(fs.dev().dirty_blocks().is_empty());
     let bytes = img.bytes();
-    let at = |b: u64| {
-        let o = (b * 4096) as usize;
+    let at = |b: Pblk| {
+        let o = (b.0 * 4096) as usize;
         u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap())
     };
     assert_eq!((at(x), at(y)), (300, 300));
@@ -122,7 +126,7 @@ fn system_zone_blocks_are_never_file_blocks() {
         return;
     };
     let fs = img.open_rw();
-    let gd = fs.group(1).unwrap();
+    let gd = fs.group(GroupNo(1)).unwrap();
     let journal = fs
         .zones()
         .zones()
@@ -132,15 +136,15 @@ fn system_zone_blocks_are_never_file_blocks() {
         .expect("the journal is a system zone");
     let sb = fs.sb();
     // (block, what it is)
-    let cases: &[(u64, &str)] = &[
-        (0, "boot block"),
+    let cases: &[(Pblk, &str)] = &[
+        (Pblk(0), "boot block"),
         (sb.superblock_block(), "superblock"),
-        (sb.superblock_block() + 1, "group descriptors"),
+        (sb.superblock_block().saturating_add(1), "group descriptors"),
         (gd.block_bitmap, "block bitmap"),
         (gd.inode_bitmap, "inode bitmap"),
-        (gd.inode_table + 3, "inode table"),
-        (journal.start + journal.len / 2, "journal"),
-        (sb.group_first_block(1), "superblock backup"),
+        (gd.inode_table.saturating_add(3), "inode table"),
+        (journal.start.saturating_add(journal.len / 2), "journal"),
+        (sb.group_first_block(GroupNo(1)), "superblock backup"),
     ];
     let mut tx = fs.begin(Creds::ROOT).unwrap();
     for &(b, what) in cases {
@@ -152,7 +156,7 @@ fn system_zone_blocks_are_never_file_blocks() {
             );
         }
     }
-    for b in [sb.blocks_count, u64::MAX] {
+    for b in [Pblk(sb.blocks_count), Pblk(u64::MAX)] {
         assert!(
             matches!(tx.modify(b), Err(Error::Corrupt { .. })),
             "block {b}"
@@ -170,7 +174,7 @@ fn system_zone_blocks_are_never_file_blocks() {
         fs.write_data(free_block(&fs), &vec![0u8; 2 * bs]),
         Err(Error::Corrupt { .. })
     ));
-    fs.write_data(free_block(&fs) - 1, &vec![7u8; 2 * bs])
+    fs.write_data(Pblk(free_block(&fs).0 - 1), &vec![7u8; 2 * bs])
         .unwrap();
     fs.unmount().unwrap();
     img.fsck_clean();
@@ -184,8 +188,8 @@ fn inodes_round_trip_through_a_transaction() {
         };
         let fs = img.open_rw();
         let mut tx = fs.begin(Creds::ROOT).unwrap();
-        let mut root = TxBlocks::inode(&tx, 2).unwrap();
-        let t = crate::fs::Timestamp {
+        let mut root = TxBlocks::inode(&tx, InodeNo::ROOT).unwrap();
+        let t = crate::types::Timestamp {
             sec: 1_700_000_000,
             nsec: 123_456_789,
         };
@@ -194,7 +198,7 @@ fn inodes_round_trip_through_a_transaction() {
         TxBlocks::write_inode(&mut tx, &root).unwrap();
         // Readers still see the committed inode until commit.
         tx.commit().unwrap();
-        let st = fs.stat(2).unwrap();
+        let st = fs.stat(InodeNo::ROOT).unwrap();
         assert_eq!(st.perm, 0o750, "{name}");
         let with_ns = fs.sb().inode_size > 128;
         assert_eq!(st.mtime.sec, t.sec, "{name}");
@@ -203,7 +207,7 @@ fn inodes_round_trip_through_a_transaction() {
         img.fsck_clean();
         // The kernel's view: e2fsprogs reads the same inode.
         let again = img.open_ro();
-        assert_eq!(again.stat(2).unwrap().perm, 0o750, "{name}");
+        assert_eq!(again.stat(InodeNo::ROOT).unwrap().perm, 0o750, "{name}");
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 
 use crate::locks::{ChangeLock, InodeLocks};
 use crate::super_fields::{errors, SuperFields};
+pub use crate::types::ErrorBehavior;
 use crate::zones::SystemZones;
 
 /// How the filesystem is serving.
@@ -44,19 +45,6 @@ impl Mode {
             _ => Mode::ReadOnly,
         }
     }
-}
-
-/// What to do when corruption or an IO error is found while changing the
-/// filesystem (`errors=`; by default what the superblock's `s_errors` says).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorBehavior {
-    /// Record the error and carry on.
-    Continue,
-    /// Record the error and refuse every later change.
-    RemountRo,
-    /// Record the error and stop serving (the server exits non-zero: a
-    /// userspace server cannot panic the kernel).
-    Panic,
 }
 
 impl ErrorBehavior {

@@ -16,6 +16,7 @@
 //! overlapping intervals (possible only on a hostile image) are merged into
 //! one whose kind is [`ZoneKind::Overlap`], which no owner may modify.
 
+use crate::num::{GroupNo, Pblk};
 use crate::superblock::Superblock;
 
 /// What a system zone holds.
@@ -45,7 +46,7 @@ pub enum ZoneKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Zone {
     /// First block.
-    pub start: u64,
+    pub start: Pblk,
     /// Number of blocks (at least 1).
     pub len: u64,
     /// What it holds.
@@ -54,7 +55,7 @@ pub struct Zone {
 
 impl Zone {
     /// One past the last block.
-    pub fn end(&self) -> u64 {
+    pub fn end(&self) -> Pblk {
         self.start.saturating_add(self.len)
     }
 }
@@ -80,7 +81,7 @@ impl SystemZones {
                         last.kind = ZoneKind::Overlap;
                     }
                     let end = last.end().max(z.end());
-                    last.len = end - last.start;
+                    last.len = end.0 - last.start.0;
                 }
                 Some(last) if z.start == last.end() && z.kind == last.kind => {
                     last.len = last.len.saturating_add(z.len);
@@ -96,26 +97,26 @@ impl SystemZones {
     /// `extra` (the journal's blocks, found by the caller).
     pub fn build(
         sb: &Superblock,
-        groups: impl Iterator<Item = (u64, u64, u64)>,
+        groups: impl Iterator<Item = (Pblk, Pblk, Pblk)>,
         extra: Vec<Zone>,
     ) -> SystemZones {
         let mut zones = extra;
-        let z = |start: u64, len: u64, kind: ZoneKind| Zone { start, len, kind };
+        let z = |start: Pblk, len: u64, kind: ZoneKind| Zone { start, len, kind };
         // Everything before the first data block, and the primary superblock.
         let sb_blk = sb.superblock_block();
-        zones.push(z(0, sb_blk + 1, ZoneKind::Super));
+        zones.push(z(Pblk(0), sb_blk.0 + 1, ZoneKind::Super));
         let dpb = u64::from(sb.descs_per_block());
         let gdt_blocks = u64::from(sb.group_count).div_ceil(dpb);
         let meta_bg = sb.has_incompat(crate::superblock::incompat::META_BG);
         let first_meta_bg = u64::from(sb.first_meta_bg);
-        for g in 0..sb.group_count {
+        for g in (0..sb.group_count).map(GroupNo) {
             let first = sb.group_first_block(g);
             let has_super = sb.group_has_super(g);
-            if has_super && g != 0 {
+            if has_super && g.0 != 0 {
                 zones.push(z(first, 1, ZoneKind::Super));
             }
             // Where this group's superblock copy ends: descriptors follow it.
-            let after_super = if g == 0 { sb_blk + 1 } else { first + 1 };
+            let after_super = if g.0 == 0 { sb_blk } else { first }.saturating_add(1);
             if has_super {
                 let classic = if meta_bg { first_meta_bg } else { gdt_blocks };
                 let reserved = u64::from(sb.reserved_gdt_blocks);
@@ -124,8 +125,8 @@ impl SystemZones {
             if meta_bg {
                 // A meta group's descriptor block sits in its first, second
                 // and last groups, after a superblock copy if there is one.
-                let index = u64::from(g) / dpb;
-                let r = u64::from(g) % dpb;
+                let index = u64::from(g.0) / dpb;
+                let r = u64::from(g.0) % dpb;
                 if index >= first_meta_bg && (r == 0 || r == 1 || r == dpb - 1) {
                     let at = if has_super { after_super } else { first };
                     zones.push(z(at, 1, ZoneKind::Gdt));
@@ -141,14 +142,14 @@ impl SystemZones {
                 ZoneKind::InodeTable,
             ));
         }
-        if sb.has_incompat(crate::superblock::incompat::MMP) && sb.mmp_block != 0 {
+        if sb.has_incompat(crate::superblock::incompat::MMP) && sb.mmp_block.0 != 0 {
             zones.push(z(sb.mmp_block, 1, ZoneKind::Mmp));
         }
         SystemZones::from_intervals(zones)
     }
 
     /// The first zone that intersects `[start, start + len)`.
-    pub fn find(&self, start: u64, len: u64) -> Option<Zone> {
+    pub fn find(&self, start: Pblk, len: u64) -> Option<Zone> {
         let end = start.saturating_add(len.max(1));
         // The first zone ending after `start` is the only candidate.
         let i = self.zones.partition_point(|z| z.end() <= start);
@@ -156,12 +157,12 @@ impl SystemZones {
     }
 
     /// The kind of metadata block `blk` holds, `None` outside every zone.
-    pub fn kind_of(&self, blk: u64) -> Option<ZoneKind> {
+    pub fn kind_of(&self, blk: Pblk) -> Option<ZoneKind> {
         self.find(blk, 1).map(|z| z.kind)
     }
 
     /// Whether every block of `[start, start + len)` lies outside the zones.
-    pub fn is_clear(&self, start: u64, len: u64) -> bool {
+    pub fn is_clear(&self, start: Pblk, len: u64) -> bool {
         self.find(start, len).is_none()
     }
 
@@ -181,7 +182,11 @@ mod tests {
     use super::*;
 
     fn z(start: u64, len: u64, kind: ZoneKind) -> Zone {
-        Zone { start, len, kind }
+        Zone {
+            start: Pblk(start),
+            len,
+            kind,
+        }
     }
 
     #[test]
@@ -216,11 +221,12 @@ mod tests {
             (u64::MAX, 5, None),
         ];
         for &(start, len, want) in cases {
-            assert_eq!(set.find(start, len).map(|z| z.start), want, "{start}+{len}");
-            assert_eq!(set.is_clear(start, len), want.is_none());
+            let got = set.find(Pblk(start), len).map(|z| z.start.0);
+            assert_eq!(got, want, "{start}+{len}");
+            assert_eq!(set.is_clear(Pblk(start), len), want.is_none());
         }
-        assert_eq!(set.kind_of(6), Some(BlockBitmap));
-        assert_eq!(set.kind_of(8), None);
+        assert_eq!(set.kind_of(Pblk(6)), Some(BlockBitmap));
+        assert_eq!(set.kind_of(Pblk(8)), None);
         assert_eq!(set.total_blocks(), 18);
     }
 }
