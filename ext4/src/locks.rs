@@ -30,6 +30,7 @@ use std::cell::RefCell;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
+use crate::num::InodeNo;
 
 /// Stripes of the inode lock table: enough that unrelated files rarely
 /// share one, few enough to be a small fixed cost per filesystem.
@@ -64,12 +65,12 @@ pub struct InodeWriteGuard<'a> {
 impl InodeLocks {
     /// The stripe an inode's lock lives in. Consecutive inode numbers
     /// (files created together) land in different stripes.
-    pub fn stripe_of(ino: u32) -> usize {
-        ino as usize % INODE_LOCK_STRIPES
+    pub fn stripe_of(ino: InodeNo) -> usize {
+        ino.0 as usize % INODE_LOCK_STRIPES
     }
 
     /// Locks `ino` shared (reading its data or mapping).
-    pub fn read(&self, ino: u32) -> InodeReadGuard<'_> {
+    pub fn read(&self, ino: InodeNo) -> InodeReadGuard<'_> {
         let lock = &self.stripes[Self::stripe_of(ino)];
         InodeReadGuard {
             _g: lock.read().unwrap_or_else(|e| e.into_inner()),
@@ -77,14 +78,14 @@ impl InodeLocks {
     }
 
     /// Locks `ino` exclusively.
-    pub fn write(&self, ino: u32) -> InodeWriteGuard<'_> {
+    pub fn write(&self, ino: InodeNo) -> InodeWriteGuard<'_> {
         self.write_many(&[ino])
     }
 
     /// Locks every inode of `inos` exclusively, in stripe order, each
     /// stripe once (two inodes may share a stripe; an inode may be listed
     /// twice, e.g. a rename within one directory).
-    pub fn write_many(&self, inos: &[u32]) -> InodeWriteGuard<'_> {
+    pub fn write_many(&self, inos: &[InodeNo]) -> InodeWriteGuard<'_> {
         let mut idx: Vec<usize> = inos.iter().map(|&i| Self::stripe_of(i)).collect();
         idx.sort_unstable();
         idx.dedup();
@@ -242,12 +243,13 @@ mod tests {
         let locks = InodeLocks::default();
         // 5 and 5 + STRIPES share a stripe; 12 is listed twice.
         let s = INODE_LOCK_STRIPES as u32;
-        let g = locks.write_many(&[12, 5 + s, 5, 12, 3]);
+        let g = locks.write_many(&[12, 5 + s, 5, 12, 3].map(InodeNo));
         assert_eq!(g._g.len(), 3);
         drop(g);
         // Two threads locking the same pair in opposite orders finish.
         let locks = Arc::new(InodeLocks::default());
         let handles: Vec<_> = [[7u32, 900], [900, 7]]
+            .map(|p| p.map(InodeNo))
             .into_iter()
             .map(|pair| {
                 let locks = locks.clone();

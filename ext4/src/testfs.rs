@@ -122,6 +122,27 @@ impl Image {
     }
 }
 
+impl Image {
+    /// Runs `debugfs -R <request>` (read-only) on the device's current
+    /// bytes and returns what it printed: e2fsprogs' own view of the
+    /// image, an oracle independent of the engine.
+    pub fn debugfs(&self, request: &str) -> String {
+        let path = scratch("debugfs");
+        std::fs::write(&path, self.bytes()).expect("write the image for debugfs");
+        let out = Command::new("debugfs")
+            .args(["-R", request])
+            .arg(&path)
+            .output()
+            .expect("run debugfs");
+        let _ = std::fs::remove_file(&path);
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+}
+
 /// `e2fsck -fn` of an image held in `bytes`.
 pub fn fsck_bytes(bytes: &[u8]) -> Fsck {
     let path = scratch("fsck");

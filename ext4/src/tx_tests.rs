@@ -205,7 +205,9 @@ fn inodes_round_trip_through_a_transaction() {
         assert_eq!(st.mtime.nsec, if with_ns { t.nsec } else { 0 }, "{name}");
         fs.unmount().unwrap();
         img.fsck_clean();
-        // The kernel's view: e2fsprogs reads the same inode.
+        // e2fsprogs' view of the same inode.
+        let st = img.debugfs("stat <2>");
+        assert!(st.contains("Mode:  0750"), "{name}: {st}");
         let again = img.open_ro();
         assert_eq!(again.stat(InodeNo::ROOT).unwrap().perm, 0o750, "{name}");
     }
