@@ -18,9 +18,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fsvc_ext4::io::unixfd::UnixFdChannel;
-use fsvc_ext4::{Error as EngineError, Fs, OpenOptions};
+use fsvc_ext4::{Fs, OpenOptions};
 use fsvc_protocol::Access;
-use fsvc_server::fuse::{FuseServer, ServeOptions};
+use fsvc_server::fuse::{engine_errno, FuseServer, ServeOptions};
 use fsvc_server::logging::{self, FdLogger, Style};
 use fsvc_server::sandbox::{self, SandboxConfig};
 use fsvc_server::service::activation::{self, ActivationError, Mode};
@@ -47,19 +47,6 @@ impl Failure {
             status: errno as i32,
             reason: reason.into(),
         }
-    }
-}
-
-/// The helper's status for an engine refusal: what the kernel would say
-/// for the same image.
-fn engine_status(e: &EngineError) -> Errno {
-    match e {
-        EngineError::Io(_) => Errno::EIO,
-        EngineError::NotExt(_) => Errno::EINVAL,
-        EngineError::Unsupported(_) => Errno::EOPNOTSUPP,
-        EngineError::NeedsRecovery => Errno::EROFS,
-        EngineError::Corrupt { .. } | EngineError::Checksum { .. } => Errno::EUCLEAN,
-        _ => Errno::EINVAL,
     }
 }
 
@@ -239,11 +226,9 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Fail
             .and_then(|b| usize::try_from(b).ok())
             .unwrap_or(0),
     };
-    let fs = Fs::open(Arc::new(channel), &open).map_err(|e| {
-        Failure::new(
-            engine_status(&e),
-            format!("cannot mount {}: {e}", info.source),
-        )
+    let fs = Fs::open(Arc::new(channel), &open).map_err(|e| Failure {
+        status: engine_errno(&e),
+        reason: format!("cannot mount {}: {e}", info.source),
     })?;
     let fs = Arc::new(fs);
 

@@ -19,7 +19,7 @@ use super::backend::Backend;
 use super::ops::{Adapter, XattrAnswer};
 use super::{FuseServer, ServeOptions};
 use fsvc_ext4::io::testutil::{is_root, pattern, skip, TempDir};
-use fsvc_ext4::{DirEntry, Error, FileKind, Result, Stat, StatFs, Timestamp, ROOT_INO};
+use fsvc_ext4::{DirEntry, Error, FileKind, InodeNo, Result, Stat, StatFs, Timestamp, ROOT_INO};
 
 const EUCLEAN: i32 = libc::EUCLEAN;
 
@@ -28,22 +28,22 @@ struct FakeInode {
     /// `None`: reading the inode fails as corrupt.
     stat: Option<Stat>,
     data: Vec<u8>,
-    entries: Vec<(Vec<u8>, u32, FileKind)>,
+    entries: Vec<(Vec<u8>, InodeNo, FileKind)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// An in-memory filesystem with the engine's contract, counting directory work.
 #[derive(Debug, Default)]
-struct FakeFs {
-    inodes: HashMap<u32, FakeInode>,
-    read_dir_calls: AtomicU64,
-    entries_emitted: AtomicU64,
+pub(crate) struct FakeFs {
+    inodes: HashMap<InodeNo, FakeInode>,
+    pub(crate) read_dir_calls: AtomicU64,
+    pub(crate) entries_emitted: AtomicU64,
 }
 
-fn stat(ino: u32, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
+fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
     Stat {
         ino,
-        generation: ino * 7,
+        generation: ino.0 * 7,
         kind,
         perm,
         uid: 1000,
@@ -73,24 +73,24 @@ fn stat(ino: u32, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
     }
 }
 
-const HELLO: u32 = 12;
-const SUB: u32 = 13;
-const LINK: u32 = 14;
-const NULL: u32 = 15;
-const FIFO: u32 = 16;
-const BROKEN: u32 = 17;
-const GHOST: u32 = 18;
-const LINKED: u32 = 19;
-const SUB_ENTRIES: usize = 500;
+pub(crate) const HELLO: InodeNo = InodeNo(12);
+pub(crate) const SUB: InodeNo = InodeNo(13);
+pub(crate) const LINK: InodeNo = InodeNo(14);
+pub(crate) const NULL: InodeNo = InodeNo(15);
+pub(crate) const FIFO: InodeNo = InodeNo(16);
+pub(crate) const BROKEN: InodeNo = InodeNo(17);
+pub(crate) const GHOST: InodeNo = InodeNo(18);
+pub(crate) const LINKED: InodeNo = InodeNo(19);
+pub(crate) const SUB_ENTRIES: usize = 500;
 
-fn hello_data() -> Vec<u8> {
+pub(crate) fn hello_data() -> Vec<u8> {
     pattern(300_000, 42)
 }
 
-fn fake() -> FakeFs {
+pub(crate) fn fake() -> FakeFs {
     let mut fs = FakeFs::default();
-    let mut put = |ino: u32, node: FakeInode| fs.inodes.insert(ino, node);
-    let dir = |ino, entries: Vec<(&str, u32, FileKind)>, parent| FakeInode {
+    let mut put = |ino: InodeNo, node: FakeInode| fs.inodes.insert(ino, node);
+    let dir = |ino, entries: Vec<(&str, InodeNo, FileKind)>, parent| FakeInode {
         stat: Some(stat(ino, FileKind::Dir, 0o755, 4096, 2)),
         entries: [(".", ino, FileKind::Dir), ("..", parent, FileKind::Dir)]
             .into_iter()
@@ -109,7 +109,7 @@ fn fake() -> FakeFs {
                 ("link", LINK, FileKind::Symlink),
                 ("null", NULL, FileKind::CharDev),
                 ("fifo", FIFO, FileKind::Fifo),
-                ("hidden", 1, FileKind::File),
+                ("hidden", InodeNo::BAD_BLOCKS, FileKind::File),
                 ("broken", BROKEN, FileKind::File),
                 ("ghost", GHOST, FileKind::File),
             ],
@@ -178,24 +178,22 @@ fn fake() -> FakeFs {
 }
 
 impl FakeFs {
-    fn node(&self, ino: u32) -> Result<&FakeInode> {
-        self.inodes
-            .get(&ino)
-            .ok_or(Error::NoSuchInode(u64::from(ino)))
+    fn node(&self, ino: InodeNo) -> Result<&FakeInode> {
+        self.inodes.get(&ino).ok_or(Error::NoSuchInode(ino))
     }
-    fn kind(&self, ino: u32) -> Result<FileKind> {
+    fn kind(&self, ino: InodeNo) -> Result<FileKind> {
         Ok(Backend::stat(self, ino)?.kind)
     }
 }
 
 impl Backend for FakeFs {
-    fn stat(&self, ino: u32) -> Result<Stat> {
+    fn stat(&self, ino: InodeNo) -> Result<Stat> {
         self.node(ino)?
             .stat
             .clone()
             .ok_or_else(|| Error::corrupt(format!("inode {ino}"), "fake damage"))
     }
-    fn lookup(&self, dir: u32, name: &[u8]) -> Result<u32> {
+    fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<InodeNo> {
         if self.kind(dir)? != FileKind::Dir {
             return Err(Error::NotDirectory);
         }
@@ -206,7 +204,7 @@ impl Backend for FakeFs {
             .map(|e| e.1)
             .ok_or(Error::NotFound)
     }
-    fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if self.kind(ino)? == FileKind::Dir {
             return Err(Error::IsDirectory);
         }
@@ -218,7 +216,12 @@ impl Backend for FakeFs {
         buf[..n].copy_from_slice(&data[start..start + n]);
         Ok(n)
     }
-    fn read_dir(&self, dir: u32, cookie: u64, f: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
+    fn read_dir(
+        &self,
+        dir: InodeNo,
+        cookie: u64,
+        f: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()> {
         if self.kind(dir)? != FileKind::Dir {
             return Err(Error::NotDirectory);
         }
@@ -238,16 +241,16 @@ impl Backend for FakeFs {
         }
         Ok(())
     }
-    fn read_link(&self, ino: u32) -> Result<Vec<u8>> {
+    fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>> {
         if self.kind(ino)? != FileKind::Symlink {
             return Err(Error::NotSymlink);
         }
         Ok(self.node(ino)?.data.clone())
     }
-    fn list_xattrs(&self, ino: u32) -> Result<Vec<Vec<u8>>> {
+    fn list_xattrs(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>> {
         Ok(self.node(ino)?.xattrs.iter().map(|x| x.0.clone()).collect())
     }
-    fn get_xattr(&self, ino: u32, name: &[u8]) -> Result<Vec<u8>> {
+    fn get_xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>> {
         let n = self.node(ino)?;
         n.xattrs
             .iter()
@@ -255,7 +258,7 @@ impl Backend for FakeFs {
             .map(|x| x.1.clone())
             .ok_or(Error::NoXattr)
     }
-    fn seek(&self, ino: u32, offset: u64, hole: bool) -> Result<Option<u64>> {
+    fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
         let size = self.node(ino)?.data.len() as u64;
         Ok((offset < size).then_some(if hole { size } else { offset }))
     }
@@ -273,12 +276,12 @@ impl Backend for FakeFs {
     }
 }
 
-fn adapter() -> (Arc<FakeFs>, Adapter) {
+pub(crate) fn adapter() -> (Arc<FakeFs>, Adapter) {
     let fs = Arc::new(fake());
     (fs.clone(), Adapter::new(fs, true))
 }
 
-fn node(ino: u32) -> INodeNo {
+pub(crate) fn node(ino: InodeNo) -> INodeNo {
     super::attr::fuse_ino(ino).unwrap()
 }
 
@@ -351,7 +354,7 @@ fn readdir_hides_reserved_inodes_and_marks_broken_entries() {
     }
 }
 
-fn code<T>(r: std::result::Result<T, Errno>) -> Option<i32> {
+pub(crate) fn code<T>(r: std::result::Result<T, Errno>) -> Option<i32> {
     r.err().map(Errno::code)
 }
 
@@ -370,22 +373,25 @@ fn lookup_and_getattr_errors() {
     let (attr, gen) = a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
     assert_eq!(
         (attr.ino.0, gen.0),
-        (u64::from(HELLO), u64::from(HELLO * 7))
+        (u64::from(HELLO), u64::from(HELLO.0 * 7))
     );
     assert_eq!(a.do_getattr(INodeNo::ROOT).unwrap().ino, INodeNo::ROOT);
     // Node 2 is never issued (ext4's 2 is FUSE's 1); node 1000 does not exist.
     assert_eq!(code(a.do_getattr(INodeNo(2))), Some(libc::ESTALE));
     assert_eq!(code(a.do_getattr(INodeNo(1000))), Some(libc::ESTALE));
     assert_eq!(code(a.do_getattr(node(BROKEN))), Some(EUCLEAN));
-    assert_eq!(code(a.do_read(node(SUB), 0, 10)), Some(libc::EISDIR));
-    let r = a.do_read(node(HELLO), 299_990, 100).unwrap();
+    let ro = OpenFlags(libc::O_RDONLY);
+    let sub = a.do_open(node(SUB), ro).unwrap();
+    assert_eq!(code(a.do_read(node(SUB), sub, 0, 10)), Some(libc::EISDIR));
+    let fh = a.do_open(node(HELLO), ro).unwrap();
+    let r = a.do_read(node(HELLO), fh, 299_990, 100).unwrap();
     assert_eq!(&*r, &hello_data()[299_990..]);
     assert_eq!(
         r.as_ptr() as usize % 4096,
         0,
         "read buffers are page-aligned"
     );
-    assert!(a.do_read(node(HELLO), 400_000, 100).unwrap().is_empty());
+    assert!(a.do_read(node(HELLO), fh, 400_000, 100).unwrap().is_empty());
 }
 
 #[test]
@@ -435,12 +441,12 @@ fn write_opens_are_refused() {
         (libc::O_RDONLY | libc::O_TRUNC, Some(libc::EROFS)),
     ];
     for (flags, want) in table {
-        assert_eq!(
-            a.open_refused(OpenFlags(flags)).map(Errno::code),
-            want,
-            "{flags:#x}"
-        );
+        let res = a.do_open(node(HELLO), OpenFlags(flags));
+        assert_eq!(res.err().map(Errno::code), want, "{flags:#x}");
     }
+    // Only the two read-only opens hold the inode; the refused ones left
+    // nothing behind.
+    assert_eq!(a.nodes.refs(HELLO).opens, 2);
 }
 
 #[test]
@@ -465,7 +471,7 @@ fn ioctl_serves_getflags_only() {
     let (_, a) = adapter();
     // Visible flags pass, internal ones (EXT4_EXTENTS_FL is visible,
     // EXT4_EA_INODE_FL 0x200000 is not) are masked.
-    type Case = (u32, u32, u32, std::result::Result<Vec<u8>, i32>);
+    type Case = (InodeNo, u32, u32, std::result::Result<Vec<u8>, i32>);
     let table: [Case; 5] = [
         (
             HELLO,
@@ -507,6 +513,15 @@ impl TestMount {
         vfs_read_only: bool,
         opts: &ServeOptions,
     ) -> Option<TestMount> {
+        TestMount::with_adapter(Adapter::new(fs, opts.read_only), vfs_read_only, opts)
+    }
+
+    /// Mounts and serves `adapter` (whose shared state the caller may keep).
+    pub(crate) fn with_adapter(
+        adapter: Adapter,
+        vfs_read_only: bool,
+        opts: &ServeOptions,
+    ) -> Option<TestMount> {
         if !is_root() {
             skip("mounting FUSE needs root");
             return None;
@@ -542,7 +557,7 @@ impl TestMount {
             return None;
         }
         let mut m = TestMount { dir, thread: None };
-        let server = FuseServer::with_backend(fs, fuse, opts).expect("FUSE INIT");
+        let server = FuseServer::from_adapter(adapter, fuse, opts).expect("FUSE INIT");
         m.thread = Some(std::thread::spawn(move || server.run()));
         Some(m)
     }
