@@ -431,8 +431,10 @@ impl Fs {
         tx.commit()
     }
 
-    /// The end of the mount (called once by the server when the FUSE
-    /// connection ends, before it closes the device): every dirty block
+    /// The end of the mount (called once by the server when the kernel
+    /// connection has ended, before it closes the device and exits; the
+    /// server logs the outcome and only then releases the device, so an
+    /// unmount that waits for the server returns after this): every dirty block
     /// written home, the superblock marked as it was at mount (clean,
     /// unless an error was recorded meanwhile) with exact counts, the
     /// device flushed. Returns the first write error since the last sync
