@@ -256,28 +256,11 @@ impl Fs {
             return u64::from(sb.overhead_clusters) * sb.cluster_ratio();
         }
         let mut total = u64::from(sb.first_data_block);
-        let meta = sb.has_incompat(incompat::META_BG);
-        let dpb = sb.descs_per_block();
-        let gdb_count = u64::from(sb.group_count.div_ceil(dpb));
-        for g in 0..sb.group_count {
-            let has_super = sb.group_has_super(GroupNo(g));
+        for g in (0..sb.group_count).map(GroupNo) {
             // Superblock copy, descriptor blocks and (in the classic GDT
             // layout) the reserved GDT blocks count where a backup is.
-            let base = if !meta || g / dpb < sb.first_meta_bg {
-                if has_super {
-                    let gdb = if meta {
-                        u64::from(sb.first_meta_bg)
-                    } else {
-                        gdb_count
-                    };
-                    1 + gdb + u64::from(sb.reserved_gdt_blocks)
-                } else {
-                    0
-                }
-            } else {
-                let r = g % dpb;
-                u64::from(has_super) + u64::from(r == 0 || r == 1 || r == dpb - 1)
-            };
+            let (sup, gdt) = group::base_meta_blocks(sb, g);
+            let base = sup + gdt;
             total += base + u64::from(sb.itable_blocks_per_group) + 2;
         }
         if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum.0 != 0 {

@@ -143,6 +143,8 @@ pub trait TxBlocks {
     /// The default allocation goal for `inode`'s blocks when it has none
     /// mapped yet: the start of its group's (flex group's) data area.
     fn inode_goal(&self, inode: &Inode) -> Pblk;
+    /// A generation number for a new inode ([`Inode::fresh`]).
+    fn next_generation(&mut self) -> u32;
 }
 
 /// A block changed by the transaction.
@@ -217,7 +219,6 @@ impl<'fs> Tx<'fs> {
     /// The write state under the change lock, to change. Only hints and
     /// verification marks may change before commit (never what abort
     /// would have to restore).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn state_mut(&mut self) -> &mut WriteState {
         self.guard.state_mut()
     }
@@ -279,7 +280,6 @@ impl<'fs> Tx<'fs> {
 
     /// [`Tx::modify_system`] for a block whose old contents do not matter
     /// (an uninitialized bitmap or inode table block being initialized).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn new_system(&mut self, blk: Pblk, kind: ZoneKind) -> Result<&mut [u8]> {
         self.check_system(blk, kind)?;
         self.private_copy(blk, true)
@@ -338,7 +338,6 @@ impl<'fs> Tx<'fs> {
 
     /// Changes group descriptor `g` with `f`, re-encoding it with its
     /// checksum. A descriptor whose checksum failed is never changed.
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn update_group(
         &mut self,
         g: GroupNo,
@@ -436,25 +435,21 @@ impl<'fs> Tx<'fs> {
     }
 
     /// Records a change of the free counts (allocators only).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn count_blocks(&mut self, delta: i64) {
         self.free_blocks_delta += delta;
     }
 
     /// Records a change of the free inode count (allocators only).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn count_inodes(&mut self, delta: i64) {
         self.free_inodes_delta += delta;
     }
 
     /// The blocks freed so far by this transaction.
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn freed(&self) -> &RangeSet {
         &self.freed
     }
 
     /// Notes that `[start, start + len)` was freed (allocators only).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn note_freed(&mut self, start: Pblk, len: u64) {
         self.freed.insert(start.0, len);
     }
@@ -474,8 +469,10 @@ impl<'fs> Tx<'fs> {
     /// reserve (`s_r_blocks_count`) and the reserved pool; root, the
     /// reserved uid and members of the reserved gid leave the pool; a
     /// [`AllocKind::MetaReserved`] allocation may use everything.
+    /// Blocks this transaction freed do not count: they are not reused
+    /// before it commits.
     pub fn available_blocks(&self, kind: AllocKind) -> u64 {
-        let free = self.free_blocks_count();
+        let free = self.free_blocks_count().saturating_sub(self.freed.total());
         let sb = self.sb();
         let pool = self.fs.reserved_pool();
         let root_reserve = sb.r_blocks_count >> sb.log_cluster_ratio;
@@ -649,6 +646,9 @@ impl TxBlocks for Tx<'_> {
     }
     fn inode_goal(&self, inode: &Inode) -> Pblk {
         Tx::inode_goal(self, inode)
+    }
+    fn next_generation(&mut self) -> u32 {
+        Tx::next_generation(self)
     }
 }
 

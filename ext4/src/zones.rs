@@ -16,6 +16,7 @@
 //! overlapping intervals (possible only on a hostile image) are merged into
 //! one whose kind is [`ZoneKind::Overlap`], which no owner may modify.
 
+use crate::group;
 use crate::num::{GroupNo, Pblk};
 use crate::superblock::Superblock;
 
@@ -105,33 +106,18 @@ impl SystemZones {
         // Everything before the first data block, and the primary superblock.
         let sb_blk = sb.superblock_block();
         zones.push(z(Pblk(0), sb_blk.0 + 1, ZoneKind::Super));
-        let dpb = u64::from(sb.descs_per_block());
-        let gdt_blocks = u64::from(sb.group_count).div_ceil(dpb);
-        let meta_bg = sb.has_incompat(crate::superblock::incompat::META_BG);
-        let first_meta_bg = u64::from(sb.first_meta_bg);
         for g in (0..sb.group_count).map(GroupNo) {
-            let first = sb.group_first_block(g);
-            let has_super = sb.group_has_super(g);
-            if has_super && g.0 != 0 {
-                zones.push(z(first, 1, ZoneKind::Super));
+            // Group 0's copy is the primary, covered above.
+            let first = if g.0 == 0 {
+                sb_blk
+            } else {
+                sb.group_first_block(g)
+            };
+            let (sup, gdt) = group::base_meta_blocks(sb, g);
+            if sup > 0 && g.0 != 0 {
+                zones.push(z(first, sup, ZoneKind::Super));
             }
-            // Where this group's superblock copy ends: descriptors follow it.
-            let after_super = if g.0 == 0 { sb_blk } else { first }.saturating_add(1);
-            if has_super {
-                let classic = if meta_bg { first_meta_bg } else { gdt_blocks };
-                let reserved = u64::from(sb.reserved_gdt_blocks);
-                zones.push(z(after_super, classic + reserved, ZoneKind::Gdt));
-            }
-            if meta_bg {
-                // A meta group's descriptor block sits in its first, second
-                // and last groups, after a superblock copy if there is one.
-                let index = u64::from(g.0) / dpb;
-                let r = u64::from(g.0) % dpb;
-                if index >= first_meta_bg && (r == 0 || r == 1 || r == dpb - 1) {
-                    let at = if has_super { after_super } else { first };
-                    zones.push(z(at, 1, ZoneKind::Gdt));
-                }
-            }
+            zones.push(z(first.saturating_add(sup), gdt, ZoneKind::Gdt));
         }
         for (bb, ib, it) in groups {
             zones.push(z(bb, 1, ZoneKind::BlockBitmap));
@@ -154,6 +140,22 @@ impl SystemZones {
         // The first zone ending after `start` is the only candidate.
         let i = self.zones.partition_point(|z| z.end() <= start);
         self.zones.get(i).copied().filter(|z| z.start < end)
+    }
+
+    /// The zones intersecting `[start, end)`, each clipped to it, in order.
+    pub fn clipped(&self, start: Pblk, end: Pblk) -> impl Iterator<Item = Zone> + '_ {
+        let i = self.zones.partition_point(|z| z.end() <= start);
+        self.zones[i..]
+            .iter()
+            .take_while(move |z| z.start < end)
+            .map(move |z| {
+                let s = z.start.max(start);
+                Zone {
+                    start: s,
+                    len: z.end().min(end).0 - s.0,
+                    kind: z.kind,
+                }
+            })
     }
 
     /// The kind of metadata block `blk` holds, `None` outside every zone.
@@ -228,5 +230,15 @@ mod tests {
         assert_eq!(set.kind_of(Pblk(6)), Some(BlockBitmap));
         assert_eq!(set.kind_of(Pblk(8)), None);
         assert_eq!(set.total_blocks(), 18);
+        let clip: Vec<_> = set.clipped(Pblk(6), Pblk(102)).collect();
+        assert_eq!(
+            clip,
+            [
+                z(6, 1, BlockBitmap),
+                z(7, 1, InodeBitmap),
+                z(100, 2, Overlap)
+            ]
+        );
+        assert_eq!(set.clipped(Pblk(8), Pblk(100)).count(), 0);
     }
 }
