@@ -24,9 +24,10 @@
 use crate::alloc_state::BitmapKind;
 use crate::bitmap::{find_bit, set_bits, test_bit};
 use crate::error::{Error, Result, Space};
+use crate::inode::table_slot;
 use crate::inode::{S_IFDIR, S_IFMT};
 use crate::num::{GroupNo, InodeNo};
-use crate::tx::{inode_table_slot, Tx};
+use crate::tx::Tx;
 use crate::zones::ZoneKind;
 
 /// Free figures of one group or flex group, as this transaction sees them.
@@ -285,7 +286,7 @@ impl Tx<'_> {
         // The slot starts zeroed: it may hold anything when the table was
         // never zeroed (no ITABLE_ZEROED), or a deleted inode's remains.
         let gd = self.group(g)?;
-        let (blk, off) = inode_table_slot(sb, &gd, index);
+        let (blk, off) = table_slot(sb, &gd, index);
         let isz = usize::from(sb.inode_size);
         let block = self.modify_system(blk, ZoneKind::InodeTable)?;
         block

@@ -42,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result, Space};
 use crate::fs::Fs;
 use crate::group::{self, GroupDesc};
-use crate::inode::Inode;
+use crate::inode::{self, Inode};
 use crate::locks::WriteGuard;
 use crate::num::{GroupNo, InodeNo, Pblk};
 use crate::ranges::RangeSet;
@@ -363,24 +363,8 @@ impl<'fs> Tx<'fs> {
     /// The table block and byte offset of inode `ino`, if its slot is
     /// initialized (not in an INODE_UNINIT group nor past `itable_unused`).
     pub(crate) fn inode_slot(&self, ino: InodeNo) -> Result<(Pblk, usize)> {
-        let sb = self.sb();
-        if ino.0 > sb.inodes_count {
-            return Err(Error::NoSuchInode(ino));
-        }
-        let Some((g, index)) = ino.group_index(sb.inodes_per_group) else {
-            return Err(Error::NoSuchInode(ino));
-        };
-        let gd = self.group(g)?;
-        if !gd.csum_ok {
-            return Err(Error::checksum(format!("group descriptor {g}")));
-        }
-        if gd.inode_uninit(sb)
-            || (sb.has_group_csum()
-                && index >= sb.inodes_per_group.saturating_sub(gd.itable_unused))
-        {
-            return Err(Error::NoSuchInode(ino));
-        }
-        Ok(inode_table_slot(sb, &gd, index))
+        let loc = inode::locate(self.sb(), ino, |g| self.group(g))?;
+        Ok((loc.blk, loc.off))
     }
 
     /// Inode `ino` as this transaction sees it (see [`TxBlocks::inode`]).
@@ -585,17 +569,6 @@ fn apply(base: u64, delta: i64) -> u64 {
     } else {
         base.saturating_sub(delta.unsigned_abs())
     }
-}
-
-/// The table block and byte offset of the inode at `index` in the group
-/// described by `gd`.
-pub fn inode_table_slot(sb: &Superblock, gd: &GroupDesc, index: u32) -> (Pblk, usize) {
-    let byte = u64::from(index) * u64::from(sb.inode_size);
-    let bs = u64::from(sb.block_size);
-    (
-        gd.inode_table.saturating_add(byte / bs),
-        (byte % bs) as usize,
-    )
 }
 
 impl TxBlocks for Tx<'_> {
