@@ -332,8 +332,46 @@ impl Fs {
         Ok(self.dev.read_meta_ahead(pblk, span)?)
     }
 
-    /// Reads, bounds-checks and checksum-verifies inode `ino`.
+    /// Inode `ino` as a name or a file handle reaches it (the kernel's
+    /// `EXT4_IGET_NORMAL`): read, bounds-checked and checksum-verified by
+    /// [`Fs::special_inode`], and refused as corrupt when it is one no name
+    /// may lead to: a reserved inode other than the root (`ino <
+    /// s_first_ino`), a quota or orphan-file inode, or an EA inode (which
+    /// only holds an xattr value).
     pub fn inode(&self, ino: u32) -> Result<Inode> {
+        let inode = self.special_inode(self.check_reachable(ino)?)?;
+        if inode.has_flag(flags::EA_INODE) {
+            return Err(Error::corrupt(
+                format!("inode {ino}"),
+                "an EA inode (an xattr value) reached by name",
+            ));
+        }
+        Ok(inode)
+    }
+
+    /// `ino` if a directory entry, a file handle or an xattr entry may name
+    /// it (the kernel's "illegal inode #" rule in `__ext4_iget`).
+    pub(crate) fn check_reachable(&self, ino: u32) -> Result<u32> {
+        let sb = &self.sb;
+        if ino == 0 || ino > sb.inodes_count {
+            return Err(Error::NoSuchInode(u64::from(ino)));
+        }
+        if (ino < sb.first_ino && ino != ROOT_INO)
+            || ino == sb.orphan_file_inum
+            || sb.quota_inums.contains(&ino)
+        {
+            return Err(Error::corrupt(
+                format!("inode {ino}"),
+                "a reserved inode reached by name",
+            ));
+        }
+        Ok(ino)
+    }
+
+    /// Reads, bounds-checks and checksum-verifies inode `ino`, reserved
+    /// ones included (the kernel's `EXT4_IGET_SPECIAL`: the journal, the
+    /// resize inode).
+    pub fn special_inode(&self, ino: u32) -> Result<Inode> {
         let sb = &self.sb;
         if ino == 0 || ino > sb.inodes_count {
             return Err(Error::NoSuchInode(u64::from(ino)));
@@ -446,7 +484,7 @@ impl Fs {
         }
         let want = (inode.size - offset).min(buf.len() as u64) as usize;
         let buf = buf.get_mut(..want).unwrap_or(&mut []);
-        if self.is_fast_symlink(inode) {
+        if inode.is_fast_symlink(&self.sb) {
             let src = inode.i_block().get(offset as usize..).unwrap_or(&[]);
             let n = src.len().min(buf.len());
             buf.get_mut(..n)
@@ -486,23 +524,6 @@ impl Fs {
             done += n;
         }
         Ok(want)
-    }
-
-    /// A symlink whose target lives in `i_block` (no data blocks).
-    fn is_fast_symlink(&self, inode: &Inode) -> bool {
-        if inode.kind() != FileKind::Symlink
-            || inode.has_flag(flags::EXTENTS)
-            || inode.size >= super::inode::I_BLOCK_LEN as u64
-        {
-            return false;
-        }
-        // An external xattr block is counted in i_blocks too.
-        let xattr_sectors = if inode.file_acl != 0 {
-            u64::from(self.sb.block_size / 512)
-        } else {
-            0
-        };
-        inode.blocks.saturating_sub(xattr_sectors) == 0
     }
 
     /// Filesystem figures, as the kernel's `ext4_statfs` reports them.
@@ -567,7 +588,7 @@ impl Fs {
             total += base + u64::from(sb.itable_blocks_per_group) + 2;
         }
         if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum != 0 {
-            if let Ok(j) = self.inode(sb.journal_inum) {
+            if let Ok(j) = self.special_inode(sb.journal_inum) {
                 total += j.size / u64::from(sb.block_size);
             }
         }

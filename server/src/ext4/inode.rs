@@ -11,7 +11,7 @@ use super::bytes::{le16, le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::fs::{FileKind, Stat, Timestamp};
-use super::superblock::{ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
+use super::superblock::{compat, incompat, ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
 
 // Field offsets (kernel Documentation/filesystems/ext4/inodes.rst).
 const I_MODE: usize = 0x0;
@@ -257,9 +257,24 @@ impl Inode {
             ));
         }
         let flags = le32(raw, I_FLAGS);
-        let size = u64::from(le32(raw, I_SIZE_LO)) | (u64::from(le32(raw, I_SIZE_HIGH)) << 32);
-        if size > i64::MAX as u64 {
-            return Err(Error::corrupt(what(), format!("size {size} too large")));
+        let limits = sb.limits();
+        // ext4_isize: i_size_high counts for regular files, and for the
+        // rest only with largedir (ext2 kept the directory ACL there).
+        let size_lo = u64::from(le32(raw, I_SIZE_LO));
+        let size = if limits.size_high_counts(mode & S_IFMT == S_IFREG) {
+            size_lo | (u64::from(le32(raw, I_SIZE_HIGH)) << 32)
+        } else {
+            size_lo
+        };
+        // __ext4_iget refuses a size past ext4_get_maxbytes: served, it
+        // would make a read of a hole-only file (or a directory walk) as
+        // long as the image asks.
+        let max = limits.max_file_bytes(flags & flags::EXTENTS != 0);
+        if size > max {
+            return Err(Error::corrupt(
+                what(),
+                format!("size {size} past the format's limit of {max} bytes"),
+            ));
         }
         let blocks_lo = u64::from(le32(raw, I_BLOCKS_LO));
         let blocks = if sb.has_ro_compat(ro_compat::HUGE_FILE) {
@@ -288,7 +303,7 @@ impl Inode {
             Some(sec) => decode_time(sec, extra(I_CRTIME_EXTRA)),
             None => Timestamp::default(),
         };
-        Ok(Inode {
+        let inode = Inode {
             ino,
             raw: raw.to_vec(),
             mode,
@@ -307,7 +322,78 @@ impl Inode {
             crtime,
             dtime,
             csum_seed,
-        })
+        };
+        inode.check_references(sb)?;
+        Ok(inode)
+    }
+
+    /// The checks `__ext4_iget` makes on a parsed inode before it hands it
+    /// out: flags that contradict the filesystem or the file type, the
+    /// external xattr block, and the block references kept in the inode
+    /// (the extent root, or the direct pointers of a block map).
+    fn check_references(&self, sb: &Superblock) -> Result<()> {
+        let what = || format!("inode {}", self.ino);
+        if self.has_flag(flags::INDEX) && sb.metadata_csum() && !sb.has_compat(compat::DIR_INDEX) {
+            // Read as a linear directory, its index blocks would fail their checksums.
+            return Err(Error::corrupt(what(), "htree flag without dir_index"));
+        }
+        if self.has_flag(flags::CASEFOLD) {
+            // casefold filesystems are refused at mount.
+            return Err(Error::corrupt(what(), "casefold flag without casefold"));
+        }
+        let kind = self.kind();
+        if kind == FileKind::Symlink && self.has_flag(flags::APPEND | flags::IMMUTABLE) {
+            return Err(Error::corrupt(
+                what(),
+                "immutable or append flag on a symlink",
+            ));
+        }
+        if self.file_acl != 0 && !sb.block_in_fs(self.file_acl) {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "extended attribute block {} outside the filesystem",
+                    self.file_acl
+                ),
+            ));
+        }
+        let mapped = match kind {
+            FileKind::File | FileKind::Dir => true,
+            FileKind::Symlink => !self.is_fast_symlink(sb),
+            _ => false,
+        };
+        if mapped && !self.has_flag(flags::INLINE_DATA) {
+            let w = what();
+            if self.has_flag(flags::EXTENTS) {
+                super::extent::check_root(sb, self.i_block(), &w)?;
+            } else {
+                super::indirect::check_direct(sb, self.i_block(), &w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A symlink whose target lives in `i_block`, as the kernel tells
+    /// (`ext4_inode_is_fast_symlink`): with `ea_inode`, by its length;
+    /// otherwise by owning no blocks but its xattr block's cluster.
+    /// Inline-data symlinks are not fast.
+    pub fn is_fast_symlink(&self, sb: &Superblock) -> bool {
+        if self.kind() != FileKind::Symlink {
+            return false;
+        }
+        if sb.has_incompat(incompat::EA_INODE) {
+            return self.size != 0 && self.size < I_BLOCK_LEN as u64;
+        }
+        if self.has_flag(flags::INLINE_DATA) {
+            return false;
+        }
+        let cluster_sectors = (u64::from(sb.block_size) * sb.cluster_ratio()) >> 9;
+        let ea = if self.file_acl != 0 {
+            cluster_sectors
+        } else {
+            0
+        };
+        self.blocks.checked_sub(ea) == Some(0)
     }
 
     /// The file type (validated at parse).
@@ -376,6 +462,10 @@ impl Inode {
 }
 
 #[cfg(test)]
+#[path = "inode_bounds_tests.rs"]
+mod bounds_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::ext4::superblock::synth;
@@ -421,7 +511,7 @@ mod tests {
     }
 
     /// A 256-byte regular-file inode with a valid checksum for `sb`.
-    fn raw_inode(sb: &Superblock, ino: u32) -> Vec<u8> {
+    pub(super) fn raw_inode(sb: &Superblock, ino: u32) -> Vec<u8> {
         let mut r = vec![0u8; 256];
         r[I_MODE..I_MODE + 2].copy_from_slice(&(S_IFREG | 0o644).to_le_bytes());
         r[I_LINKS_COUNT..I_LINKS_COUNT + 2].copy_from_slice(&1u16.to_le_bytes());
@@ -439,7 +529,7 @@ mod tests {
         r
     }
 
-    fn set_csum(sb: &Superblock, ino: u32, r: &mut [u8]) {
+    pub(super) fn set_csum(sb: &Superblock, ino: u32, r: &mut [u8]) {
         r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].fill(0);
         r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].fill(0);
         let gen = le32(r, I_GENERATION);

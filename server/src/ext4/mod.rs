@@ -8,7 +8,8 @@
 //! verified on read. A corrupt structure is an [`Error`], never a panic.
 //!
 //! Layout: `fs` is the handle ([`Fs`]); `superblock`, `group`, `inode`,
-//! `extent`, `indirect`, `csum` are the core; `dir`, `htree`, `hash`,
+//! `extent`, `indirect`, `csum` are the core, `limits` the format's size
+//! limits as the kernel computes them; `dir`, `htree`, `hash`,
 //! `inline`, `xattr`, `acl`, `symlink` build the namespace on top.
 
 pub mod acl;
@@ -25,6 +26,7 @@ pub mod htree;
 pub mod indirect;
 pub mod inline;
 pub mod inode;
+pub mod limits;
 pub mod superblock;
 pub mod symlink;
 #[cfg(test)]

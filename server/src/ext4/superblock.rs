@@ -64,8 +64,11 @@ const S_MMP_INTERVAL: usize = 0x166;
 const S_MMP_BLOCK: usize = 0x168;
 const S_LOG_GROUPS_PER_FLEX: usize = 0x174;
 const S_CHECKSUM_TYPE: usize = 0x175;
+const S_USR_QUOTA_INUM: usize = 0x240;
+const S_GRP_QUOTA_INUM: usize = 0x244;
 const S_OVERHEAD_CLUSTERS: usize = 0x248;
 const S_BACKUP_BGS: usize = 0x24C;
+const S_PRJ_QUOTA_INUM: usize = 0x26C;
 const S_CHECKSUM_SEED: usize = 0x270;
 const S_ENCODING: usize = 0x27C;
 const S_ORPHAN_FILE_INUM: usize = 0x280;
@@ -204,6 +207,8 @@ pub struct Superblock {
     pub encoding: u16,
     /// Orphan file inode.
     pub orphan_file_inum: u32,
+    /// User, group and project quota inodes (0 = none).
+    pub quota_inums: [u32; 3],
     /// Number of block groups.
     pub group_count: u32,
     /// Inodes per inode-table block.
@@ -477,6 +482,11 @@ impl Superblock {
             csum_seed,
             encoding: le16(raw, S_ENCODING),
             orphan_file_inum: le32(raw, S_ORPHAN_FILE_INUM),
+            quota_inums: [
+                le32(raw, S_USR_QUOTA_INUM),
+                le32(raw, S_GRP_QUOTA_INUM),
+                le32(raw, S_PRJ_QUOTA_INUM),
+            ],
             group_count,
             inodes_per_block,
             itable_blocks_per_group,

@@ -12,11 +12,10 @@
 
 use super::error::{Error, Result};
 use super::fs::{FileKind, Fs};
-use super::inline::{self, INLINE_IBLOCK_SIZE};
+use super::inline;
 use super::inode::flags as iflags;
 
-/// Longest path the VFS accepts, including the terminating NUL.
-pub const PATH_MAX: u64 = 4096;
+pub use super::limits::PATH_MAX;
 
 impl Fs {
     /// The target of symlink `ino`.
@@ -40,15 +39,10 @@ impl Fs {
             return Ok(buf);
         }
         let sb = self.sb();
-        let cluster_sectors = (u64::from(sb.block_size) * sb.cluster_ratio()) >> 9;
-        let ea_sectors = if inode.file_acl != 0 {
-            cluster_sectors
-        } else {
-            0
-        };
-        if !inode.has_flag(iflags::EA_INODE) && inode.blocks == ea_sectors {
+        let limits = sb.limits();
+        if inode.is_fast_symlink(sb) {
             // Fast symlink: the target is in i_block.
-            if size >= INLINE_IBLOCK_SIZE {
+            if inode.size > limits.max_symlink_len(true) {
                 return Err(Error::corrupt(what(), "fast symlink longer than i_block"));
             }
             let target = inode
@@ -60,7 +54,7 @@ impl Fs {
             }
             return Ok(target.to_vec());
         }
-        if size >= sb.block_size as usize {
+        if inode.size > limits.max_symlink_len(false) {
             return Err(Error::corrupt(what(), "target longer than a block"));
         }
         if self.map_block(&inode, 0)?.is_none() {
