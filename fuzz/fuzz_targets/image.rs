@@ -13,8 +13,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use fsvc_server::ext4::fs::{FileKind, Fs, OpenOptions, ROOT_INO};
-use fsvc_server::io::mem::MemChannel;
+use fsvc_ext4::fs::{FileKind, Fs, OpenOptions, ROOT_INO};
+use fsvc_ext4::io::mem::MemChannel;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_IMAGE: usize = 1 << 20;

@@ -1,14 +1,13 @@
-//! fsvc-server library: the ext2/3/4 engine, the IO channel it reads
-//! through, the sandbox the server enters before touching the image, the
-//! server's side of the helper protocol, and the FUSE adapter.
+//! fsvc-server library: the sandbox the server enters before touching the
+//! image, the server's side of the helper protocol, and the FUSE adapter
+//! over the engine (the `fsvc-ext4` crate, which also holds the IO
+//! channel).
 //!
-//! Dependency rule: `ext4` depends on `io` only; it never imports `fuse`,
-//! `service` or `sandbox`, so it can be used by tests, fuzzers and offline
-//! tools. `fuse` is the only module that knows errno.
+//! Dependency rule: the engine crate knows none of these modules; the
+//! sandbox reaches the IO channel only as the gate it hands it
+//! ([`sandbox::gate`]). `fuse` is the only module that knows errno.
 
-pub mod ext4;
 pub mod fuse;
-pub mod io;
 pub mod logging;
 pub mod sandbox;
 pub mod service;

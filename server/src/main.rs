@@ -7,7 +7,7 @@
 //! goodbye, serve until the kernel connection ends.
 //!
 //! Invariants: the image is not read before the sandbox is in place (the
-//! IO channel is built with `require_sandbox`, so this is enforced, not
+//! IO channel is built with `sandbox::gate()`, so this is enforced, not
 //! just ordered); every failure before the goodbye is reported to the
 //! helper as a Goodbye with a non-zero errno-like status and one line a
 //! person can act on, then the process exits 1; nothing the helper or the
@@ -17,10 +17,10 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use fsvc_ext4::io::unixfd::UnixFdChannel;
+use fsvc_ext4::{Error as EngineError, Fs, OpenOptions};
 use fsvc_protocol::Access;
-use fsvc_server::ext4::{Error as EngineError, Fs, OpenOptions};
 use fsvc_server::fuse::{FuseServer, ServeOptions};
-use fsvc_server::io::unixfd::UnixFdChannel;
 use fsvc_server::logging::{self, FdLogger, Style};
 use fsvc_server::sandbox::{self, SandboxConfig};
 use fsvc_server::service::activation::{self, ActivationError, Mode};
@@ -179,9 +179,9 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
     // The IO channel is built before the sandbox because it learns the
     // device's size and logical sector size by ioctls and fcntl that the
     // seccomp filter will not allow later. It reads no byte of the image,
-    // and with `require_sandbox` it cannot until the sandbox is entered.
+    // and with the sandbox's gate it cannot until the sandbox is entered.
     let dev_fd = dev.as_raw_fd();
-    let channel = UnixFdChannel::new(dev, true, true)
+    let channel = UnixFdChannel::new(dev, true, sandbox::gate())
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot use {}: {e}", info.source)))?;
 
     // Step 4: the sandbox, before the first byte of the image is read (the

@@ -281,7 +281,8 @@ fn start_server(mode: &str, file: &std::path::Path, marker: &str) -> Result<Fuse
 
 /// Unmounts, waits for the server to exit, and checks it exited cleanly
 /// (a SIGSYS here means the allowlist misses a call the server made).
-fn stop_server(mut guard: FuseGuard) -> Result<()> {
+/// Returns the probe's stdout.
+fn stop_server(mut guard: FuseGuard) -> Result<String> {
     nix::mount::umount(&guard.dir)?;
     let mut child = guard.child.take().context("child")?;
     let start = std::time::Instant::now();
@@ -305,7 +306,7 @@ fn stop_server(mut guard: FuseGuard) -> Result<()> {
     );
     assert!(stdout.contains("serving=ok"), "stdout:\n{stdout}");
     assert!(stdout.contains("fuse=ok"), "stdout:\n{stdout}");
-    Ok(())
+    Ok(stdout.into_owned())
 }
 
 #[test]
@@ -346,7 +347,7 @@ fn fuse_session_is_served_from_inside_the_sandbox() -> Result<()> {
     // which must not be a crash); std has no xattr call, so use getfattr
     // when it is installed. Its own status does not matter.
     let _ = Command::new("getfattr").arg("-d").arg(&hello).output();
-    stop_server(guard)
+    stop_server(guard).map(drop)
 }
 
 /// Builds a varied tree for the ext4 image.
@@ -457,7 +458,17 @@ fn ext4_image_is_served_by_the_real_engine_inside_the_sandbox() -> Result<()> {
         .arg("-d")
         .arg(&guard.dir)
         .output();
-    stop_server(guard)
+    let stdout = stop_server(guard)?;
+    // The channel's gate is the sandbox's: shut until `enter` succeeded.
+    assert!(
+        stdout.contains("gate_before_sandbox=refused\n"),
+        "stdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("gate_after_sandbox=read\n"),
+        "stdout:\n{stdout}"
+    );
+    Ok(())
 }
 
 /// A directory tree removed on drop.

@@ -401,9 +401,9 @@ mod fuse {
     pub(super) fn serve_ext4(kept: Kept, cfg: &SandboxConfig, dir: &str) -> Result<()> {
         use std::sync::Arc;
 
-        use fsvc_server::ext4::{Fs, OpenOptions as FsOptions};
+        use fsvc_ext4::io::{IoChannel, IoError, UnixFdChannel};
+        use fsvc_ext4::{Fs, OpenOptions as FsOptions};
         use fsvc_server::fuse::{FuseServer, ServeOptions};
-        use fsvc_server::io::UnixFdChannel;
 
         mount_and_park(&kept, dir)?;
         let Kept {
@@ -411,10 +411,18 @@ mod fuse {
             sock_a,
             sock_b,
         } = kept;
-        let channel = UnixFdChannel::new(std::os::fd::OwnedFd::from(file), true, true)
+        let channel = UnixFdChannel::new(std::os::fd::OwnedFd::from(file), true, sandbox::gate())
             .context("IO channel")?;
+        // The gate, seen from the channel: shut before the sandbox, open after.
+        let gate_says = |channel: &UnixFdChannel| match channel.read_at(0, &mut [0u8; 16]) {
+            Ok(()) => "read".to_string(),
+            Err(IoError::NotSandboxed) => "refused".to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        line("gate_before_sandbox", gate_says(&channel));
         let report = sandbox::enter(cfg).context("entering the sandbox")?;
         line("report", &report);
+        line("gate_after_sandbox", gate_says(&channel));
         let dev = unpark_from(&sock_b)?;
         drop((sock_a, sock_b));
         let opts = FsOptions {

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
-use crate::ext4::{FileKind, Stat, Timestamp, ROOT_INO};
+use fsvc_ext4::{FileKind, Stat, Timestamp, ROOT_INO};
 
 /// ext4's reserved bad-blocks inode; never reachable through the mount.
 const BAD_BLOCKS_INO: u32 = 1;

@@ -2,8 +2,8 @@
 //! logic (directory paging, xattr sizing, node-id mapping) is tested against
 //! a small fake as well as against the real [`Fs`].
 
-use crate::ext4::inode::flags;
-use crate::ext4::{DirEntry, FileKind, Fs, Result, Stat, StatFs};
+use fsvc_ext4::inode::flags;
+use fsvc_ext4::{DirEntry, FileKind, Fs, Result, Stat, StatFs};
 
 /// Most extent runs one `SEEK_DATA`/`SEEK_HOLE` walks before it gives the
 /// always-correct conservative answer (data here, the hole at the end of

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use super::tests::TestMount;
 use super::ServeOptions;
-use crate::ext4::{Fs, OpenOptions as FsOptions};
-use crate::io::testutil::{is_root, pattern, skip, TempDir};
-use crate::io::UnixFdChannel;
+use fsvc_ext4::io::testutil::{is_root, pattern, skip, TempDir};
+use fsvc_ext4::io::{AccessGate, UnixFdChannel};
+use fsvc_ext4::{Fs, OpenOptions as FsOptions};
 
 fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
     let o = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
@@ -181,7 +181,7 @@ fn engine_image_reads_like_the_kernel() {
             .custom_flags(libc::O_DIRECT)
             .open(&img)
             .unwrap();
-        let io = Arc::new(UnixFdChannel::new(fd.into(), true, false).unwrap());
+        let io = Arc::new(UnixFdChannel::new(fd.into(), true, AccessGate::open()).unwrap());
         let fs = Fs::open(
             io,
             &FsOptions {

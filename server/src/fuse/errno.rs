@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use fuser::Errno;
 
-use crate::ext4::Error;
+use fsvc_ext4::Error;
 
 /// `EUCLEAN`, "structure needs cleaning": what the kernel's ext4 returns
 /// for corruption (it calls it `EFSCORRUPTED`). fuser names no constant for
@@ -102,7 +102,7 @@ impl ErrorLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::io::IoError;
+    use fsvc_ext4::io::IoError;
 
     #[test]
     fn mapping_table() {

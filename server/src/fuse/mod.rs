@@ -33,7 +33,7 @@ use std::sync::Arc;
 
 use fuser::{Config, Session, SessionACL};
 
-use crate::ext4::Fs;
+use fsvc_ext4::Fs;
 use ops::Adapter;
 
 /// Default number of FUSE worker threads. The work is mostly waiting on the

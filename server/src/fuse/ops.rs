@@ -30,7 +30,7 @@ use super::attr::{ext4_ino, file_attr, file_type, fuse_ino, placeholder_attr};
 use super::backend::Backend;
 use super::errno::ErrorLog;
 use super::readahead::ReadAhead;
-use crate::ext4::{DirEntry, Error, FileKind};
+use fsvc_ext4::{DirEntry, Error, FileKind};
 
 /// Attribute and entry lifetime in the kernel's caches: an hour. Long,
 /// because nothing but this server changes the filesystem; finite, so a

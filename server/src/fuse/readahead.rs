@@ -410,8 +410,8 @@ impl ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ext4::{DirEntry, Error, Result, Stat, StatFs};
-    use crate::io::testutil::pattern;
+    use fsvc_ext4::io::testutil::pattern;
+    use fsvc_ext4::{DirEntry, Error, Result, Stat, StatFs};
 
     const REQ: u32 = 128 << 10;
     const MIB: u64 = 1 << 20;

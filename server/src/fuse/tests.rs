@@ -18,8 +18,8 @@ use fuser::{Errno, INodeNo, OpenFlags};
 use super::backend::Backend;
 use super::ops::{Adapter, XattrAnswer};
 use super::{FuseServer, ServeOptions};
-use crate::ext4::{DirEntry, Error, FileKind, Result, Stat, StatFs, Timestamp, ROOT_INO};
-use crate::io::testutil::{is_root, pattern, skip, TempDir};
+use fsvc_ext4::io::testutil::{is_root, pattern, skip, TempDir};
+use fsvc_ext4::{DirEntry, Error, FileKind, Result, Stat, StatFs, Timestamp, ROOT_INO};
 
 const EUCLEAN: i32 = libc::EUCLEAN;
 

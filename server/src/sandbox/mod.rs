@@ -17,7 +17,8 @@
 //! 8. `seccomp`: the allowlist, last, since the earlier steps need calls
 //!    it forbids.
 //!
-//! Invariants: [`is_entered`] is true only after every step succeeded. Any
+//! Invariants: [`is_entered`] is true only after every step succeeded, and
+//! [`gate`] (the image channel's [`AccessGate`]) is open exactly then. Any
 //! error leaves the process partly confined and the caller must exit; the
 //! server never continues without the sandbox.
 
@@ -32,6 +33,7 @@ use std::fmt;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use fsvc_ext4::io::AccessGate;
 use nix::errno::Errno;
 
 pub use self::landlock::{LandlockEnforcement, LandlockOutcome};
@@ -202,6 +204,13 @@ pub enum SandboxError {
 /// True only after [`enter`] fully succeeded in this process.
 pub fn is_entered() -> bool {
     ENTERED.load(Ordering::SeqCst)
+}
+
+/// The IO channel's gate for the image: closed until [`enter`] has fully
+/// succeeded in this process, so a channel built with it reads and writes
+/// nothing before the sandbox is in place.
+pub fn gate() -> AccessGate {
+    AccessGate::until(is_entered)
 }
 
 /// Counts the threads of this process from `/proc/self/status`, falling

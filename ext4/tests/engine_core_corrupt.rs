@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use core_util::*;
-use fsvc_server::ext4::extent;
-use fsvc_server::ext4::{Error, Fs, OpenOptions};
-use fsvc_server::io::mem::MemChannel;
+use fsvc_ext4::extent;
+use fsvc_ext4::io::mem::MemChannel;
+use fsvc_ext4::{Error, Fs, OpenOptions};
 
 /// An image with the standard tree and the parsed engine view of it.
 struct Fixture {

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use core_util::{debugfs, debugfs_stat, open, run, Scratch};
-use fsvc_server::ext4::inode::flags;
-use fsvc_server::ext4::{Error, Fs};
+use fsvc_ext4::inode::flags;
+use fsvc_ext4::{Error, Fs};
 
 /// The image kinds every table here runs on: (name, mkfs arguments).
 const KINDS: &[(&str, &[&str])] = &[

@@ -4,10 +4,10 @@
 
 mod names_fixtures;
 
-use fsvc_server::ext4::{Error, ROOT_INO};
+use fsvc_ext4::{Error, ROOT_INO};
 use names_fixtures::*;
 
-use fsvc_server::ext4::inline;
+use fsvc_ext4::inline;
 
 #[test]
 fn xattrs_and_acls_match_the_source_tree() {

@@ -7,10 +7,10 @@ mod names_fixtures;
 
 use std::process::Command;
 
-use fsvc_server::ext4::Error;
+use fsvc_ext4::Error;
 use names_fixtures::*;
 
-use fsvc_server::ext4::hash::dx_hash;
+use fsvc_ext4::hash::dx_hash;
 
 #[test]
 fn hashes_match_debugfs() {

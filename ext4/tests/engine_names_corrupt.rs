@@ -5,7 +5,7 @@
 
 mod names_fixtures;
 
-use fsvc_server::ext4::{Error, ROOT_INO};
+use fsvc_ext4::{Error, ROOT_INO};
 use names_fixtures::*;
 
 #[test]

@@ -1,6 +1,14 @@
-//! The ext2/ext3/ext4 engine: parses untrusted on-disk structures and
-//! answers read requests. It knows nothing of FUSE or errno; it returns
-//! typed errors ([`Error`]) that the FUSE adapter maps at its boundary.
+//! fsvc-ext4, the ext2/ext3/ext4 engine: parses untrusted on-disk
+//! structures and answers read requests, through the IO channel ([`io`])
+//! it carries with it. It knows nothing of FUSE, errno, the sandbox or the
+//! helper protocol, and builds and tests without them (`cargo test -p
+//! fsvc-ext4`); the server, the fuzzers and offline tools all use it the
+//! same way. It returns typed errors ([`Error`]) that the FUSE adapter maps
+//! to errno at its boundary.
+//!
+//! The only tie to the sandbox is [`io::AccessGate`]: the server builds one
+//! from its sandbox and hands it to [`io::UnixFdChannel`], which refuses
+//! every access while the gate is shut.
 //!
 //! Rules (DESIGN.md, "The engine"): every length, offset, count and block
 //! number read from disk is checked before use; every walk over on-disk
@@ -10,7 +18,9 @@
 //! Layout: `fs` is the handle ([`Fs`]); `superblock`, `group`, `inode`,
 //! `extent`, `indirect`, `csum` are the core, `limits` the format's size
 //! limits as the kernel computes them; `dir`, `htree`, `hash`,
-//! `inline`, `xattr`, `acl`, `symlink` build the namespace on top.
+//! `inline`, `xattr`, `acl`, `symlink` build the namespace on top; `io` is
+//! the device below (channel trait, unixfd/memory/fault backends, block
+//! cache, access gate).
 
 pub mod acl;
 pub mod bytes;
@@ -26,6 +36,7 @@ pub mod htree;
 pub mod indirect;
 pub mod inline;
 pub mod inode;
+pub mod io;
 pub mod limits;
 pub mod superblock;
 pub mod symlink;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use core_util::*;
-use fsvc_server::ext4::{FileKind, Fs};
+use fsvc_ext4::{FileKind, Fs};
 use nix::fcntl::{fallocate, FallocateFlags};
 
 /// Whether loop mounts are possible; skips (or fails when required) if not.

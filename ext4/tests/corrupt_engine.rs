@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corrupt_support::*;
-use fsvc_server::io::mem::MemChannel;
+use fsvc_ext4::io::mem::MemChannel;
 
 /// A walk of these small images takes well under a second; a minute means a hang.
 const LIMIT: Duration = Duration::from_secs(60);

@@ -11,8 +11,9 @@
 //!   aligned buffer; a partial sector on write is read-modify-written.
 //! - Every access is range-checked against the size learned at creation
 //!   before any syscall ([`IoError::OutOfRange`]).
-//! - With `require_sandbox`, no byte of the image is read or written before
-//!   the sandbox is entered ([`IoError::NotSandboxed`]).
+//! - While its [`AccessGate`] is closed (the server's: until the sandbox is
+//!   entered), no byte of the image is read or written
+//!   ([`IoError::NotSandboxed`]); the gate is checked before any syscall.
 //! - `EINTR` is retried; a read that ends early is [`IoError::ShortRead`].
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -23,7 +24,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::stat::{fstat, SFlag};
 
-use super::{sys, IoChannel, IoError};
+use super::{sys, AccessGate, IoChannel, IoError};
 
 /// Sector size assumed for a regular file read without `O_DIRECT`.
 const DEFAULT_SECTOR: u32 = 512;
@@ -44,18 +45,12 @@ const BOUNCE_ALIGN: usize = 4096;
 /// single request cannot make the server allocate without bound.
 const MAX_BOUNCE: u64 = 1 << 20;
 
-/// Whether the sandbox has been entered (`sandbox::enter` fully succeeded);
-/// until then a channel that requires the sandbox refuses all access.
-pub(crate) fn sandbox_entered() -> bool {
-    crate::sandbox::is_entered()
-}
-
 /// A channel over a block device or image file descriptor.
 #[derive(Debug)]
 pub struct UnixFdChannel {
     fd: OwnedFd,
     read_only: bool,
-    require_sandbox: bool,
+    gate: AccessGate,
     block_device: bool,
     size: u64,
     sector: u32,
@@ -113,12 +108,9 @@ impl UnixFdChannel {
     /// Wraps `fd`, a block device or regular file. Learns everything it will
     /// need later (size, sector size, `O_DIRECT`) now, because it is called
     /// before the sandbox. A fd opened `O_RDONLY` makes the channel read-only
-    /// whatever `read_only` says.
-    pub fn new(
-        fd: OwnedFd,
-        read_only: bool,
-        require_sandbox: bool,
-    ) -> Result<UnixFdChannel, IoError> {
+    /// whatever `read_only` says. Every later access first asks `gate`
+    /// (see [`AccessGate`]); this constructor itself touches no image byte.
+    pub fn new(fd: OwnedFd, read_only: bool, gate: AccessGate) -> Result<UnixFdChannel, IoError> {
         let st = fstat(&fd).map_err(|e| os(0, e))?;
         let fmt = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
         let block_device = fmt == SFlag::S_IFBLK;
@@ -153,7 +145,7 @@ impl UnixFdChannel {
         Ok(UnixFdChannel {
             fd,
             read_only: read_only || fd_read_only,
-            require_sandbox,
+            gate,
             block_device,
             size,
             sector,
@@ -175,7 +167,7 @@ impl UnixFdChannel {
     }
 
     fn check(&self, offset: u64, len: usize) -> Result<(), IoError> {
-        if self.require_sandbox && !sandbox_entered() {
+        if !self.gate.is_open() {
             return Err(IoError::NotSandboxed);
         }
         let end = offset.checked_add(len as u64);

@@ -2,12 +2,16 @@
 //! deterministic test data, and the privileged-skip rule (a test that needs
 //! root or a device it cannot have prints why and skips, unless
 //! `FSVC_REQUIRE_PRIVILEGED=1`, where the skip is a failure).
+//!
+//! Compiled for this crate's own tests and, through the `test-util`
+//! feature, for the server's unit tests (its dev-dependency enables it);
+//! never part of a release build.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Skips (returns) with a printed reason, or panics when privileged tests are required.
-pub(crate) fn skip(reason: &str) {
+pub fn skip(reason: &str) {
     if std::env::var("FSVC_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
         panic!("FSVC_REQUIRE_PRIVILEGED=1 but the test cannot run: {reason}");
     }
@@ -15,17 +19,17 @@ pub(crate) fn skip(reason: &str) {
 }
 
 /// Whether the process is root.
-pub(crate) fn is_root() -> bool {
+pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
 /// A fresh directory under `base` (removed on drop).
 #[derive(Debug)]
-pub(crate) struct TempDir(pub(crate) PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     /// Creates `/<base>/iofuse-<tag>-<pid>-<n>`.
-    pub(crate) fn new_in(base: &str, tag: &str) -> std::io::Result<TempDir> {
+    pub fn new_in(base: &str, tag: &str) -> std::io::Result<TempDir> {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
         let p = PathBuf::from(base).join(format!("iofuse-{tag}-{}-{n}", std::process::id()));
@@ -34,7 +38,7 @@ impl TempDir {
     }
 
     /// Same under /tmp.
-    pub(crate) fn new(tag: &str) -> std::io::Result<TempDir> {
+    pub fn new(tag: &str) -> std::io::Result<TempDir> {
         TempDir::new_in("/tmp", tag)
     }
 }
@@ -46,7 +50,7 @@ impl Drop for TempDir {
 }
 
 /// `len` bytes of deterministic pseudo-random data (xorshift), different per `seed`.
-pub(crate) fn pattern(len: usize, seed: u64) -> Vec<u8> {
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {

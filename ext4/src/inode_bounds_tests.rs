@@ -5,8 +5,8 @@
 
 use super::tests::{raw_inode, set_csum};
 use super::*;
-use crate::ext4::extent::EXTENT_MAGIC;
-use crate::ext4::superblock::{incompat, synth};
+use crate::extent::EXTENT_MAGIC;
+use crate::superblock::{incompat, synth};
 
 const KIB: u64 = 1024;
 /// The synthetic filesystem (1 KiB blocks, huge_file): s_maxbytes and

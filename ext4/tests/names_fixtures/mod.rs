@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use fsvc_server::ext4::{DirEntry, Error, FileKind, Fs, OpenOptions, ROOT_INO};
-use fsvc_server::io::mem::MemChannel;
+use fsvc_ext4::io::mem::MemChannel;
+use fsvc_ext4::{DirEntry, Error, FileKind, Fs, OpenOptions, ROOT_INO};
 
 /// A scratch directory under /tmp, removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -58,7 +58,7 @@ impl Drop for Scratch {
     }
 }
 
-pub fn open_bytes(b: Vec<u8>) -> fsvc_server::ext4::Result<Fs> {
+pub fn open_bytes(b: Vec<u8>) -> fsvc_ext4::Result<Fs> {
     Fs::open(
         Arc::new(MemChannel::read_only(b)),
         &OpenOptions {
@@ -456,16 +456,16 @@ pub fn put32(img: &mut [u8], at: usize, v: u32) {
     img[at..at + 4].copy_from_slice(&v.to_le_bytes());
 }
 
-pub fn is_corrupt<T: std::fmt::Debug>(r: fsvc_server::ext4::Result<T>) -> bool {
+pub fn is_corrupt<T: std::fmt::Debug>(r: fsvc_ext4::Result<T>) -> bool {
     matches!(r, Err(Error::Corrupt { .. }))
 }
 
-pub fn is_checksum<T: std::fmt::Debug>(r: fsvc_server::ext4::Result<T>) -> bool {
+pub fn is_checksum<T: std::fmt::Debug>(r: fsvc_ext4::Result<T>) -> bool {
     matches!(r, Err(Error::Checksum { .. }))
 }
 
 /// Runs read_dir to the end (bounded: a hang would be a test timeout).
-pub fn read_dir_result(fs: &Fs, dir: u32) -> fsvc_server::ext4::Result<usize> {
+pub fn read_dir_result(fs: &Fs, dir: u32) -> fsvc_ext4::Result<usize> {
     let mut n = 0;
     fs.read_dir(dir, 0, &mut |_| {
         n += 1;

@@ -468,7 +468,7 @@ mod bounds_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ext4::superblock::synth;
+    use crate::superblock::synth;
 
     #[test]
     fn timestamps_with_epoch_bits() {

@@ -9,7 +9,7 @@
 
 mod names_fixtures;
 
-use fsvc_server::ext4::FileKind;
+use fsvc_ext4::FileKind;
 use names_fixtures::*;
 
 const SUBDIRS: usize = 20;

@@ -16,14 +16,17 @@ use std::fmt;
 
 pub mod cache;
 pub mod faulty;
+pub mod gate;
 pub mod mem;
 mod sys;
-#[cfg(test)]
-pub(crate) mod testutil;
+#[cfg(any(test, feature = "test-util"))]
+#[doc(hidden)]
+pub mod testutil;
 pub mod unixfd;
 
 pub use cache::BlockDevice;
 pub use faulty::FaultyChannel;
+pub use gate::AccessGate;
 pub use mem::MemChannel;
 pub use unixfd::UnixFdChannel;
 
@@ -63,7 +66,8 @@ pub enum IoError {
     /// Writing to a read-only channel.
     #[error("the device is read-only")]
     ReadOnly,
-    /// The image was touched before the sandbox was entered (see `sandbox`).
+    /// The channel's [`AccessGate`] is closed: for the server, the image was
+    /// touched before the sandbox was entered.
     #[error("refusing to read the image before the sandbox is in place")]
     NotSandboxed,
     /// An injected fault (tests).

@@ -390,8 +390,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::ext4::superblock::synth;
-    use crate::ext4::testblocks::{m, reader as mapper};
+    use crate::superblock::synth;
+    use crate::testblocks::{m, reader as mapper};
 
     const SEED: u32 = 0x5eed;
 

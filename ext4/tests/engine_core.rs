@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use core_util::*;
-use fsvc_server::ext4::FileKind;
+use fsvc_ext4::FileKind;
 
 /// Opens the image, compares every path's stat with debugfs and every
 /// regular file's contents with the source.

@@ -16,9 +16,9 @@ use std::process::Command;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use fsvc_server::ext4::error::Error;
-use fsvc_server::ext4::fs::{FileKind, Fs, OpenOptions, ROOT_INO};
-use fsvc_server::io::{IoChannel, IoError};
+use fsvc_ext4::error::Error;
+use fsvc_ext4::fs::{FileKind, Fs, OpenOptions, ROOT_INO};
+use fsvc_ext4::io::{IoChannel, IoError};
 
 /// Walk limits: the walker must terminate on any image.
 const MAX_DEPTH: usize = 12;

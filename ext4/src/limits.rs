@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn per_inode_choice_and_symlinks() {
-        let sb = crate::ext4::superblock::synth::parsed(); // 1 KiB, huge_file
+        let sb = crate::superblock::synth::parsed(); // 1 KiB, huge_file
         let l = Limits::new(&sb);
         assert_eq!(l.max_file_bytes(true), 4 * TIB - KIB);
         assert_eq!(l.max_file_bytes(false), 16_843_020 * KIB);

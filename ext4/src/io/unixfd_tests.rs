@@ -5,6 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use super::*;
 use crate::io::testutil::{is_root, pattern, skip, TempDir};
@@ -98,7 +100,12 @@ fn direct_file_unaligned_reads_and_writes() {
     let Some((_dir, path)) = direct_file("direct", &model) else {
         return;
     };
-    let ch = UnixFdChannel::new(open_direct(&path, true).unwrap().into(), false, false).unwrap();
+    let ch = UnixFdChannel::new(
+        open_direct(&path, true).unwrap().into(),
+        false,
+        AccessGate::open(),
+    )
+    .unwrap();
     assert!(ch.is_direct());
     assert!(!ch.is_block_device());
     assert_eq!(ch.size(), size as u64);
@@ -126,7 +133,7 @@ fn buffered_file_reads_and_limits() {
         .write(true)
         .open(&path)
         .unwrap();
-    let ch = UnixFdChannel::new(fd.into(), false, false).unwrap();
+    let ch = UnixFdChannel::new(fd.into(), false, AccessGate::open()).unwrap();
     assert!(!ch.is_direct());
     assert_eq!(ch.sector_size(), DEFAULT_SECTOR);
     check_reads(&ch, &model);
@@ -172,7 +179,7 @@ fn flush_fsyncs_only_after_writes() {
         .write(true)
         .open(&path)
         .unwrap();
-    let ch = UnixFdChannel::new(fd.into(), false, false).unwrap();
+    let ch = UnixFdChannel::new(fd.into(), false, AccessGate::open()).unwrap();
     ch.flush().unwrap();
     assert_eq!(ch.fsync_count(), 0);
     ch.write_at(10, b"x").unwrap();
@@ -187,26 +194,47 @@ fn read_only_and_sandbox_refusals() {
     let path = dir.0.join("img");
     std::fs::write(&path, vec![7u8; 4096]).unwrap();
     // A read-only fd makes the channel read-only even if asked read-write.
-    let ch = UnixFdChannel::new(File::open(&path).unwrap().into(), false, false).unwrap();
+    let ch =
+        UnixFdChannel::new(File::open(&path).unwrap().into(), false, AccessGate::open()).unwrap();
     assert!(ch.is_read_only());
     assert!(matches!(ch.write_at(0, b"x"), Err(IoError::ReadOnly)));
 
-    // Before the sandbox, a channel that requires it reads nothing.
-    let ch = UnixFdChannel::new(File::open(&path).unwrap().into(), true, true).unwrap();
-    assert!(
-        !sandbox_entered(),
-        "this test assumes the test process is not sandboxed"
-    );
+    // While its gate is closed, a channel reads and writes nothing; it
+    // asks the gate on every access, so opening the gate later lets it work.
+    let opened = Arc::new(AtomicBool::new(false));
+    let flag = opened.clone();
+    let gate = AccessGate::until(move || flag.load(Ordering::SeqCst));
+    let ch = UnixFdChannel::new(rw_fd(&path), false, gate).unwrap();
     let mut b = [0u8; 16];
     assert!(matches!(ch.read_at(0, &mut b), Err(IoError::NotSandboxed)));
     assert_eq!(b, [0u8; 16], "nothing may be read");
+    assert!(matches!(ch.write_at(0, b"x"), Err(IoError::NotSandboxed)));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![7u8; 4096],
+        "nothing may be written"
+    );
+    opened.store(true, Ordering::SeqCst);
+    ch.read_at(0, &mut b).unwrap();
+    assert_eq!(b, [7u8; 16]);
+    ch.write_at(0, b"x").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap()[0], b'x');
+}
+
+fn rw_fd(path: &Path) -> std::os::fd::OwnedFd {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap()
+        .into()
 }
 
 #[test]
 fn refuses_other_file_types() {
     let dir = TempDir::new("kind").unwrap();
     let d = File::open(&dir.0).unwrap();
-    assert!(UnixFdChannel::new(d.into(), true, false).is_err());
+    assert!(UnixFdChannel::new(d.into(), true, AccessGate::open()).is_err());
 }
 
 /// A loop device over a file; detached on drop.
@@ -261,7 +289,7 @@ fn loop_device_direct_io() {
         let ch = UnixFdChannel::new(
             open_direct(Path::new(&lo.dev), true).unwrap().into(),
             false,
-            false,
+            AccessGate::open(),
         )
         .unwrap();
         assert!(ch.is_block_device());

@@ -8,8 +8,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use fsvc_server::ext4::{Error, Fs, OpenOptions, Timestamp};
-use fsvc_server::io::mem::MemChannel;
+use fsvc_ext4::io::mem::MemChannel;
+use fsvc_ext4::{Error, Fs, OpenOptions, Timestamp};
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);

@@ -166,8 +166,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::ext4::superblock::synth;
-    use crate::ext4::testblocks::{m, reader};
+    use crate::superblock::synth;
+    use crate::testblocks::{m, reader};
 
     fn ptrs(v: &[(usize, u32)], len: usize) -> Vec<u8> {
         let mut b = vec![0u8; len];
