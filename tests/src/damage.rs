@@ -114,8 +114,10 @@ pub fn extent_block(image: &Path, path: &str) -> u64 {
 pub enum MetaKind {
     /// A superblock (primary or backup).
     Superblock,
-    /// Group descriptors (and reserved GDT blocks).
+    /// Group descriptors.
     GroupDescriptors,
+    /// Blocks reserved for the descriptors of future groups (online resize).
+    ReservedGdt,
     /// A block or inode bitmap.
     Bitmap,
     /// An inode table block in use.
@@ -163,7 +165,7 @@ pub fn metadata_blocks(image: &Path, scratch: &Path) -> Result<BTreeMap<MetaKind
         let tags: &[(&str, MetaKind)] = &[
             ("superblock at ", MetaKind::Superblock),
             ("Group descriptors at ", MetaKind::GroupDescriptors),
-            ("Reserved GDT blocks at ", MetaKind::GroupDescriptors),
+            ("Reserved GDT blocks at ", MetaKind::ReservedGdt),
             ("Block bitmap at ", MetaKind::Bitmap),
             ("Inode bitmap at ", MetaKind::Bitmap),
             ("Inode table at ", MetaKind::InodeTable),
