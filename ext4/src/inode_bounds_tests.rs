@@ -87,7 +87,7 @@ fn size_against_the_limit_of_the_mapping() {
         let sb = sb_with(largedir);
         // A slow symlink needs blocks; a fast one none. 16 sectors: slow.
         let r = inode_with(&sb, mode, fl, size);
-        let got = Inode::parse(&sb, 12, &r);
+        let got = Inode::parse(&sb, InodeNo(12), &r);
         match (want, got) {
             (Some(w), Ok(inode)) => assert_eq!(inode.size, w, "case {i}"),
             (None, Err(e)) => {
@@ -178,7 +178,7 @@ fn contradicting_flags_and_references_are_corrupt() {
         let mut r = inode_with(&sb, mode, fl, 100);
         edit(&mut r);
         set_csum(&sb, 12, &mut r);
-        match (want, Inode::parse(&sb, 12, &r)) {
+        match (want, Inode::parse(&sb, InodeNo(12), &r)) {
             (None, Ok(_)) => {}
             (Some(w), Err(e)) => {
                 assert!(
@@ -209,7 +209,7 @@ fn fast_symlinks_as_the_kernel_tells_them() {
         put32(&mut r, I_BLOCKS_LO, blocks);
         put32(&mut r, I_FILE_ACL_LO, acl);
         set_csum(&sb, 12, &mut r);
-        let inode = Inode::parse(&sb, 12, &r).unwrap();
+        let inode = Inode::parse(&sb, InodeNo(12), &r).unwrap();
         assert_eq!(inode.is_fast_symlink(&sb), fast, "case {i}");
     }
 }

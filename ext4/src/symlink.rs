@@ -11,15 +11,16 @@
 //! NUL, as readlink(2) reports it.
 
 use super::error::{Error, Result};
-use super::fs::{FileKind, Fs};
-use super::inline;
+use super::fs::Fs;
 use super::inode::flags as iflags;
+use super::num::{InodeNo, Lblk};
+use super::types::FileKind;
 
 pub use super::limits::PATH_MAX;
 
 impl Fs {
     /// The target of symlink `ino`.
-    pub fn read_link(&self, ino: u32) -> Result<Vec<u8>> {
+    pub fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>> {
         let inode = self.inode(ino)?;
         if inode.kind() != FileKind::Symlink {
             return Err(Error::NotSymlink);
@@ -34,7 +35,7 @@ impl Fs {
         let size = inode.size as usize;
         if inode.has_flag(iflags::INLINE_DATA) {
             let mut buf = vec![0u8; size];
-            let n = inline::read_inline(self, &inode, 0, &mut buf)?;
+            let n = self.read_inline(&inode, 0, &mut buf)?;
             buf.truncate(n);
             return Ok(buf);
         }
@@ -57,11 +58,11 @@ impl Fs {
         if inode.size > limits.max_symlink_len(false) {
             return Err(Error::corrupt(what(), "target longer than a block"));
         }
-        if self.map_block(&inode, 0)?.is_none() {
+        if self.map_block(&inode, Lblk(0))?.is_none() {
             return Err(Error::corrupt(what(), "target block is a hole"));
         }
         let mut block = vec![0u8; sb.block_size as usize];
-        self.read_file_block(&inode, 0, &mut block)?;
+        self.read_file_block(&inode, Lblk(0), &mut block)?;
         block.truncate(size);
         if let Some(nul) = block.iter().position(|&b| b == 0) {
             block.truncate(nul);

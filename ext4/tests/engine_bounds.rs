@@ -15,6 +15,7 @@ use std::process::Command;
 
 use core_util::{debugfs, debugfs_stat, open, run, Scratch};
 use fsvc_ext4::inode::flags;
+use fsvc_ext4::num::InodeNo;
 use fsvc_ext4::{Error, Fs};
 
 /// The image kinds every table here runs on: (name, mkfs arguments).
@@ -47,7 +48,7 @@ impl Image {
     fn fs(&self) -> Fs {
         open(&self.bytes()).unwrap()
     }
-    fn ino(&self, p: &str) -> u32 {
+    fn ino(&self, p: &str) -> InodeNo {
         debugfs_stat(&self.path, p).ino
     }
     /// Runs `debugfs -w -R cmd`.
@@ -84,9 +85,10 @@ fn image(args: &[&str]) -> Image {
     Image { _s: s, path }
 }
 
-fn resolve(fs: &Fs, path: &str) -> u32 {
-    path.split('/')
-        .fold(2, |dir, n| fs.lookup(dir, n.as_bytes()).unwrap())
+fn resolve(fs: &Fs, path: &str) -> InodeNo {
+    path.split('/').fold(InodeNo::ROOT, |dir, n| {
+        fs.lookup(dir, n.as_bytes()).unwrap()
+    })
 }
 
 fn is_past_limit(e: &Error) -> bool {
@@ -143,7 +145,11 @@ fn sizes_past_the_limit_are_corrupt_when_the_inode_is_read() {
                     assert!(fs.list_xattrs(ino).is_err(), "{what}");
                     // The name still resolves (the directory is fine); the
                     // rest of the tree reads.
-                    assert_eq!(fs.lookup(2, victim.as_bytes()).unwrap(), ino, "{what}");
+                    assert_eq!(
+                        fs.lookup(InodeNo::ROOT, victim.as_bytes()).unwrap(),
+                        ino,
+                        "{what}"
+                    );
                     let small = resolve(&fs, "small");
                     assert_eq!(fs.read(small, 0, &mut buf).unwrap(), 11, "{what}");
                     let mut n = 0;
@@ -278,8 +284,8 @@ fn names_of_reserved_inodes_are_corrupt() {
     img.edit("link <7> /resize");
     img.edit("link <8> /journal");
     let fs = img.fs();
-    for (name, ino) in [("resize", 7), ("journal", 8)] {
-        assert_eq!(fs.lookup(2, name.as_bytes()).unwrap(), ino);
+    for (name, ino) in [("resize", InodeNo(7)), ("journal", InodeNo(8))] {
+        assert_eq!(fs.lookup(InodeNo::ROOT, name.as_bytes()).unwrap(), ino);
         let e = fs.stat(ino).unwrap_err();
         assert!(
             matches!(e, Error::Corrupt { .. }) && e.to_string().contains("reserved inode"),
@@ -288,7 +294,7 @@ fn names_of_reserved_inodes_are_corrupt() {
         assert!(fs.special_inode(ino).is_ok(), "{name}");
     }
     assert!(
-        fs.stat(2).is_ok() && fs.stat(11).is_ok(),
+        fs.stat(InodeNo::ROOT).is_ok() && fs.stat(InodeNo(11)).is_ok(),
         "root and lost+found"
     );
 }
@@ -312,14 +318,14 @@ fn ea_inodes_are_values_not_files() {
     // Find the EA inode: the first in-use inode flagged EA_INODE.
     let ea = (12..=fs.sb().inodes_count)
         .find(|&i| {
-            fs.special_inode(i)
+            fs.special_inode(InodeNo(i))
                 .is_ok_and(|n| n.has_flag(flags::EA_INODE))
         })
         .expect("debugfs stored the value in an EA inode");
     img.edit(&format!("link <{ea}> /value"));
     let fs = img.fs();
-    assert_eq!(fs.lookup(2, b"value").unwrap(), ea);
-    let e = fs.stat(ea).unwrap_err();
+    assert_eq!(fs.lookup(InodeNo::ROOT, b"value").unwrap(), InodeNo(ea));
+    let e = fs.stat(InodeNo(ea)).unwrap_err();
     assert!(e.to_string().contains("EA inode"), "{e}");
     assert_eq!(fs.get_xattr(small, b"user.big").unwrap().len(), 4096);
 }
