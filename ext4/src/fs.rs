@@ -24,9 +24,10 @@ use std::sync::Arc;
 use super::bytes::array;
 use super::error::{Error, Result};
 use super::group::{self, GroupDesc};
-use super::num::{GroupNo, Pblk};
+use super::num::{GroupNo, InodeNo, Lblk, Pblk};
 use super::superblock::{compat, incompat, Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use super::types::{OpenOptions, StatFs};
+use super::zone;
 use crate::io::{BlockDevice, IoChannel};
 
 /// An open filesystem. Shared by FUSE worker threads (`Send + Sync`).
@@ -81,6 +82,10 @@ impl Fs {
             notes,
         };
         fs.groups = fs.load_groups()?;
+        let mut zone = zone::SystemZone::of_groups(&fs.sb, &fs.groups)?;
+        if fs.sb.has_compat(compat::HAS_JOURNAL) && fs.sb.journal_inum.0 != 0 {
+            fs.protect_journal(&mut zone)?;
+        }
         let bad: Vec<u32> = fs
             .groups
             .iter()
@@ -93,6 +98,36 @@ impl Fs {
             ));
         }
         Ok(fs)
+    }
+
+    /// Adds the journal inode's blocks to the system zone, as the kernel
+    /// does at every mount (`ext4_protect_reserved_inode`, replay or not):
+    /// the journal must be an inode in use whose blocks overlap no group
+    /// metadata and no other of its own. The walk costs one step per
+    /// mapped run or hole, never one per block of a size field.
+    fn protect_journal(&self, zone: &mut zone::SystemZone) -> Result<()> {
+        let ino = self.sb.journal_inum;
+        let what = || format!("journal inode {ino}");
+        if ino < InodeNo::ROOT || ino.0 > self.sb.inodes_count {
+            return Err(Error::corrupt(what(), "out of range"));
+        }
+        let inode = self.special_inode(ino).map_err(|e| match e {
+            Error::NoSuchInode(_) => Error::corrupt(what(), "not in use"),
+            e => e,
+        })?;
+        let nblocks = inode.size.div_ceil(u64::from(self.sb.block_size));
+        let mut lblk = 0u64;
+        while lblk < nblocks {
+            // Below the size's block count, which fits the 32-bit space.
+            let Ok(at) = u32::try_from(lblk) else { break };
+            let m = self.map_extent(&inode, Lblk(at))?;
+            let len = m.len.max(1).min(nblocks - lblk);
+            if let Some(p) = m.pblk {
+                zone.add_inode_run(p.0, len, &what)?;
+            }
+            lblk += len;
+        }
+        Ok(())
     }
 
     /// Reads, checks and parses every group descriptor (each GDT block once).
@@ -221,28 +256,8 @@ impl Fs {
             return u64::from(sb.overhead_clusters) * sb.cluster_ratio();
         }
         let mut total = u64::from(sb.first_data_block);
-        let meta = sb.has_incompat(incompat::META_BG);
-        let dpb = sb.descs_per_block();
-        let gdb_count = u64::from(sb.group_count.div_ceil(dpb));
         for g in 0..sb.group_count {
-            let has_super = sb.group_has_super(GroupNo(g));
-            // Superblock copy, descriptor blocks and (in the classic GDT
-            // layout) the reserved GDT blocks count where a backup is.
-            let base = if !meta || g / dpb < sb.first_meta_bg {
-                if has_super {
-                    let gdb = if meta {
-                        u64::from(sb.first_meta_bg)
-                    } else {
-                        gdb_count
-                    };
-                    1 + gdb + u64::from(sb.reserved_gdt_blocks)
-                } else {
-                    0
-                }
-            } else {
-                let r = g % dpb;
-                u64::from(has_super) + u64::from(r == 0 || r == 1 || r == dpb - 1)
-            };
+            let base = zone::base_meta_blocks(sb, GroupNo(g));
             total += base + u64::from(sb.itable_blocks_per_group) + 2;
         }
         if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum.0 != 0 {

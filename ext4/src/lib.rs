@@ -36,7 +36,8 @@
 //! itself), [`extent`] and [`indirect`] (block maps), [`dirent`] (entries
 //! and leaf tails), [`htree`] (dx index) with [`hash`], [`xattr`] entries
 //! with [`acl`]; [`limits`] computes the format's size limits from the
-//! superblock as the kernel does. Below them: [`bytes`] (field readers), [`csum`] (crc32c,
+//! superblock as the kernel does, [`zone`] the system zone (where group
+//! metadata lies, checked for overlaps at mount). Below them: [`bytes`] (field readers), [`csum`] (crc32c,
 //! crc16), [`error`]; beside them: [`types`] (the API's shared types) and
 //! [`num`] (`InodeNo`, `Lblk`, `Pblk`, `GroupNo`). [`io`] is the device
 //! (channel trait, unixfd/memory/fault backends, block cache, access gate).
@@ -71,6 +72,7 @@ pub mod symlink;
 mod testblocks;
 pub mod types;
 pub mod xattr;
+pub mod zone;
 
 pub use error::{Error, Result};
 pub use fs::Fs;

@@ -95,6 +95,10 @@ const MAX_LOG_CLUSTER_SIZE: u32 = 20;
 pub const DESC_SIZE_32: u16 = 32;
 const MIN_DESC_SIZE_64BIT: u16 = 64;
 const MAX_DESC_SIZE: u16 = 1024;
+/// Largest `s_log_groups_per_flex` the kernel mounts with flex_bg (its
+/// allocator refuses 32 and up: "too many log groups per flexible block
+/// group"); without flex_bg the field is ignored.
+const MAX_LOG_GROUPS_PER_FLEX: u8 = 31;
 
 /// `s_state` bit: cleanly unmounted.
 pub const STATE_VALID: u16 = 0x1;
@@ -313,7 +317,9 @@ impl Superblock {
         {
             return Err(corrupt(format!("invalid inode size {inode_size}")));
         }
-        if first_ino < GOOD_OLD_FIRST_INO || first_ino > inodes_count {
+        // The kernel refuses only a first inode below 11; past the inode
+        // count it mounts, and every name then leads to an illegal inode.
+        if first_ino < GOOD_OLD_FIRST_INO {
             return Err(corrupt(format!("invalid first inode {first_ino}")));
         }
 
@@ -406,6 +412,15 @@ impl Superblock {
             )));
         }
 
+        let log_groups_per_flex = u8_at(raw, S_LOG_GROUPS_PER_FLEX);
+        if feature_incompat & incompat::FLEX_BG != 0
+            && log_groups_per_flex > MAX_LOG_GROUPS_PER_FLEX
+        {
+            return Err(corrupt(format!(
+                "{log_groups_per_flex} log groups per flex group (at most {MAX_LOG_GROUPS_PER_FLEX})"
+            )));
+        }
+
         let min_extra_isize = le16(raw, S_MIN_EXTRA_ISIZE);
         let want_extra_isize = le16(raw, S_WANT_EXTRA_ISIZE);
         let extra_room = inode_size - GOOD_OLD_INODE_SIZE;
@@ -478,7 +493,7 @@ impl Superblock {
             mmp_block: Pblk(
                 u64::from(le32(raw, S_MMP_BLOCK)) | (u64::from(le32(raw, S_MMP_BLOCK + 4)) << 32),
             ),
-            log_groups_per_flex: u8_at(raw, S_LOG_GROUPS_PER_FLEX),
+            log_groups_per_flex,
             overhead_clusters: le32(raw, S_OVERHEAD_CLUSTERS),
             backup_bgs: [le32(raw, S_BACKUP_BGS), le32(raw, S_BACKUP_BGS + 4)],
             csum_seed,
