@@ -30,23 +30,35 @@
 //! | xattrs (xattr.c) | [`xattr`] | `list_xattrs`, `get_xattr` |
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
+//! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
+//!
+//! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
+//! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
+//! use), [`locks`] (inode lock table, change lock), [`zones`] (system
+//! zones; also checked for overlaps at mount, as the kernel does),
+//! [`wstate`] (mount mode and write state), [`super_fields`] (the
+//! superblock's changing fields), `balloc`/`ialloc` (the allocators),
+//! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
+//! the `test-util` feature).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
 //! itself), [`extent`] and [`indirect`] (block maps), [`dirent`] (entries
 //! and leaf tails), [`htree`] (dx index) with [`hash`], [`xattr`] entries
-//! with [`acl`]; [`limits`] computes the format's size limits from the
-//! superblock as the kernel does, [`zone`] the system zone (where group
-//! metadata lies, checked for overlaps at mount). Below them: [`bytes`] (field readers), [`csum`] (crc32c,
+//! with [`acl`]. Below them: [`bytes`] (field readers), [`csum`] (crc32c,
 //! crc16), [`error`]; beside them: [`types`] (the API's shared types) and
 //! [`num`] (`InodeNo`, `Lblk`, `Pblk`, `GroupNo`). [`io`] is the device
 //! (channel trait, unixfd/memory/fault backends, block cache, access gate).
+//! [`limits`] computes the format's size limits from the superblock as the
+//! kernel does (docs/design-notes.md, "Engine": hostile-image bounds).
 //!
 //! The import graph between these modules is acyclic, except that a module
 //! adding an `impl Fs` block imports the `Fs` type
 //! (`tests/import_graph.rs` checks it).
 
 pub mod acl;
+mod alloc_state;
+mod balloc;
 pub mod bitmap;
 pub mod bytes;
 pub mod csum;
@@ -60,21 +72,32 @@ pub mod fs;
 pub mod group;
 pub mod hash;
 pub mod htree;
+mod ialloc;
 pub mod indirect;
 pub mod inline;
 pub mod inode;
 pub mod io;
 pub mod limits;
+pub mod locks;
+pub mod mount;
 pub mod num;
+pub mod ranges;
+pub mod super_fields;
 pub mod superblock;
 pub mod symlink;
 #[cfg(test)]
 mod testblocks;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testfs;
+pub mod tx;
 pub mod types;
+pub mod wstate;
 pub mod xattr;
-pub mod zone;
+pub mod zones;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Space};
 pub use fs::Fs;
 pub use num::{GroupNo, InodeNo, Lblk, Pblk};
-pub use types::{DirEntry, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO};
+pub use types::{
+    DirEntry, ErrorBehavior, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO,
+};

@@ -225,6 +225,7 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Fail
             .cache_bytes
             .and_then(|b| usize::try_from(b).ok())
             .unwrap_or(0),
+        ..OpenOptions::default()
     };
     let fs = Fs::open(Arc::new(channel), &open).map_err(|e| Failure {
         status: engine_errno(&e),
