@@ -73,4 +73,6 @@ pub mod xattr;
 pub use error::{Error, Result};
 pub use fs::Fs;
 pub use num::{GroupNo, InodeNo, Lblk, Pblk};
-pub use types::{DirEntry, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO};
+pub use types::{
+    DirEntry, ErrorsBehavior, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO,
+};

@@ -22,6 +22,26 @@ pub struct OpenOptions {
     pub norecovery: bool,
     /// Bytes the metadata cache may hold (0 = the default).
     pub cache_bytes: usize,
+    /// What to do on corruption found while changing the filesystem
+    /// (`-o errors=`); `None`: what the superblock says (`s_errors`).
+    pub errors: Option<ErrorsBehavior>,
+    /// Longest time committed changes may wait before they are written
+    /// (`-o commit=`, the journal's commit interval); `None`: the default
+    /// (the kernel's 5 seconds).
+    pub commit_interval: Option<std::time::Duration>,
+}
+
+/// What to do when corruption is found while changing the filesystem
+/// (`errors=`, or the superblock's `s_errors`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorsBehavior {
+    /// Record the error and carry on.
+    Continue,
+    /// Record the error and take no more changes (every later change is
+    /// refused as read-only).
+    RemountRo,
+    /// Record the error and stop serving (the mount dies, never the kernel).
+    Panic,
 }
 
 /// A point in time as ext4 stores it (seconds since the epoch, possibly
