@@ -45,6 +45,21 @@ const RESV_CLUSTERS_MAX: u64 = 4096;
 const NAME_MAX: u32 = 255;
 
 impl Fs {
+    /// The end-of-mount work, called once by the server when the kernel
+    /// connection has ended (unmount), before it closes the device and
+    /// exits: commit what is pending, write every dirty block home, write
+    /// the clean state (superblock, MMP), flush the device. The server logs
+    /// the outcome ("clean at unmount" or the error) and only then releases
+    /// the device, so an unmount that waits for the server (the umount
+    /// helper) returns after this has happened.
+    ///
+    /// Read-only today: nothing is dirty, so there is nothing to do. The
+    /// write engine fills this in (it must stay callable on a filesystem
+    /// that had IO errors: it reports them, it does not hide them).
+    pub fn unmount(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Opens the filesystem on `io`: superblock, group descriptors, feature checks.
     pub fn open(io: Arc<dyn IoChannel>, opts: &OpenOptions) -> Result<Fs> {
         let mut raw = vec![0u8; SUPERBLOCK_SIZE];

@@ -18,6 +18,7 @@ use fsvc_protocol::{
 use crate::conn::{Conn, ConnError};
 use crate::mount::{self, MountPlan, Mounted};
 use crate::options::SplitOptions;
+use crate::policy::UserMount;
 use crate::source;
 
 /// Most file requests served in one conversation. The protocol needs one or
@@ -43,6 +44,10 @@ pub struct Context<'a> {
     pub dir: BorrowedFd<'a>,
     /// The split options (mount attributes, superblock flags).
     pub options: &'a SplitOptions,
+    /// The source as mountinfo shows it (absolute).
+    pub shown_source: &'a str,
+    /// A non-root caller's policy (`None` for root).
+    pub user: Option<&'a UserMount>,
 }
 
 /// How a failed session ended: the message to print.
@@ -162,7 +167,7 @@ fn converse(
                         ),
                     ))
                 } else {
-                    source::open_source(&info.source, access)
+                    source::open_source(&info.source, access, ctx.user)
                 };
                 match reply {
                     Ok((fd, grant)) => {
@@ -252,7 +257,7 @@ fn do_mount(req: &MountRequest, info: &MountInfo, ctx: &Context<'_>) -> Result<M
         ));
     }
     let plan = MountPlan {
-        source: &info.source,
+        source: ctx.shown_source,
         mountpoint: &info.mountpoint,
         dir: ctx.dir,
         fs_type: info.fs_type,

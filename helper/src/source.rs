@@ -8,6 +8,11 @@
 //! every [`RETRY_INTERVAL`] until [`BUSY_DEADLINE`], because a previous
 //! server may still be releasing it. Anything else is neither opened nor
 //! touched (a char device or fifo could have side effects on open).
+//!
+//! For a non-root caller the open itself is made with the caller's
+//! filesystem ids (rule `source-access`: they must be able to open it
+//! themselves, with the access asked), and the policy's source rules judge
+//! the file that was opened, from its fd, never the path again.
 
 use std::path::Path;
 use std::thread::sleep;
@@ -20,6 +25,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, stat, FileStat, Mode, SFlag};
 
+use crate::policy::{self, UserMount};
 use crate::sys;
 
 /// How often a busy source is tried again.
@@ -56,12 +62,34 @@ enum Attempt {
     Failed(Refusal),
 }
 
-/// Opens `path` with `access` for the server, retrying while busy.
-pub fn open_source(path: &str, access: Access) -> Result<(OwnedFd, FileGrant), Refusal> {
+/// Opens `path` with `access` for the server, retrying while busy; for a
+/// non-root caller (`user`), as that caller and only what the policy allows.
+pub fn open_source(
+    path: &str,
+    access: Access,
+    user: Option<&UserMount>,
+) -> Result<(OwnedFd, FileGrant), Refusal> {
     let deadline = Instant::now() + BUSY_DEADLINE;
     loop {
-        match attempt(path, access) {
-            Attempt::Done(fd, grant) => return Ok((fd, grant)),
+        let tried = match user {
+            Some(u) => policy::as_caller(&u.caller, || attempt(path, access)),
+            None => attempt(path, access),
+        };
+        match tried {
+            Attempt::Done(fd, grant) => {
+                if let Some(u) = user {
+                    judge(path, &fd, u)?;
+                }
+                return Ok((fd, grant));
+            }
+            Attempt::Failed(r)
+                if user.is_some() && [libc::EACCES, libc::EPERM].contains(&r.errno) =>
+            {
+                return Err(Refusal {
+                    message: format!("refused by policy rule source-access: {}", r.message),
+                    ..r
+                })
+            }
             Attempt::Failed(r) => return Err(r),
             Attempt::Busy if Instant::now() >= deadline => {
                 return Err(refusal(
@@ -75,6 +103,14 @@ pub fn open_source(path: &str, access: Access) -> Result<(OwnedFd, FileGrant), R
             Attempt::Busy => sleep(RETRY_INTERVAL),
         }
     }
+}
+
+/// Applies the policy's source rules to the opened file.
+fn judge(path: &str, fd: &OwnedFd, u: &UserMount) -> Result<(), Refusal> {
+    let facts = policy::source_facts(fd.as_fd()).map_err(|m| refusal(Errno::EIO, m))?;
+    u.policy
+        .check_source(&facts)
+        .map_err(|d| refusal(Errno::EACCES, format!("cannot mount {path}: {d}")))
 }
 
 fn attempt(path: &str, access: Access) -> Attempt {
@@ -172,6 +208,7 @@ fn open_error(path: &str, access: Access, e: Errno) -> Attempt {
                 ),
             ))
         }
+
         _ => Attempt::Failed(refusal(e, format!("cannot open {path}: {}", e.desc()))),
     }
 }
@@ -196,7 +233,7 @@ mod tests {
             .and_then(|mut f| f.write_all(&[0u8; 4096]))
             .expect("img");
         let path = img.to_str().expect("utf8");
-        let (fd, grant) = open_source(path, Access::ReadWrite).expect("opens");
+        let (fd, grant) = open_source(path, Access::ReadWrite, None).expect("opens");
         assert!(!grant.read_only && !grant.block_device);
         // The exclusive lock is held: a second opener (shared) would block.
         let second = open(
@@ -222,7 +259,7 @@ mod tests {
             (missing.to_str().expect("utf8"), libc::ENOENT),
         ];
         for (path, errno) in cases {
-            let r = open_source(path, Access::ReadOnly).expect_err(path);
+            let r = open_source(path, Access::ReadOnly, None).expect_err(path);
             assert_eq!(r.errno, *errno, "{path}: {}", r.message);
             assert!(r.message.contains(path), "{}", r.message);
         }

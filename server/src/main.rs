@@ -55,7 +55,29 @@ impl Failure {
     }
 }
 
+/// `fsvc-server --help` / `--version`: the only arguments a person passes
+/// (see fsvc-server(8)); anything else is the activation's business.
+fn print_info() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(arg), None) = (args.next(), args.next()) else {
+        return None;
+    };
+    match arg.to_str()? {
+        "--version" | "-V" => println!("fsvc-server {}", env!("CARGO_PKG_VERSION")),
+        "--help" | "-h" => println!(
+            "fsvc-server: the sandboxed ext2/3/4 server of fsvc (see fsvc-server(8)).\n\
+             It is started by fsvc-mount (spawned) or by systemd socket activation\n\
+             (fsvc.socket), never by hand. Options: --help, --version."
+        ),
+        _ => return None,
+    }
+    Some(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
+    if let Some(code) = print_info() {
+        return code;
+    }
     let act = match activation::activate() {
         Ok(a) => a,
         Err(e @ ActivationError::Usage) => {
@@ -89,7 +111,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (server, label, note) = match mount(&mut svc, log_fd) {
+    let (server, fs, note) = match mount(&mut svc, log_fd) {
         Ok(mounted) => mounted,
         Err(f) => {
             log::error!("{}", f.reason);
@@ -109,33 +131,40 @@ fn main() -> ExitCode {
     // The conversation is over: close the socket rather than keep an fd
     // nothing will use again.
     drop(svc);
-    log::info!("serving {label}");
-    match server.run() {
-        Ok(()) => {
-            log::info!("{label}: unmounted");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            // Past the goodbye: nobody to tell but the log.
-            log::error!("{label}: serving ended with an error: {e}");
-            ExitCode::from(1)
-        }
+    log::info!("mounted and serving");
+    let served = server.run();
+    // The kernel connection has ended (unmount, or an abort). The engine's
+    // end-of-mount work comes first, then its verdict in the log, and only
+    // then is the device closed (the last `Fs` reference, dropped when this
+    // returns) and the process exits: an unmount that waits for this
+    // process (the umount helper) therefore returns after all of it.
+    let finished = fs.unmount();
+    match (&served, &finished) {
+        (Ok(()), Ok(())) => log::info!("unmounted: clean"),
+        (_, Err(e)) => log::error!("unmounted, but the filesystem was not closed cleanly: {e}"),
+        (Err(e), Ok(())) => log::error!("serving ended with an error: {e}"),
+    }
+    drop(fs);
+    if served.is_ok() && finished.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
 /// Everything between the handshake and the goodbye: returns the FUSE
-/// server past its kernel handshake, a label for the log ("SOURCE on
-/// DIR") and the goodbye's note for the person mounting ([`MOUNTED`], or
+/// server past its kernel handshake, the filesystem (for the unmount
+/// work) and the goodbye's note for the person mounting ([`MOUNTED`], or
 /// why the mount is read-only when they did not ask for it), or the failure
 /// to report in the goodbye.
-fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String, String), Failure> {
+fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>, String), Failure> {
     let info = svc.mount_info().clone();
+    // From here on every log line names the mount.
+    logging::set_mount_label(&format!("{} on {}", info.source, info.mountpoint));
     let opts = svc.options().clone();
     logging::set_verbose(info.verbose || opts.debug, opts.debug);
     log::info!(
-        "mounting {} on {} as {} for uid {}",
-        info.source,
-        info.mountpoint,
+        "mounting as {} for uid {}",
         info.fs_type.name(),
         info.caller.uid
     );
@@ -240,14 +269,10 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String, String
         flags: opts.flags,
         allow_other: req.allow_other,
     };
-    let server = FuseServer::new(fs, fuse_fd, &serve_opts)
+    let server = FuseServer::new(Arc::clone(&fs), fuse_fd, &serve_opts)
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot start serving the mount: {e}")))?;
     let note = mode
         .fallback_note(&info.source)
         .unwrap_or_else(|| MOUNTED.to_owned());
-    Ok((
-        server,
-        format!("{} on {}", info.source, info.mountpoint),
-        note,
-    ))
+    Ok((server, fs, note))
 }

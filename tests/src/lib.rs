@@ -20,6 +20,7 @@ pub mod mount;
 pub mod oracle;
 pub mod privilege;
 pub mod sys;
+pub mod system;
 pub mod util;
 
 pub use privilege::require_privileged;
