@@ -22,7 +22,7 @@ use fsvc_ext4::Fs;
 use fsvc_protocol::Access;
 use fsvc_server::fuse::{engine_errno, FuseServer, ServeOptions};
 use fsvc_server::logging::{self, FdLogger, Style};
-use fsvc_server::mode::{self, MountMode, ENGINE_WRITES, READ_ONLY_FALLBACK};
+use fsvc_server::mode::{self, MountMode, READ_ONLY_FALLBACK};
 use fsvc_server::sandbox::{self, SandboxConfig};
 use fsvc_server::service::activation::{self, ActivationError, Mode};
 use fsvc_server::service::{Service, DEFAULT_TIMEOUT};
@@ -203,16 +203,6 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>, Strin
     svc.files_done().map_err(proto)?;
     let mode = MountMode::decide(info.read_only, &opts, grant.read_only, denied);
     log::info!("mode: {mode}; {:?}", opts.flags);
-    if mode == MountMode::ReadWrite && !ENGINE_WRITES {
-        // Never a silent read-only mount for one that asked to write.
-        return Err(Failure::new(
-            Errno::EOPNOTSUPP,
-            format!(
-                "fsvc cannot write yet: mount {} with -o ro (read-write mounts come with the write engine)",
-                info.source
-            ),
-        ));
-    }
 
     // The IO channel is built before the sandbox because it learns the
     // device's size and logical sector size by ioctls and fcntl that the

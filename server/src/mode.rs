@@ -25,8 +25,8 @@ use fsvc_protocol::Access;
 use crate::service::FsOptions;
 
 /// Whether the engine can change a filesystem. Until the write core lands
-/// a mount that would be read-write is refused (with a message naming
-/// `-o ro`) rather than silently made read-only.
+/// a mount that would be read-write is made read-only with a warning the
+/// helper prints ([`ReadOnlyReason::EngineCannotWrite`]), never silently.
 pub const ENGINE_WRITES: bool = false;
 
 /// Why a mount is read-only.
@@ -44,6 +44,9 @@ pub enum ReadOnlyReason {
         /// What the read-write open failed with.
         errno: i32,
     },
+    /// The mount would be read-write but the engine cannot write yet
+    /// ([`ENGINE_WRITES`]).
+    EngineCannotWrite,
 }
 
 /// How the filesystem is mounted.
@@ -88,6 +91,8 @@ impl MountMode {
             MountMode::ReadOnly(DeviceReadOnly {
                 errno: denied.unwrap_or(libc::EROFS),
             })
+        } else if !ENGINE_WRITES {
+            MountMode::ReadOnly(EngineCannotWrite)
         } else {
             MountMode::ReadWrite
         }
@@ -118,12 +123,16 @@ impl MountMode {
     }
 
     /// A note for the person mounting when the mount is read-only although
-    /// they did not ask for it (a write-protected source): `None` otherwise.
+    /// they did not ask for it (a write-protected source, an engine that
+    /// cannot write yet): `None` otherwise.
     pub fn fallback_note(self, source: &str) -> Option<String> {
         match self {
             MountMode::ReadOnly(ReadOnlyReason::DeviceReadOnly { errno }) => Some(format!(
                 "{source} is write-protected ({}): mounted read-only",
                 nix::errno::Errno::from_raw(errno).desc()
+            )),
+            MountMode::ReadOnly(ReadOnlyReason::EngineCannotWrite) => Some(format!(
+                "fsvc cannot write yet: {source} mounted read-only (say -o ro to mean it)"
             )),
             _ => None,
         }
@@ -142,6 +151,9 @@ impl fmt::Display for MountMode {
                 "read-only (the source cannot be written: {})",
                 nix::errno::Errno::from_raw(*errno)
             ),
+            MountMode::ReadOnly(EngineCannotWrite) => {
+                f.write_str("read-only (the engine cannot write yet)")
+            }
         }
     }
 }
@@ -158,11 +170,17 @@ mod tests {
     #[test]
     fn decisions() {
         // (requested ro, options, granted ro, denied, mode)
+        // What a mount that may write becomes.
+        let rw = if ENGINE_WRITES {
+            MountMode::ReadWrite
+        } else {
+            MountMode::ReadOnly(EngineCannotWrite)
+        };
         let table: &[(bool, &str, bool, Option<i32>, MountMode)] = &[
-            (false, "", false, None, MountMode::ReadWrite),
+            (false, "", false, None, rw),
             (true, "", false, None, MountMode::ReadOnly(Requested)),
             (false, "ro", false, None, MountMode::ReadOnly(Requested)),
-            (false, "ro,rw", false, None, MountMode::ReadWrite),
+            (false, "ro,rw", false, None, rw),
             (
                 false,
                 "norecovery",
@@ -232,6 +250,12 @@ mod tests {
         let note = denied.fallback_note("/dev/loop0").expect("a note");
         assert!(
             note.contains("/dev/loop0") && note.contains("read-only"),
+            "{note}"
+        );
+        let engine = MountMode::ReadOnly(EngineCannotWrite);
+        let note = engine.fallback_note("/img").expect("a note");
+        assert!(
+            note.contains("cannot write") && note.contains("-o ro"),
             "{note}"
         );
         for m in [
