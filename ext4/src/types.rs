@@ -15,32 +15,33 @@ pub const ROOT_INO: InodeNo = InodeNo::ROOT;
 /// How to open a filesystem.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// Open read-only (the only mode so far).
+    /// Open read-only: nothing is ever written. Read-write otherwise (see
+    /// `Fs::open` for what refuses it).
     pub read_only: bool,
     /// Do not look at the journal (`-o norecovery`/`noload`): a journal that
     /// needs recovery is ignored instead of refusing the mount.
     pub norecovery: bool,
     /// Bytes the metadata cache may hold (0 = the default).
     pub cache_bytes: usize,
-    /// What to do on corruption found while changing the filesystem
-    /// (`-o errors=`); `None`: what the superblock says (`s_errors`).
-    pub errors: Option<ErrorsBehavior>,
+    /// What an error found while changing leads to (`errors=`); `None`:
+    /// what the superblock's `s_errors` says.
+    pub errors: Option<ErrorBehavior>,
     /// Longest time committed changes may wait before they are written
     /// (`-o commit=`, the journal's commit interval); `None`: the default
     /// (the kernel's 5 seconds).
     pub commit_interval: Option<std::time::Duration>,
 }
 
-/// What to do when corruption is found while changing the filesystem
-/// (`errors=`, or the superblock's `s_errors`).
+/// What to do when corruption or an IO error is found while changing the
+/// filesystem (`errors=`; by default what the superblock's `s_errors` says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorsBehavior {
+pub enum ErrorBehavior {
     /// Record the error and carry on.
     Continue,
-    /// Record the error and take no more changes (every later change is
-    /// refused as read-only).
+    /// Record the error and refuse every later change.
     RemountRo,
-    /// Record the error and stop serving (the mount dies, never the kernel).
+    /// Record the error and stop serving (the server exits non-zero: a
+    /// userspace server cannot panic the kernel).
     Panic,
 }
 

@@ -27,6 +27,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 
 use fsvc_helper::cli::{self, Args, Command, EXIT_MOUNT_FAILURE, EXIT_USAGE};
+use fsvc_helper::policy_file::{self, Denial};
 use fsvc_protocol::MountInfo;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -75,6 +76,9 @@ fn pin_mountpoint(dir: &str) -> Result<OwnedFd, Failure> {
 }
 
 fn run() -> Result<(), Failure> {
+    // The helper may run setuid root: the caller's umask is theirs, not a
+    // say over the modes of what root creates here (the runtime directory).
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
     let mut argv = Vec::new();
     for a in std::env::args_os() {
         argv.push(
@@ -132,8 +136,19 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
         Some(u) => policy::as_caller(&u.caller, || std::fs::metadata(&args.source)),
         None => std::fs::metadata(&args.source),
     };
-    if let Err(e) = exists {
-        return Err(failed(format!("cannot open {}: {e}", args.source)));
+    match exists {
+        Ok(_) => {}
+        // Denied to the caller: a policy refusal, said as one.
+        Err(e) if user.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(usage(
+                Denial {
+                    rule: policy_file::RULE_SOURCE_ACCESS,
+                    detail: format!("cannot open {}: {e}", args.source),
+                }
+                .to_string(),
+            ))
+        }
+        Err(e) => return Err(failed(format!("cannot open {}: {e}", args.source))),
     }
     if args.fake {
         if args.verbose {
@@ -206,13 +221,17 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
             Ok(())
         }
         Err(e) => {
-            let mut message = e.0;
+            let mut message = e.message;
             if let server::Route::Spawned(pid) = route {
                 if let Some(end) = server::reap_failed(pid) {
                     message.push_str(&format!(" [{end}]"));
                 }
             }
-            Err(failed(message))
+            Err(if e.by_policy {
+                usage(message)
+            } else {
+                failed(message)
+            })
         }
     }
 }

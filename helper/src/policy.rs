@@ -25,7 +25,7 @@ use nix::unistd::{
 };
 
 /// Default directory of the systemd-activated sockets.
-pub const DEFAULT_SOCKET_DIR: &str = "/run/fsvc";
+pub const DEFAULT_SOCKET_DIR: &str = RUN_DIR;
 /// Default per-receive timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default uid/gid of a spawned server (`nobody`/`nogroup`).
@@ -79,12 +79,26 @@ pub fn policy_path() -> &'static str {
 
 /// Reads the policy file: `Ok(None)` when there is none.
 pub fn load_policy() -> Result<Option<Policy>, String> {
+    use std::io::Read;
     let path = policy_path();
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read the policy {path}: {e}")),
     };
+    // Judged from the file opened: a policy someone else could have
+    // written decides nothing.
+    let st = fstat(&file).map_err(|e| format!("cannot stat the policy {path}: {e}"))?;
+    if !trusted(&st) {
+        return Err(format!(
+            "the policy {path} must be owned by root and writable by root only"
+        ));
+    }
+    let mut text = Vec::new();
+    let limit = u64::try_from(policy_file::MAX_POLICY_BYTES).unwrap_or(u64::MAX);
+    file.take(limit + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| format!("cannot read the policy {path}: {e}"))?;
     if text.len() > policy_file::MAX_POLICY_BYTES {
         return Err(format!("the policy {path} is too large"));
     }
@@ -105,7 +119,7 @@ pub fn check_caller(caller: &Caller) -> Result<Option<UserMount>, String> {
         Ok(Some(p)) => p,
         Ok(None) => {
             return Err(Denial {
-                rule: "no-policy",
+                rule: policy_file::RULE_NO_POLICY,
                 detail: format!(
                     "only root may mount: there is no {} allowing user mounts (you are uid {})",
                     policy_path(),
@@ -116,7 +130,7 @@ pub fn check_caller(caller: &Caller) -> Result<Option<UserMount>, String> {
         }
         Err(e) => {
             return Err(Denial {
-                rule: "policy-file",
+                rule: policy_file::RULE_POLICY_FILE,
                 detail: e,
             }
             .to_string())
@@ -195,21 +209,62 @@ pub fn source_facts(fd: BorrowedFd<'_>) -> Result<SourceFacts, String> {
     }
 }
 
+/// The runtime directory: the systemd sockets (`fsvc.socket` makes it) and
+/// the user-mount lock.
+pub const RUN_DIR: &str = "/run/fsvc";
 /// The lock that serializes user mounts, so that counting a user's mounts
 /// and adding one cannot race another helper doing the same.
-pub const USER_MOUNT_LOCK: &str = "/run/fsvc/user-mounts.lock";
+pub const USER_MOUNT_LOCK: &str = "user-mounts.lock";
 
-/// Takes [`USER_MOUNT_LOCK`] (held until the returned fd is dropped).
+/// Whether a directory or file may steer a privileged decision: owned by
+/// root and writable by nobody else. A socket or lock in a directory a user
+/// could write would let them stand in for the server (and be handed the
+/// source fd of every later mount).
+pub fn trusted(st: &nix::sys::stat::FileStat) -> bool {
+    st.st_uid == 0 && st.st_mode & (libc::S_IWGRP | libc::S_IWOTH) == 0
+}
+
+/// Opens [`RUN_DIR`], making it (root's, 0755) when missing; refuses one
+/// that is not [`trusted`]. A setuid helper creates files with the caller's
+/// gid, hence the chown.
+fn run_dir() -> Result<OwnedFd, String> {
+    let created = nix::unistd::mkdir(RUN_DIR, Mode::from_bits_truncate(0o755)).is_ok();
+    let dir = open(
+        RUN_DIR,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("cannot open {RUN_DIR}: {e}"))?;
+    if created {
+        nix::unistd::fchown(&dir, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
+            .map_err(|e| format!("cannot give {RUN_DIR} to root: {e}"))?;
+    }
+    let st = fstat(&dir).map_err(|e| format!("cannot stat {RUN_DIR}: {e}"))?;
+    if !trusted(&st) {
+        return Err(format!(
+            "refusing {RUN_DIR}: it must be root's and writable by root only (owner uid {}, mode {:o})",
+            st.st_uid,
+            st.st_mode & 0o7777
+        ));
+    }
+    Ok(dir)
+}
+
+/// Takes [`USER_MOUNT_LOCK`] in [`RUN_DIR`] (held until the returned fd is
+/// dropped).
 pub fn lock_user_mounts() -> Result<OwnedFd, String> {
-    let _ = std::fs::create_dir("/run/fsvc");
-    let fd = open(
+    let dir = run_dir()?;
+    let fd = openat(
+        &dir,
         USER_MOUNT_LOCK,
         OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
         Mode::from_bits_truncate(0o600),
     )
-    .map_err(|e| format!("cannot open {USER_MOUNT_LOCK}: {e}"))?;
+    .map_err(|e| format!("cannot open {RUN_DIR}/{USER_MOUNT_LOCK}: {e}"))?;
+    nix::unistd::fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
+        .map_err(|e| format!("cannot give {RUN_DIR}/{USER_MOUNT_LOCK} to root: {e}"))?;
     crate::sys::flock(fd.as_fd(), libc::LOCK_EX)
-        .map_err(|e| format!("cannot lock {USER_MOUNT_LOCK}: {e}"))?;
+        .map_err(|e| format!("cannot lock {RUN_DIR}/{USER_MOUNT_LOCK}: {e}"))?;
     Ok(fd)
 }
 

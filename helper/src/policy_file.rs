@@ -119,6 +119,21 @@ impl Default for Unmount {
     }
 }
 
+/// The fixed rules' names (DESIGN.md's, for every user mount).
+pub const RULE_NO_POLICY: &str = "no-policy";
+/// The policy file exists but cannot be used (unreadable, not root's, invalid).
+pub const RULE_POLICY_FILE: &str = "policy-file";
+/// The caller could not open the source themselves, with the access asked.
+pub const RULE_SOURCE_ACCESS: &str = "source-access";
+/// The mountpoint is not the caller's.
+pub const RULE_MOUNTPOINT_OWNER: &str = "mountpoint-owner";
+/// The caller may not write the mountpoint.
+pub const RULE_MOUNTPOINT_WRITABLE: &str = "mountpoint-writable";
+/// The mountpoint is in someone else's sticky directory.
+pub const RULE_STICKY_DIRECTORY: &str = "sticky-directory";
+/// Unmounting someone else's mount.
+pub const RULE_OWN_MOUNTS_ONLY: &str = "own-mounts-only";
+
 /// A refusal: the rule that refused and what a person can do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("refused by policy rule {rule}: {detail}")]
@@ -312,19 +327,19 @@ impl Policy {
 pub fn check_mountpoint(uid: u32, dir: &str, m: &MountpointFacts) -> Result<(), Denial> {
     if m.owner != uid {
         return Err(deny(
-            "mountpoint-owner",
+            RULE_MOUNTPOINT_OWNER,
             format!("{dir} is owned by uid {}, not by you (uid {uid})", m.owner),
         ));
     }
     if !m.writable_by_caller {
         return Err(deny(
-            "mountpoint-writable",
+            RULE_MOUNTPOINT_WRITABLE,
             format!("you may not write {dir}"),
         ));
     }
     if m.parent_sticky && m.parent_owner != uid {
         return Err(deny(
-            "sticky-directory",
+            RULE_STICKY_DIRECTORY,
             format!(
                 "{dir} is in a sticky directory owned by uid {} (make the mountpoint elsewhere, e.g. in your home)",
                 m.parent_owner

@@ -25,12 +25,12 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{lstat, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::policy;
-use crate::sys;
+use crate::{klog, sys};
 
 /// How long a failed spawned server gets to exit on its own before SIGKILL.
 const REAP_GRACE: Duration = Duration::from_secs(2);
@@ -59,7 +59,18 @@ pub struct Reached {
 /// when there is nothing there (or a stale socket), so the caller spawns.
 pub fn connect_socket(socket_dir: &Path, fs_type: FsType) -> Result<Option<Reached>, String> {
     let path = socket_dir.join(fs_type.name());
-    if std::fs::symlink_metadata(&path).is_err() {
+    let (Ok(dir_st), Ok(sock_st)) = (lstat(socket_dir), lstat(&path)) else {
+        return Ok(None);
+    };
+    let is_socket = SFlag::from_bits_truncate(sock_st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK;
+    // What fsvc.socket makes: root's socket in a directory only root may
+    // write. Anything else could be someone posing as the server, who would
+    // be handed the source: spawn instead.
+    if !policy::trusted(&dir_st) || !is_socket || sock_st.st_uid != 0 {
+        klog::warn(&format!(
+            "ignoring the server socket {}: it and its directory must be root's and writable by root only",
+            path.display()
+        ));
         return Ok(None);
     }
     let addr =

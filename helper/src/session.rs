@@ -52,8 +52,23 @@ pub struct Context<'a> {
 
 /// How a failed session ended: the message to print.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SessionError(pub String);
+#[error("{message}")]
+pub struct SessionError {
+    /// One line for the person.
+    pub message: String,
+    /// A policy rule of the helper's refused the source (exit 1, not 32):
+    /// the message is then the helper's own denial, not the server's words.
+    pub by_policy: bool,
+}
+
+impl SessionError {
+    fn new(message: impl Into<String>) -> SessionError {
+        SessionError {
+            message: message.into(),
+            by_policy: false,
+        }
+    }
+}
 
 /// What the server said with a successful goodbye when it had nothing to
 /// tell the person mounting.
@@ -76,21 +91,24 @@ pub fn run(
         }
         (Err(e), None) => Err(e),
         (Err(e), Some(m)) => match m.detach() {
-            Ok(()) => Err(SessionError(format!("{} (the mount was undone)", e.0))),
-            Err(d) => Err(SessionError(format!(
-                "{}; and {d}: run umount -l {}",
-                e.0, info.mountpoint
-            ))),
+            Ok(()) => Err(SessionError {
+                message: format!("{} (the mount was undone)", e.message),
+                ..e
+            }),
+            Err(d) => Err(SessionError {
+                message: format!("{}; and {d}: run umount -l {}", e.message, info.mountpoint),
+                ..e
+            }),
         },
     }
 }
 
 fn conn_err(e: ConnError) -> SessionError {
-    SessionError(e.to_string())
+    SessionError::new(e.to_string())
 }
 
 fn protocol(what: String) -> SessionError {
-    SessionError(format!(
+    SessionError::new(format!(
         "protocol error: {what}; nothing was mounted by this exchange"
     ))
 }
@@ -130,7 +148,7 @@ fn converse(
                 "the server chose protocol version {version}, outside {PROTOCOL_VERSION_MIN}..={PROTOCOL_VERSION_MAX}"
             )))
         }
-        ServerMsg::Goodbye { status, reason } => return Err(goodbye_error(status, &reason, None)),
+        ServerMsg::Goodbye { status, reason } => return Err(goodbye_error(status, &reason, None, None)),
         other => return Err(protocol(format!("expected Hello, got {}", kind(&other)))),
     }
     conn.send(&HelperMsg::MountInfo(info.clone()), &[])
@@ -138,10 +156,13 @@ fn converse(
 
     let mut phase = Phase::Files;
     let mut last_refusal: Option<String> = None;
+    // The policy denial of the latest file request, if it was one: when the
+    // server then gives up, that denial is the reason.
+    let mut policy_denial: Option<String> = None;
     let mut file_requests = 0usize;
     loop {
         let msg = conn.recv().map_err(|e| match (&e, mounted.is_some()) {
-            (ConnError::Closed, true) => SessionError("the server exited after mounting, without saying it serves (see the kernel log / FSVC_LOG)".into()),
+            (ConnError::Closed, true) => SessionError::new("the server exited after mounting, without saying it serves (see the kernel log / FSVC_LOG)"),
             _ => conn_err(e),
         })?;
         match msg {
@@ -156,7 +177,8 @@ fn converse(
                     Err(refuse(
                         libc::EPERM,
                         "file requests are over (the server said FilesDone)".into(),
-                    ))
+                    )
+                    .into())
                 } else if path != info.source {
                     Err(refuse(
                         libc::EACCES,
@@ -165,11 +187,16 @@ fn converse(
                             printable(&path),
                             info.source
                         ),
-                    ))
+                    )
+                    .into())
                 } else {
                     source::open_source(&info.source, access, ctx.user)
                 };
-                match reply {
+                policy_denial = match &reply {
+                    Err(r) if r.by_policy => Some(r.refusal.message.clone()),
+                    _ => None,
+                };
+                match reply.map_err(|r| r.refusal) {
                     Ok((fd, grant)) => {
                         conn.send(&HelperMsg::FileReply(Ok(grant)), &[fd.as_fd()])
                             .map_err(conn_err)?;
@@ -212,7 +239,12 @@ fn converse(
                 ))
             }
             ServerMsg::Goodbye { status, reason } => {
-                return Err(goodbye_error(status, &reason, last_refusal.as_deref()))
+                return Err(goodbye_error(
+                    status,
+                    &reason,
+                    last_refusal.as_deref(),
+                    policy_denial,
+                ))
             }
             other => {
                 return Err(protocol(format!(
@@ -229,14 +261,25 @@ fn converse(
     }
 }
 
-fn goodbye_error(status: i32, reason: &str, last_refusal: Option<&str>) -> SessionError {
+fn goodbye_error(
+    status: i32,
+    reason: &str,
+    last_refusal: Option<&str>,
+    policy_denial: Option<String>,
+) -> SessionError {
+    if let Some(message) = policy_denial {
+        return SessionError {
+            message,
+            by_policy: true,
+        };
+    }
     let reason = printable(reason.trim());
     let text = match (reason.is_empty(), last_refusal) {
         (false, _) => reason,
         (true, Some(r)) => r.to_string(),
         (true, None) => format!("the server failed with status {status} and gave no reason"),
     };
-    SessionError(text)
+    SessionError::new(text)
 }
 
 fn kind(msg: &ServerMsg) -> &'static str {

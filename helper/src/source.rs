@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use fsvc_helper::policy_file::{self, Denial};
 use fsvc_protocol::{Access, FileGrant, Refusal};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -62,13 +63,33 @@ enum Attempt {
     Failed(Refusal),
 }
 
+/// Why the source was not opened: the refusal sent to the server, and
+/// whether a policy rule made it (the helper then reports that rule
+/// itself, with exit 1, rather than whatever the server says).
+#[derive(Debug)]
+pub struct SourceRefusal {
+    /// What the server is told.
+    pub refusal: Refusal,
+    /// A policy rule refused (a non-root caller's mount).
+    pub by_policy: bool,
+}
+
+impl From<Refusal> for SourceRefusal {
+    fn from(refusal: Refusal) -> SourceRefusal {
+        SourceRefusal {
+            refusal,
+            by_policy: false,
+        }
+    }
+}
+
 /// Opens `path` with `access` for the server, retrying while busy; for a
 /// non-root caller (`user`), as that caller and only what the policy allows.
 pub fn open_source(
     path: &str,
     access: Access,
     user: Option<&UserMount>,
-) -> Result<(OwnedFd, FileGrant), Refusal> {
+) -> Result<(OwnedFd, FileGrant), SourceRefusal> {
     let deadline = Instant::now() + BUSY_DEADLINE;
     loop {
         let tried = match user {
@@ -78,19 +99,26 @@ pub fn open_source(
         match tried {
             Attempt::Done(fd, grant) => {
                 if let Some(u) = user {
-                    judge(path, &fd, u)?;
+                    judge(&fd, u)?;
                 }
                 return Ok((fd, grant));
             }
             Attempt::Failed(r)
                 if user.is_some() && [libc::EACCES, libc::EPERM].contains(&r.errno) =>
             {
-                return Err(Refusal {
-                    message: format!("refused by policy rule source-access: {}", r.message),
-                    ..r
+                return Err(SourceRefusal {
+                    refusal: Refusal {
+                        message: Denial {
+                            rule: policy_file::RULE_SOURCE_ACCESS,
+                            detail: r.message,
+                        }
+                        .to_string(),
+                        ..r
+                    },
+                    by_policy: true,
                 })
             }
-            Attempt::Failed(r) => return Err(r),
+            Attempt::Failed(r) => return Err(r.into()),
             Attempt::Busy if Instant::now() >= deadline => {
                 return Err(refusal(
                     Errno::EBUSY,
@@ -98,7 +126,8 @@ pub fn open_source(
                         "{path} is in use (mounted elsewhere?); still busy after {} s",
                         BUSY_DEADLINE.as_secs()
                     ),
-                ))
+                )
+                .into())
             }
             Attempt::Busy => sleep(RETRY_INTERVAL),
         }
@@ -106,11 +135,12 @@ pub fn open_source(
 }
 
 /// Applies the policy's source rules to the opened file.
-fn judge(path: &str, fd: &OwnedFd, u: &UserMount) -> Result<(), Refusal> {
+fn judge(fd: &OwnedFd, u: &UserMount) -> Result<(), SourceRefusal> {
     let facts = policy::source_facts(fd.as_fd()).map_err(|m| refusal(Errno::EIO, m))?;
-    u.policy
-        .check_source(&facts)
-        .map_err(|d| refusal(Errno::EACCES, format!("cannot mount {path}: {d}")))
+    u.policy.check_source(&facts).map_err(|d| SourceRefusal {
+        refusal: refusal(Errno::EACCES, d.to_string()),
+        by_policy: true,
+    })
 }
 
 fn attempt(path: &str, access: Access) -> Attempt {
@@ -259,7 +289,9 @@ mod tests {
             (missing.to_str().expect("utf8"), libc::ENOENT),
         ];
         for (path, errno) in cases {
-            let r = open_source(path, Access::ReadOnly, None).expect_err(path);
+            let r = open_source(path, Access::ReadOnly, None)
+                .expect_err(path)
+                .refusal;
             assert_eq!(r.errno, *errno, "{path}: {}", r.message);
             assert!(r.message.contains(path), "{}", r.message);
         }

@@ -13,8 +13,13 @@
 //! 1. pin DIR (`O_PATH`, looked up as the caller) and find its mountinfo
 //!    entry by mount id; it must be an fsvc mount (`fuse.fsvc.*`), and a
 //!    non-root caller's own (`user_id=` is theirs: rule `own-mounts-only`);
-//! 2. find the servers: `fsvc-server` processes holding the mount's source
-//!    open, each taken as a pidfd *before* the unmount (no pid reuse);
+//! 2. find the servers: `fsvc-server` processes holding a `/dev/fuse` fd of
+//!    the mount's FUSE connection (fdinfo's `fuse_connection:` is the
+//!    mount's device number), each taken as a pidfd *before* the unmount
+//!    (no pid reuse). Not by the source path, which names whatever the
+//!    user makes it name by now; kernels before 6.12 do not show the
+//!    connection, and there the source path is the fallback, but such a
+//!    guess is never killed on a user's behalf;
 //! 3. `umount2` through the pinned fd (`MNT_DETACH` for `-l`, `MNT_FORCE`
 //!    for `-f`);
 //! 4. wait for every pidfd, bounded by `[unmount] timeout_secs` of the
@@ -30,11 +35,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fsvc_helper::cli::{UnmountArgs, EXIT_MOUNT_FAILURE, EXIT_USAGE};
+use fsvc_helper::policy_file::{Denial, RULE_OWN_MOUNTS_ONLY};
 use fsvc_protocol::Caller;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{umount2, MntFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::stat::{stat, FileStat, Mode, SFlag};
+use nix::sys::stat::{major, minor, stat, FileStat, Mode, SFlag};
 
 use crate::policy::{self, Knobs};
 use crate::{klog, sys, Failure};
@@ -49,6 +55,9 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 pub struct MountEntry {
     /// Mount id.
     pub id: u64,
+    /// The superblock's device number (`major:minor`); for FUSE, the
+    /// connection's.
+    pub dev: (u32, u32),
     /// Where it is mounted.
     pub mountpoint: String,
     /// Filesystem type (`fuse.fsvc.ext4`).
@@ -105,8 +114,10 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let (left, right) = line.split_once(" - ")?;
             let l: Vec<&str> = left.split(' ').collect();
             let r: Vec<&str> = right.split(' ').collect();
+            let (major, minor) = l.get(2)?.split_once(':')?;
             Some(MountEntry {
                 id: l.first()?.parse().ok()?,
+                dev: (major.parse().ok()?, minor.parse().ok()?),
                 mountpoint: unescape(l.get(4)?),
                 fstype: unescape(r.first()?),
                 source: unescape(r.get(1)?),
@@ -142,11 +153,19 @@ fn pin_parent(dir: &str, caller: &Caller) -> Result<(OwnedFd, String), Failure> 
 }
 
 /// The mount id and canonical path of what is mounted at `parent/name`
-/// (the name not followed), through a short-lived `O_PATH` fd.
-fn mount_at(parent: &OwnedFd, name: &str, dir: &str) -> Result<(u64, String), Failure> {
+/// (the name not followed, looked up as the caller), through a
+/// short-lived `O_PATH` fd.
+fn mount_at(
+    parent: &OwnedFd,
+    name: &str,
+    dir: &str,
+    caller: &Caller,
+) -> Result<(u64, String), Failure> {
     let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-    let fd = nix::fcntl::openat(parent, name, flags, Mode::empty())
-        .map_err(|e| usage(format!("cannot open {dir}: {}", e.desc())))?;
+    let fd = policy::as_caller(caller, || {
+        nix::fcntl::openat(parent, name, flags, Mode::empty())
+    })
+    .map_err(|e| usage(format!("cannot open {dir}: {}", e.desc())))?;
     let id = mount_id(&fd).map_err(failed)?;
     let here = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map(|p| p.to_string_lossy().into_owned())
@@ -188,12 +207,43 @@ fn same_file(fd_st: &FileStat, src: &FileStat) -> bool {
     }
 }
 
+/// A device number as the kernel encodes it inside (`MKDEV`: 12-bit major
+/// above a 20-bit minor), which is how fdinfo prints `fuse_connection:`.
+fn kernel_dev((major, minor): (u32, u32)) -> u64 {
+    (u64::from(major) << 20) | u64::from(minor)
+}
+
+/// The `fuse_connection:` of an fdinfo text, when the kernel shows one
+/// (a `/dev/fuse` fd; Linux 6.12 and later).
+fn fuse_connection(fdinfo: &str) -> Option<u64> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("fuse_connection:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A process serving the mount, and how that was established.
+#[derive(Debug)]
+struct Server {
+    pid: i32,
+    pidfd: OwnedFd,
+    /// It holds this mount's FUSE connection (exact). Otherwise it only
+    /// holds a file that the mount's source path names now: an old
+    /// kernel's best guess, which a user can steer by changing what the
+    /// path names, so it is waited for but never killed on a user's behalf.
+    by_connection: bool,
+}
+
 /// Every `fsvc-server` (by `comm`, which the process title does not
-/// change) holding `source` open, as pidfds taken now.
-fn servers_holding(source: &str) -> Vec<(i32, OwnedFd)> {
-    let Ok(src) = stat(source) else {
-        return Vec::new();
-    };
+/// change) serving `entry`: holding a `/dev/fuse` fd of the mount's FUSE
+/// connection or, on kernels whose fdinfo does not name the connection,
+/// holding the file the source names. Each is a pidfd taken *before* its
+/// fds are inspected, and kept only if the process is still alive after,
+/// so the inspected process is the pidfd's (its pid cannot be reused while
+/// it has not been reaped).
+fn servers_of(entry: &MountEntry) -> Vec<Server> {
+    let conn = kernel_dev(entry.dev);
+    let src = stat(entry.source.as_str()).ok();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -206,24 +256,54 @@ fn servers_holding(source: &str) -> Vec<(i32, OwnedFd)> {
         if comm.trim_end() != "fsvc-server" {
             continue;
         }
+        let Ok(pidfd) = sys::pidfd_open(pid) else {
+            continue;
+        };
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
-        let holds = fds
-            .flatten()
-            .any(|fd| stat(&fd.path()).is_ok_and(|st| same_file(&st, &src)));
-        if holds {
-            if let Ok(pidfd) = sys::pidfd_open(pid) {
-                found.push((pid, pidfd));
+        let (mut by_connection, mut old_kernel, mut holds_source) = (false, false, false);
+        for fd in fds.flatten() {
+            let Ok(st) = stat(&fd.path()) else { continue };
+            let is_fuse = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR
+                && (major(st.st_rdev), minor(st.st_rdev)) == FUSE_DEV;
+            if is_fuse {
+                let info = std::fs::read_to_string(format!(
+                    "/proc/{pid}/fdinfo/{}",
+                    fd.file_name().to_string_lossy()
+                ))
+                .unwrap_or_default();
+                match fuse_connection(&info) {
+                    Some(c) => by_connection |= c == conn,
+                    None => old_kernel = true,
+                }
+            } else if let Some(src) = &src {
+                holds_source |= same_file(&st, src);
             }
+        }
+        if (by_connection || (old_kernel && holds_source)) && !exited(&pidfd) {
+            found.push(Server {
+                pid,
+                pidfd,
+                by_connection,
+            });
         }
     }
     found
 }
 
+/// `/dev/fuse`'s device number (misc major 10, minor 229).
+const FUSE_DEV: (u64, u64) = (10, 229);
+
+/// Whether the process of a pidfd has exited (the pidfd is readable).
+fn exited(pidfd: &OwnedFd) -> bool {
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::ZERO).is_ok_and(|n| n > 0)
+}
+
 /// Waits until every pidfd is readable (its process exited) or `deadline`;
 /// returns the pids still running.
-fn wait_exit(servers: &[(i32, OwnedFd)], deadline: Instant) -> Vec<i32> {
+fn wait_exit(servers: &[Server], deadline: Instant) -> Vec<i32> {
     let mut pending: Vec<usize> = (0..servers.len()).collect();
     while !pending.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -233,7 +313,7 @@ fn wait_exit(servers: &[(i32, OwnedFd)], deadline: Instant) -> Vec<i32> {
         let mut fds: Vec<PollFd<'_>> = pending
             .iter()
             .filter_map(|&i| servers.get(i))
-            .map(|(_, fd)| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+            .map(|srv| PollFd::new(srv.pidfd.as_fd(), PollFlags::POLLIN))
             .collect();
         let ms = u16::try_from(left.as_millis().min(10_000)).unwrap_or(10_000);
         if poll(&mut fds, PollTimeout::from(ms)).is_err() {
@@ -251,7 +331,7 @@ fn wait_exit(servers: &[(i32, OwnedFd)], deadline: Instant) -> Vec<i32> {
     }
     pending
         .into_iter()
-        .filter_map(|i| servers.get(i).map(|(p, _)| *p))
+        .filter_map(|i| servers.get(i).map(|srv| srv.pid))
         .collect()
 }
 
@@ -273,7 +353,7 @@ fn unmount_timeout(caller: &Caller, knobs: &Knobs) -> Duration {
 pub fn run(u: &UnmountArgs, caller: &Caller, knobs: &Knobs) -> Result<(), Failure> {
     let dir = &u.mountpoint;
     let (parent, name) = pin_parent(dir, caller)?;
-    let (id, here) = mount_at(&parent, &name, dir)?;
+    let (id, here) = mount_at(&parent, &name, dir, caller)?;
     let entry = read_mountinfo()
         .map_err(failed)?
         .into_iter()
@@ -288,17 +368,23 @@ pub fn run(u: &UnmountArgs, caller: &Caller, knobs: &Knobs) -> Result<(), Failur
     }
     if !policy::is_root(caller) && entry.user_id() != Some(caller.uid) {
         return Err(usage(format!(
-            "refused by policy rule own-mounts-only: {dir} was mounted by uid {}, not by you (uid {})",
-            entry
-                .user_id()
-                .map_or_else(|| "?".to_string(), |u| u.to_string()),
-            caller.uid
+            "{}",
+            Denial {
+                rule: RULE_OWN_MOUNTS_ONLY,
+                detail: format!(
+                    "{dir} was mounted by uid {}, not by you (uid {})",
+                    entry
+                        .user_id()
+                        .map_or_else(|| "?".to_string(), |u| u.to_string()),
+                    caller.uid
+                ),
+            }
         )));
     }
     let what = format!("{} on {}", entry.source, entry.mountpoint);
     // Found before the unmount: afterwards the server may be gone and its
     // pid reused. The pidfds refer to these processes whatever happens.
-    let servers = servers_holding(&entry.source);
+    let servers = servers_of(&entry);
 
     let mut mflags = MntFlags::empty();
     if u.lazy {
@@ -349,9 +435,10 @@ pub fn run(u: &UnmountArgs, caller: &Caller, knobs: &Knobs) -> Result<(), Failur
         }
         return Ok(());
     }
-    for (pid, fd) in &servers {
-        if still.contains(pid) {
-            let _ = sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+    for srv in &servers {
+        // Only a process known to serve this very mount, unless root asks.
+        if still.contains(&srv.pid) && (srv.by_connection || policy::is_root(caller)) {
+            let _ = sys::pidfd_send_signal(srv.pidfd.as_fd(), libc::SIGKILL);
         }
     }
     let survivors = wait_exit(&servers, Instant::now() + KILL_GRACE);
@@ -384,6 +471,8 @@ garbage line
         let m = parse_mountinfo(text);
         assert_eq!(m.len(), 3);
         assert_eq!(m[1].id, 95);
+        assert_eq!(m[1].dev, (0, 52));
+        assert_eq!(m[0].dev, (8, 1));
         assert_eq!(m[1].mountpoint, "/tmp/my mnt");
         assert_eq!(m[1].source, "/home/u/a b.img");
         assert!(m[1].is_fsvc() && !m[2].is_fsvc() && !m[0].is_fsvc());
@@ -391,5 +480,22 @@ garbage line
         assert_eq!(m[2].user_id(), Some(0));
         assert_eq!(m[0].user_id(), None);
         assert_eq!(unescape("a\\134b\\0"), "a\\b\\0");
+    }
+
+    #[test]
+    fn fuse_connections() {
+        // fdinfo of a /dev/fuse fd as Linux 6.18 prints it, and an older one.
+        let new = "pos:\t0\nflags:\t02100002\nmnt_id:\t24\nino:\t89\nfuse_connection:\t41\n";
+        let old = "pos:\t0\nflags:\t02100002\nmnt_id:\t24\nino:\t89\n";
+        assert_eq!(fuse_connection(new), Some(41));
+        assert_eq!(fuse_connection(old), None);
+        let cases = [
+            ((0, 41), 41),
+            ((0, 1_048_575), 1_048_575),
+            ((8, 1), (8 << 20) | 1),
+        ];
+        for (dev, want) in cases {
+            assert_eq!(kernel_dev(dev), want, "{dev:?}");
+        }
     }
 }

@@ -233,7 +233,7 @@ mod tests {
         let o = opts("errors=remount-ro,commit=30,cache_size=8M,norecovery");
         let open = MountMode::ReadOnly(NoRecovery).open_options(&o);
         assert!(open.read_only && open.norecovery);
-        assert_eq!(open.errors, Some(fsvc_ext4::ErrorsBehavior::RemountRo));
+        assert_eq!(open.errors, Some(fsvc_ext4::ErrorBehavior::RemountRo));
         assert_eq!(
             open.commit_interval,
             Some(std::time::Duration::from_secs(30))

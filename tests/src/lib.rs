@@ -21,6 +21,7 @@ pub mod oracle;
 pub mod privilege;
 pub mod sys;
 pub mod system;
+pub mod users;
 pub mod util;
 
 pub use privilege::require_privileged;

@@ -35,7 +35,7 @@ fn umount(dir: &Path, lazy: bool) -> bool {
 }
 
 /// Unmounts every mount at `dir` (stacked ones too), lazily when busy.
-fn unmount_all(dir: &Path) {
+pub fn unmount_all(dir: &Path) {
     for _ in 0..8 {
         if mounts_at(dir).map(|m| m.is_empty()).unwrap_or(true) {
             return;

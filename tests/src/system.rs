@@ -20,18 +20,51 @@ pub const UMOUNT_HELPER: &str = "/sbin/umount.fuse.fsvc";
 /// Serializes the tests of one binary that install system-wide things.
 static SYSTEM: Mutex<()> = Mutex::new(());
 
+/// The file whose `flock` serializes such tests across processes (two
+/// test binaries, or two checkouts on one machine, must not swap
+/// `/sbin/umount.fuse.fsvc` or `/etc/fsvc/policy.toml` under each other).
+pub const SYSTEM_LOCK_FILE: &str = "/run/fsvc-tests.lock";
+
+/// Exclusive use of the machine-wide things tests change (the umount
+/// helper link, the policy file, test users' mounts, /etc/fstab): held
+/// in this process (a mutex) and across processes (a `flock`).
+#[derive(Debug)]
+pub struct SystemLock {
+    _flock: nix::fcntl::Flock<std::fs::File>,
+    _mutex: MutexGuard<'static, ()>,
+}
+
+impl SystemLock {
+    /// Waits for the lock (blocking: the holder is a test that ends).
+    pub fn take() -> Result<SystemLock> {
+        let mutex = SYSTEM.lock().unwrap_or_else(|p| p.into_inner());
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(SYSTEM_LOCK_FILE)
+            .with_context(|| format!("open {SYSTEM_LOCK_FILE}"))?;
+        let flock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("flock {SYSTEM_LOCK_FILE}: {e}"))?;
+        Ok(SystemLock {
+            _flock: flock,
+            _mutex: mutex,
+        })
+    }
+}
+
 /// Holds the system lock and the umount helper link while alive.
 #[derive(Debug)]
 pub struct UmountHelper {
     created: bool,
-    _lock: MutexGuard<'static, ()>,
+    _lock: SystemLock,
 }
 
 impl UmountHelper {
     /// Makes `/sbin/umount.fuse.fsvc` point at the built `fsvc-mount` unless
     /// one is there already.
     pub fn install() -> Result<UmountHelper> {
-        let lock = SYSTEM.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = SystemLock::take()?;
         let path = Path::new(UMOUNT_HELPER);
         let created = if path.symlink_metadata().is_ok() {
             false

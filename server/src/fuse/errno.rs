@@ -54,6 +54,10 @@ pub(crate) fn errno_of(e: &Error) -> Errno {
         // "invalid argument" (mount(8): "wrong fs type, bad superblock").
         Error::NeedsRecovery => Errno::EROFS,
         Error::NotExt(_) => Errno::EINVAL,
+        Error::ReadOnly | Error::RwRefused(_) => Errno::EROFS,
+        Error::NoSpace(_) => Errno::ENOSPC,
+        Error::FileTooBig => Errno::EFBIG,
+        Error::Stopped | Error::Internal(_) => Errno::EIO,
         // The engine's error enum is non_exhaustive: anything new is an I/O
         // error until someone decides better.
         #[allow(unreachable_patterns)]

@@ -42,7 +42,7 @@ use fsvc_protocol::MountInfo;
 
 /// `errors=`: the engine's own type, so the option reaches its open
 /// options unchanged.
-pub use fsvc_ext4::ErrorsBehavior;
+pub use fsvc_ext4::ErrorBehavior;
 
 /// Largest `commit=` accepted, in seconds: the kernel's limit (`INT_MAX / HZ`
 /// at HZ=1000).
@@ -90,7 +90,7 @@ pub struct FsOptions {
     /// `norecovery`/`noload`: leave the journal alone (implies read-only).
     pub norecovery: bool,
     /// `errors=`; `None` means the superblock's default.
-    pub errors: Option<ErrorsBehavior>,
+    pub errors: Option<ErrorBehavior>,
     /// POSIX ACLs on (`acl`, the default) or off (`noacl`).
     pub acl: bool,
     /// `commit=N` seconds; `None` or `Some(0)` means the default.
@@ -250,9 +250,9 @@ impl FsOptions {
                 "errors" => {
                     let v = required(name, value)?;
                     o.errors = Some(match v {
-                        "continue" => ErrorsBehavior::Continue,
-                        "remount-ro" => ErrorsBehavior::RemountRo,
-                        "panic" => ErrorsBehavior::Panic,
+                        "continue" => ErrorBehavior::Continue,
+                        "remount-ro" => ErrorBehavior::RemountRo,
+                        "panic" => ErrorBehavior::Panic,
                         _ => return Err(bad(name, v, "continue, remount-ro or panic")),
                     });
                 }
@@ -378,12 +378,12 @@ mod tests {
             ("norecovery", |o| o.norecovery),
             ("noload", |o| o.norecovery),
             ("errors=continue", |o| {
-                o.errors == Some(ErrorsBehavior::Continue)
+                o.errors == Some(ErrorBehavior::Continue)
             }),
             ("errors=remount-ro", |o| {
-                o.errors == Some(ErrorsBehavior::RemountRo)
+                o.errors == Some(ErrorBehavior::RemountRo)
             }),
-            ("errors=panic", |o| o.errors == Some(ErrorsBehavior::Panic)),
+            ("errors=panic", |o| o.errors == Some(ErrorBehavior::Panic)),
             ("noacl", |o| !o.acl),
             ("noacl,acl", |o| o.acl),
             ("user_xattr,default_permissions", |o| {
