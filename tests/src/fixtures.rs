@@ -392,6 +392,10 @@ pub struct Mkfs {
     pub inodes: Option<u64>,
     /// Image size in MiB.
     pub size_mib: u64,
+    /// Volume label (`-L`).
+    pub label: Option<String>,
+    /// Filesystem UUID (`-U`).
+    pub uuid: Option<String>,
 }
 
 impl Mkfs {
@@ -405,7 +409,19 @@ impl Mkfs {
             features: Vec::new(),
             inodes: None,
             size_mib: 64,
+            label: None,
+            uuid: None,
         }
+    }
+    /// Sets the volume label.
+    pub fn label(mut self, l: &str) -> Mkfs {
+        self.label = Some(l.to_string());
+        self
+    }
+    /// Sets the filesystem UUID.
+    pub fn uuid(mut self, u: &str) -> Mkfs {
+        self.uuid = Some(u.to_string());
+        self
     }
     /// Sets the block size.
     pub fn block_size(mut self, b: u32) -> Mkfs {
@@ -460,6 +476,12 @@ impl Mkfs {
         }
         if !self.features.is_empty() {
             c.arg("-O").arg(self.features.join(","));
+        }
+        if let Some(l) = &self.label {
+            c.arg("-L").arg(l);
+        }
+        if let Some(u) = &self.uuid {
+            c.arg("-U").arg(u);
         }
         if let Some(t) = tree {
             c.arg("-d").arg(t);
