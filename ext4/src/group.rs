@@ -330,34 +330,6 @@ pub fn gdt_location(sb: &Superblock, group: GroupNo) -> Result<(Pblk, usize)> {
     Ok((blk, offset))
 }
 
-/// How many blocks at the start of group `g` hold its superblock copy (0
-/// or 1) and its descriptor blocks (the classic GDT with the reserved GDT
-/// blocks where a backup is, or a meta group's own descriptor block), as
-/// the kernel's `ext4_num_base_meta_blocks` counts them: `(super, gdt)`.
-/// They are contiguous from the group's first block (group 0: from the
-/// superblock's block).
-pub fn base_meta_blocks(sb: &Superblock, g: GroupNo) -> (u64, u64) {
-    let has_super = sb.group_has_super(g);
-    let dpb = sb.descs_per_block().max(1);
-    let meta = sb.has_incompat(super::superblock::incompat::META_BG);
-    let gdt = if !meta || g.0 / dpb < sb.first_meta_bg {
-        if has_super {
-            let classic = if meta {
-                u64::from(sb.first_meta_bg)
-            } else {
-                u64::from(sb.group_count.div_ceil(dpb))
-            };
-            classic + u64::from(sb.reserved_gdt_blocks)
-        } else {
-            0
-        }
-    } else {
-        let r = g.0 % dpb;
-        u64::from(r == 0 || r == 1 || r == dpb - 1)
-    };
-    (u64::from(has_super), gdt)
-}
-
 /// Whether descriptors of this size carry the high halves of the bitmap checksums.
 pub fn bitmap_csum_full(sb: &Superblock) -> (bool, bool) {
     let ds = usize::from(sb.desc_size);
