@@ -15,7 +15,7 @@ use crate::error::{Error, Space};
 use crate::group::{BG_BLOCK_UNINIT, BG_INODE_UNINIT};
 use crate::inode::{S_IFDIR, S_IFREG};
 use crate::num::{GroupNo, InodeNo, Pblk};
-use crate::testfs::{Image, GEOMETRIES};
+use crate::testfs::{alloc_cases, Image, GEOMETRIES};
 use crate::tx::{AllocKind, Creds, Tx};
 use crate::Fs;
 
@@ -427,16 +427,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Cases of the random test (`FSVC_ALLOC_CASES`, default 24).
-fn cases() -> u32 {
-    std::env::var("FSVC_ALLOC_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: alloc_cases(), ..ProptestConfig::default() })]
 
     /// Random allocations and frees, committed or aborted, against a model
     /// of the blocks owned: every run is sound and disjoint from what is

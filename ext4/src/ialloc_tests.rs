@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use crate::error::{Error, Space};
 use crate::inode::{S_IFDIR, S_IFREG};
 use crate::num::{GroupNo, InodeNo};
-use crate::testfs::Image;
+use crate::testfs::{alloc_cases, Image};
 use crate::tx::{Creds, Tx};
 
 /// One step of a random inode allocation sequence.
@@ -40,14 +40,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Commit),
         1 => Just(Op::Abort),
     ]
-}
-
-/// Cases of the random test (`FSVC_ALLOC_CASES`, default 24).
-fn cases() -> u32 {
-    std::env::var("FSVC_ALLOC_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
 }
 
 /// The images the random test starts from (made once each): few inodes
@@ -86,7 +78,7 @@ fn dirs_in(tx: &Tx<'_>) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: alloc_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn random_inode_alloc_and_free_agree_with_a_model(
