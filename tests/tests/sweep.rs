@@ -57,6 +57,16 @@ const LIMITS: WalkLimits = WalkLimits {
 /// at 4 KiB, so e2fsck -D indexes it).
 const BIG_DIR: usize = 400;
 
+/// Writes a line of the sweep's report to stderr directly, past the test
+/// harness's capture (which takes only `eprintln!`), so that the trial
+/// count and the classification show in every run's output, CI's too.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Small deterministic generator for the trials.
 struct Rng(u64);
 impl Rng {
@@ -333,7 +343,7 @@ fn damaged_images_never_hang_or_kill_the_server() {
             .iter()
             .map(|(c, v)| format!("{c:?} {}", v.len()))
             .collect();
-        eprintln!("sweep: {} metadata blocks: {}", k.name, cats.join(", "));
+        say!("sweep: {} metadata blocks: {}", k.name, cats.join(", "));
         assert!(
             k.meta.contains_key(&MetaKind::Tree) && k.meta.contains_key(&MetaKind::InodeTable),
             "{}: no metadata found",
@@ -368,7 +378,7 @@ fn damaged_images_never_hang_or_kill_the_server() {
                     .map(|(o, b)| format!("{o}={b:#04x}"))
                     .collect::<Vec<_>>()
             );
-            eprintln!("sweep: FAILED {what}");
+            say!("sweep: FAILED {what}");
             failures.push(Failure { what, kept });
         }
         // Undo the damage for the next trial.
@@ -382,7 +392,7 @@ fn damaged_images_never_hang_or_kill_the_server() {
 
     // The classification, per kind and in total.
     let mut totals: BTreeMap<String, usize> = BTreeMap::new();
-    eprintln!(
+    say!(
         "sweep: {trials} trials over {} image kinds (seed {seed:#x}), {:?} to build, {:?} in all",
         kinds.len(),
         built,
@@ -403,7 +413,7 @@ fn damaged_images_never_hang_or_kill_the_server() {
                 format!("{label} {n}")
             })
             .collect();
-        eprintln!(
+        say!(
             "sweep:   {}: damaged {}; {}",
             k.name,
             cats.join(", "),
@@ -411,7 +421,7 @@ fn damaged_images_never_hang_or_kill_the_server() {
         );
     }
     let line: Vec<String> = totals.iter().map(|(l, n)| format!("{l} {n}")).collect();
-    eprintln!(
+    say!(
         "sweep: total: {}; files read head+tail only (size past {} MiB): {}; hangs or server deaths: {}",
         line.join(", "),
         READ_CAP >> 20,
