@@ -22,8 +22,8 @@
 //! image is kept under `/tmp/fsvc-sweep-failures` with its damage printed.
 
 use fsvc_tests::damage::{
-    block_size, bounded, bounded_record, metadata_blocks, patch, tolerant_walk_with, MetaKind,
-    Walk, WalkLimits, SB_OFFSET,
+    block_size, bounded, bounded_record, header_value, metadata_blocks, patch, tolerant_walk_with,
+    MetaKind, Walk, WalkLimits, SB_OFFSET,
 };
 use fsvc_tests::fixtures::{build_varied_tree, pseudo_random, FsKind, Mkfs, TreeOptions};
 use fsvc_tests::mount::{alive, run_helper_limited, servers_of, FsvcMount, FsvcOptions};
@@ -124,20 +124,6 @@ fn sweep_tree(root: &Path, block: u64) {
     }
 }
 
-/// Blocks per group (dumpe2fs -h).
-fn blocks_per_group(image: &Path) -> u64 {
-    let out = Command::new("dumpe2fs")
-        .arg("-h")
-        .arg(image)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Blocks per group:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("blocks per group")
-}
-
 fn build_kind(name: &'static str, mkfs: Mkfs, scratch: &TempDir) -> Kind {
     let block = u64::from(mkfs.block_size.unwrap_or(4096));
     let tree = scratch.join(format!("{name}-tree"));
@@ -149,7 +135,7 @@ fn build_kind(name: &'static str, mkfs: Mkfs, scratch: &TempDir) -> Kind {
     let _ = Command::new("e2fsck").arg("-fyD").arg(&image).output();
     fsvc_tests::fixtures::fsck_clean(&image).unwrap();
     let mut meta = metadata_blocks(&image, scratch.path()).unwrap();
-    let bpg = blocks_per_group(&image);
+    let bpg = header_value(&image, "Blocks per group:");
     for k in [MetaKind::Superblock, MetaKind::GroupDescriptors] {
         if let Some(v) = meta.get_mut(&k) {
             v.retain(|&b| b < bpg);
