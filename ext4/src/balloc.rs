@@ -79,7 +79,10 @@ impl Tx<'_> {
             for i in 0..n {
                 let g = GroupNo((g0.0 + i) % n);
                 let need = if pass == 0 { want } else { 1 };
-                if !self.may_allocate_in(g, |gd| gd.free_blocks >= need)? {
+                // The goal's group is searched whatever it has left: the
+                // run at the goal continues the file, however short.
+                let enough = if i == 0 { 1 } else { need };
+                if !self.may_allocate_in(g, |gd| gd.free_blocks >= enough)? {
                     continue;
                 }
                 let from = if i == 0 { off0 } else { 0 };

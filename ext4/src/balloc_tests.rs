@@ -15,7 +15,7 @@ use crate::error::{Error, Space};
 use crate::group::{BG_BLOCK_UNINIT, BG_INODE_UNINIT};
 use crate::inode::{S_IFDIR, S_IFREG};
 use crate::num::{GroupNo, InodeNo, Pblk};
-use crate::testfs::{Image, GEOMETRIES};
+use crate::testfs::{alloc_cases, Image, GEOMETRIES};
 use crate::tx::{AllocKind, Creds, Tx};
 use crate::Fs;
 
@@ -303,6 +303,54 @@ fn a_freed_block_waits_for_its_commit_and_its_cached_copy_goes() {
 }
 
 #[test]
+fn a_short_run_at_the_goal_is_taken_when_its_group_is_nearly_full() {
+    let Some(img) = Image::mkfs(&["-b", "1024", "-O", "^flex_bg"], "16M") else {
+        return;
+    };
+    let fs = img.open_rw();
+    let sb = fs.sb();
+    let (first, bpg) = (sb.group_first_block(GroupNo(1)), sb.blocks_per_group);
+    let in_group_1 = |b: Pblk| b >= first && b.0 < first.0 + u64::from(bpg);
+    // Fill group 1.
+    let mut tx = fs.begin(Creds::ROOT).unwrap();
+    let mut runs = Vec::new();
+    loop {
+        let (s, n) = tx.alloc_blocks(first, bpg, OWNER, AllocKind::Data).unwrap();
+        if !in_group_1(s) {
+            tx.free_blocks(s, u64::from(n), AllocKind::Data).unwrap();
+            break;
+        }
+        runs.push((s, n));
+    }
+    assert_eq!(tx.group(GroupNo(1)).unwrap().free_blocks, 0);
+    // Three blocks free in the middle of it, the rest of the group full.
+    let hole = first.saturating_add(u64::from(bpg / 2));
+    assert!(runs
+        .iter()
+        .any(|&(s, n)| s <= hole && hole.0 + 3 <= s.0 + u64::from(n)));
+    tx.free_blocks(hole, 3, AllocKind::Data).unwrap();
+    tx.commit().unwrap();
+    // A file growing from the hole gets the hole, not a longer run
+    // elsewhere.
+    let mut tx = fs.begin(Creds::ROOT).unwrap();
+    assert_eq!(
+        tx.alloc_blocks(hole, 8, OWNER, AllocKind::Data).unwrap(),
+        (hole, 3)
+    );
+    tx.abort();
+    // Free the rest: clean.
+    let mut tx = fs.begin(Creds::ROOT).unwrap();
+    for b in blocks_of(&runs) {
+        if !(hole.0..hole.0 + 3).contains(&b) {
+            tx.free_blocks(Pblk(b), 1, AllocKind::Data).unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    fs.unmount().unwrap();
+    img.fsck_clean();
+}
+
+#[test]
 fn directories_spread_and_files_stay_near_their_parent() {
     let Some(img) = Image::mkfs(&["-b", "1024", "-O", "^flex_bg"], "64M") else {
         return;
@@ -427,16 +475,8 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Cases of the random test (`FSVC_ALLOC_CASES`, default 24).
-fn cases() -> u32 {
-    std::env::var("FSVC_ALLOC_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(24)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: alloc_cases(), ..ProptestConfig::default() })]
 
     /// Random allocations and frees, committed or aborted, against a model
     /// of the blocks owned: every run is sound and disjoint from what is

@@ -296,3 +296,7 @@ impl Tx<'_> {
         Ok(Some(ino))
     }
 }
+
+#[cfg(test)]
+#[path = "ialloc_tests.rs"]
+mod tests;

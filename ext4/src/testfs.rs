@@ -256,3 +256,12 @@ pub const GEOMETRIES: &[(&str, &[&str], &str)] = &[
         "16M",
     ),
 ];
+
+/// Cases of the allocators' randomized tests: `FSVC_ALLOC_CASES`, default
+/// 24 (a few seconds each; raise it for a long run).
+pub fn alloc_cases() -> u32 {
+    std::env::var("FSVC_ALLOC_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}
