@@ -70,12 +70,13 @@ impl SessionError {
     }
 }
 
-/// Runs the conversation; `Ok(())` means mounted and served.
-pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<(), SessionError> {
+/// Runs the conversation; `Ok` means mounted and served, with the new
+/// mount's id when it could be read.
+pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<Option<u64>, SessionError> {
     let mut mounted: Option<Mounted> = None;
     let result = converse(conn, info, ctx, &mut mounted);
     match (result, mounted) {
-        (Ok(()), _) => Ok(()),
+        (Ok(()), m) => Ok(m.and_then(|m| m.mount_id())),
         (Err(e), None) => Err(e),
         (Err(e), Some(m)) => match m.detach() {
             Ok(()) => Err(SessionError {
