@@ -203,7 +203,11 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     // Closing our end tells a failed server to stop.
     drop(conn);
     match result {
-        Ok(id) => {
+        Ok(served) => {
+            // mount(8)'s words for a write-protected source, say.
+            if let Some(note) = served.note {
+                eprintln!("fsvc-mount: warning: {note}");
+            }
             let login = user.as_ref().and_then(|u| {
                 nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u.caller.uid))
                     .ok()
@@ -211,7 +215,7 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
                     .map(|p| p.name)
             });
             let kept = utab::kept_options(&args.options, login.as_deref());
-            record_in_utab(id, &shown_source, &shown_dir, &kept);
+            record_in_utab(served.mount_id, &shown_source, &shown_dir, &kept);
             if args.verbose {
                 let how = match &route {
                     server::Route::Socket(p) => format!("via {p}"),

@@ -70,13 +70,32 @@ impl SessionError {
     }
 }
 
-/// Runs the conversation; `Ok` means mounted and served, with the new
-/// mount's id when it could be read.
-pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<Option<u64>, SessionError> {
+/// What the server said with a successful goodbye when it had nothing to
+/// tell the person mounting.
+const NOTHING_TO_TELL: &str = "mounted";
+
+/// A mount made and served.
+#[derive(Debug)]
+pub struct Served {
+    /// The note the server wants the person mounting to see (why the mount
+    /// is read-only when they did not ask for it), made printable.
+    pub note: Option<String>,
+    /// The new mount's id, when it could be read.
+    pub mount_id: Option<u64>,
+}
+
+/// Runs the conversation; `Ok` means mounted and served.
+pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<Served, SessionError> {
     let mut mounted: Option<Mounted> = None;
     let result = converse(conn, info, ctx, &mut mounted);
     match (result, mounted) {
-        (Ok(()), m) => Ok(m.and_then(|m| m.mount_id())),
+        (Ok(note), m) => {
+            let note = printable(note.trim());
+            Ok(Served {
+                note: (!note.is_empty() && note != NOTHING_TO_TELL).then_some(note),
+                mount_id: m.and_then(|m| m.mount_id()),
+            })
+        }
         (Err(e), None) => Err(e),
         (Err(e), Some(m)) => match m.detach() {
             Ok(()) => Err(SessionError {
@@ -120,7 +139,7 @@ fn converse(
     info: &MountInfo,
     ctx: &Context<'_>,
     mounted: &mut Option<Mounted>,
-) -> Result<(), SessionError> {
+) -> Result<String, SessionError> {
     conn.send(
         &HelperMsg::Hello {
             min_version: PROTOCOL_VERSION_MIN,
@@ -220,7 +239,7 @@ fn converse(
                     }
                 }
             }
-            ServerMsg::Goodbye { status: 0, .. } if mounted.is_some() => return Ok(()),
+            ServerMsg::Goodbye { status: 0, reason } if mounted.is_some() => return Ok(reason),
             ServerMsg::Goodbye { status: 0, .. } => {
                 return Err(protocol(
                     "the server reported success without a mount".into(),

@@ -15,8 +15,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use fsvc_protocol::{
-    recv_server_msg, send_helper_msg, send_packet, Caller, FileGrant, FsType, HelperMsg, MountInfo,
-    Refusal, ServerMsg, WireError,
+    recv_server_msg, send_helper_msg, send_packet, Access, Caller, FileGrant, FsType, HelperMsg,
+    MountInfo, Refusal, ServerMsg, WireError,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -283,23 +283,27 @@ fn a_refused_source_is_reported_with_the_helpers_errno() {
         &HelperMsg::MountInfo(info("/dev/plumbing-nothing", "")),
         &[],
     );
-    // Wait for the file request before answering, as the helper does.
-    let mut sent = vec![];
-    for _ in 0..2 {
-        sent.push(recv_server_msg(r.helper.as_fd(), LONG).expect("server message"));
+    // Wait for each file request before answering, as the helper does.
+    // Read-write first (a journal may need replaying); refused with
+    // EACCES, the server asks again read-only, and that refusal is final.
+    let mut sent = vec![recv_server_msg(r.helper.as_fd(), LONG).expect("server hello")];
+    for want in [Access::ReadWrite, Access::ReadOnly] {
+        let m = recv_server_msg(r.helper.as_fd(), LONG).expect("server message");
+        assert!(
+            matches!(&m, ServerMsg::FileRequest { path, access }
+                if path == "/dev/plumbing-nothing" && *access == want),
+            "wanted a {want:?} request: {m:?} after {sent:?}"
+        );
+        sent.push(m);
+        send(
+            &r,
+            &HelperMsg::FileReply(Err(Refusal {
+                errno: Errno::EACCES as i32,
+                message: "permission denied".to_owned(),
+            })),
+            &[],
+        );
     }
-    assert!(
-        matches!(&sent[1], ServerMsg::FileRequest { path, .. } if path == "/dev/plumbing-nothing"),
-        "{sent:?}"
-    );
-    send(
-        &r,
-        &HelperMsg::FileReply(Err(Refusal {
-            errno: Errno::EACCES as i32,
-            message: "permission denied".to_owned(),
-        })),
-        &[],
-    );
     let (rest, status, _log) = finish(r);
     assert_eq!(status.code(), Some(1));
     let (st, reason) = goodbye(&rest);
