@@ -19,7 +19,8 @@
 //! `extent`, `indirect`, `csum` are the core; `dir`, `htree`, `hash`,
 //! `inline`, `xattr`, `acl`, `symlink` build the namespace on top; `io` is
 //! the device below (channel trait, unixfd/memory/fault backends, block
-//! cache, access gate).
+//! cache, access gate); `journal` is jbd2 (on-disk layouts, recovery at
+//! mount, run before `Fs::open`), `orphan` finds the orphans left behind.
 
 pub mod acl;
 pub mod bytes;
@@ -36,6 +37,8 @@ pub mod indirect;
 pub mod inline;
 pub mod inode;
 pub mod io;
+pub mod journal;
+pub mod orphan;
 pub mod superblock;
 pub mod symlink;
 #[cfg(test)]

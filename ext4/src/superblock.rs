@@ -35,20 +35,24 @@ const S_BLOCKS_PER_GROUP: usize = 0x20;
 const S_CLUSTERS_PER_GROUP: usize = 0x24;
 const S_INODES_PER_GROUP: usize = 0x28;
 const S_MAGIC: usize = 0x38;
-const S_STATE: usize = 0x3A;
+/// Offset of `s_state` ([`STATE_VALID`], [`STATE_ERROR`], ...).
+pub const S_STATE: usize = 0x3A;
 const S_ERRORS: usize = 0x3C;
 const S_CREATOR_OS: usize = 0x48;
 const S_REV_LEVEL: usize = 0x4C;
 const S_FIRST_INO: usize = 0x54;
 const S_INODE_SIZE: usize = 0x58;
 const S_FEATURE_COMPAT: usize = 0x5C;
-const S_FEATURE_INCOMPAT: usize = 0x60;
+/// Offset of `s_feature_incompat`.
+pub const S_FEATURE_INCOMPAT: usize = 0x60;
 const S_FEATURE_RO_COMPAT: usize = 0x64;
 const S_UUID: usize = 0x68;
 const S_VOLUME_NAME: usize = 0x78;
 const S_RESERVED_GDT_BLOCKS: usize = 0xCE;
 const S_JOURNAL_UUID: usize = 0xD0;
 const S_JOURNAL_INUM: usize = 0xE0;
+/// Offset of `s_journal_dev` (device number of an external journal).
+pub const S_JOURNAL_DEV: usize = 0xE4;
 const S_LAST_ORPHAN: usize = 0xE8;
 const S_HASH_SEED: usize = 0xEC;
 const S_DEF_HASH_VERSION: usize = 0xFC;
@@ -71,6 +75,10 @@ const S_ENCODING: usize = 0x27C;
 const S_ORPHAN_FILE_INUM: usize = 0x280;
 /// Offset of `s_checksum`, the last field; the checksum covers everything before it.
 pub const S_CHECKSUM: usize = 0x3FC;
+/// The error-tracking fields, `s_error_count` up to `s_mount_opts`
+/// (`EXT4_S_ERR_START`, `EXT4_S_ERR_LEN`): first and last error times,
+/// places and codes.
+pub const ERROR_INFO: std::ops::Range<usize> = 0x194..0x200;
 
 /// `s_checksum_type` value for crc32c, the only one defined.
 pub const CHECKSUM_TYPE_CRC32C: u8 = 1;
@@ -210,6 +218,14 @@ pub struct Superblock {
     pub inodes_per_block: u32,
     /// Inode-table blocks per group.
     pub itable_blocks_per_group: u32,
+}
+
+/// Stores the metadata_csum checksum of raw superblock bytes in them.
+pub fn set_checksum(raw: &mut [u8]) {
+    let c = crc32c(!0, raw.get(..S_CHECKSUM).unwrap_or(&[]));
+    if let Some(d) = raw.get_mut(S_CHECKSUM..S_CHECKSUM + 4) {
+        d.copy_from_slice(&c.to_le_bytes());
+    }
 }
 
 fn corrupt(detail: impl Into<String>) -> Error {

@@ -1,0 +1,317 @@
+//! Recovery of an ext3/ext4 filesystem at mount, as the kernel's ext4 does
+//! it (`ext4_load_journal`, `jbd2_journal_recover`,
+//! `ext4_mark_recovery_complete`): the entry point [`recover`].
+//!
+//! It is a step of its own, run on the IO channel before [`Fs::open`]
+//! (which never writes, and refuses a filesystem that still needs
+//! recovery unless told `norecovery`): nothing is cached yet, so nothing
+//! stale can survive the replay, and a caller that forgets the step gets a
+//! refusal, never a filesystem read from under its journal.
+//!
+//! Order of the writes (each step durable before the next): the replayed
+//! blocks, flush; the journal superblock marked empty (`s_start` 0, the
+//! sequence past the last replayed transaction), flush; the filesystem
+//! superblock re-read and re-verified (the journal may have replayed it:
+//! ext4 journals its superblock), its error fields restored to what they
+//! were before the replay (as `ext4_load_journal` keeps them), the error
+//! state set if the journal recorded an abort, `needs_recovery` cleared,
+//! its checksum set, flush. A crash between any two steps leaves a
+//! filesystem that recovers again correctly.
+//!
+//! Not done here: the orphan list (see [`crate::orphan`]): freeing orphans
+//! needs the write engine, so they are left for it (or e2fsck) and only
+//! reported.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::handle::Journal;
+use super::map::{JournalMap, Run};
+use super::replay::{Replay, Targets};
+use super::superblock::JournalSuperblock;
+use crate::error::{Error, Result};
+use crate::inode::flags as iflags;
+use crate::io::IoChannel;
+use crate::superblock::{
+    compat, incompat, set_checksum, Superblock, ERROR_INFO, STATE_ERROR, SUPERBLOCK_OFFSET,
+    SUPERBLOCK_SIZE, S_FEATURE_INCOMPAT, S_JOURNAL_DEV, S_STATE,
+};
+use crate::{FileKind, Fs, OpenOptions};
+
+/// Metadata cache of the short-lived handle that finds the journal.
+const PROBE_CACHE_BYTES: usize = 1 << 20;
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// The filesystem did not need recovery; nothing was written.
+    NotNeeded,
+    /// The journal was replayed (or found empty) and `needs_recovery` cleared.
+    Recovered(RecoveryReport),
+}
+
+/// What a recovery did, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The journal inode.
+    pub journal_inode: u32,
+    /// The replay (`None` when the log was already empty: `s_start` 0).
+    pub replay: Option<Replay>,
+    /// A journal abort error (`s_errno`, negative errno) found and moved to
+    /// the filesystem's error state.
+    pub journal_errno: i32,
+}
+
+impl fmt::Display for RecoveryReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.replay {
+            None => write!(
+                f,
+                "journal (inode {}) was already empty",
+                self.journal_inode
+            )?,
+            Some(r) => {
+                write!(
+                    f,
+                    "journal replayed: transactions {}..{} ({}), {} log blocks{}, {} blocks \
+                     written, {} revoke records, {} revoked blocks skipped",
+                    r.first_tid,
+                    r.end_tid,
+                    r.transactions(),
+                    r.log_blocks,
+                    if r.wrapped { " (wrapped)" } else { "" },
+                    r.blocks_written,
+                    r.revoke_records,
+                    r.revoked_skipped
+                )?;
+                if r.partial_commits > 0 {
+                    write!(f, ", {} torn commit blocks accepted", r.partial_commits)?;
+                }
+            }
+        }
+        if self.journal_errno != 0 {
+            write!(
+                f,
+                "; the journal recorded error {}: the filesystem is marked as having errors",
+                self.journal_errno
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Replays the journal of the filesystem on `io` if its superblock says it
+/// needs recovery. A read-only channel with a journal to recover is
+/// [`Error::NeedsRecovery`] (the kernel's rule: recovery needs write access;
+/// `norecovery` is the way to mount such a device).
+pub fn recover(io: &Arc<dyn IoChannel>) -> Result<Recovery> {
+    let before = read_superblock(io)?;
+    let sb = Superblock::parse(&before, io.size())?;
+    if !sb.has_incompat(incompat::RECOVER) {
+        return Ok(Recovery::NotNeeded);
+    }
+    if io.is_read_only() {
+        return Err(Error::NeedsRecovery);
+    }
+    let mut journal = open_internal(io, &sb)?;
+    let journal_inode = sb.journal_inum;
+    let journal_errno = journal.superblock().errno;
+
+    let replay = if journal.needs_recovery() {
+        let device = io.size();
+        let offset = SUPERBLOCK_OFFSET % u64::from(sb.block_size);
+        let count_of = move |block: &[u8]| -> Option<u64> {
+            let raw = block.get(offset as usize..offset as usize + SUPERBLOCK_SIZE)?;
+            Superblock::parse(raw, device).ok().map(|s| s.blocks_count)
+        };
+        let targets = Targets {
+            first: u64::from(sb.first_data_block),
+            limit: sb.blocks_count,
+            superblock: Some((sb.superblock_block(), &count_of)),
+        };
+        Some(journal.replay(&targets)?)
+    } else {
+        None
+    };
+
+    if let Some(r) = &replay {
+        journal.mark_empty(r.end_tid.wrapping_add(1))?;
+        io.flush()?;
+    } else if journal_errno != 0 {
+        // `ext4_clear_journal_err`: the error moves to the filesystem.
+        let mut jsb = journal.superblock().clone();
+        jsb.errno = 0;
+        journal.write_superblock(jsb)?;
+        io.flush()?;
+    }
+
+    let mut after = read_superblock(io)?;
+    Superblock::parse(&after, io.size()).map_err(|e| {
+        Error::corrupt(
+            "superblock after journal replay",
+            format!("{e}; the journal was replayed: run e2fsck"),
+        )
+    })?;
+    restore_error_info(&before, &mut after);
+    let mut state = le16(&after, S_STATE) | (le16(&before, S_STATE) & STATE_ERROR);
+    if journal_errno != 0 {
+        state |= STATE_ERROR;
+    }
+    put16(&mut after, S_STATE, state);
+    let features = le32(&after, S_FEATURE_INCOMPAT) & !incompat::RECOVER;
+    put32(&mut after, S_FEATURE_INCOMPAT, features);
+    if Superblock::parse(&after, io.size())?.metadata_csum() {
+        set_checksum(&mut after);
+    }
+    io.write_at(SUPERBLOCK_OFFSET, &after)?;
+    io.flush()?;
+    Ok(Recovery::Recovered(RecoveryReport {
+        journal_inode,
+        replay,
+        journal_errno,
+    }))
+}
+
+/// Opens the internal journal of the filesystem whose superblock is `sb`
+/// (read and verified on `io`): checks that there is one, in an inode,
+/// maps the inode's blocks through a short-lived read-only handle and
+/// validates the journal superblock.
+pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal> {
+    if !sb.has_compat(compat::HAS_JOURNAL) {
+        return Err(Error::corrupt(
+            "superblock",
+            "needs_recovery is set but the filesystem has no journal: run e2fsck",
+        ));
+    }
+    let journal_dev = crate::bytes::le32(&sb.raw, S_JOURNAL_DEV);
+    let external = journal_dev != 0 || sb.journal_uuid != [0; 16];
+    if sb.journal_inum == 0 {
+        if external {
+            return Err(Error::Unsupported(format!(
+                "external journal (device {:#x}, uuid {}): fsvc replays internal journals \
+                 only; mount with -o norecovery, or recover with the kernel or e2fsck",
+                journal_dev,
+                uuid_string(&sb.journal_uuid)
+            )));
+        }
+        return Err(Error::corrupt(
+            "superblock",
+            "has_journal without a journal inode",
+        ));
+    }
+    if journal_dev != 0 {
+        return Err(Error::corrupt(
+            "superblock",
+            "both a journal inode and a journal device",
+        ));
+    }
+    let probe = Fs::open(
+        io.clone(),
+        &OpenOptions {
+            read_only: true,
+            norecovery: true,
+            cache_bytes: PROBE_CACHE_BYTES,
+        },
+    )?;
+    let ino = sb.journal_inum;
+    let what = format!("journal inode {ino}");
+    let inode = probe.inode(ino)?;
+    if inode.links == 0 {
+        return Err(Error::corrupt(what, "deleted (no links)"));
+    }
+    if inode.kind() != FileKind::File || inode.has_flag(iflags::ENCRYPT) {
+        return Err(Error::corrupt(what, "not a plain regular file"));
+    }
+    let bs = u64::from(sb.block_size);
+    let total = inode.size / bs;
+    // The superblock says how much to map; it lives in journal block 0.
+    let first = probe.map_block(&inode, 0)?.ok_or_else(|| {
+        Error::corrupt(what.clone(), "block 0 (the journal superblock) is a hole")
+    })?;
+    let offset = first
+        .checked_mul(bs)
+        .ok_or_else(|| Error::corrupt(what.clone(), "block 0 maps past 2^64 bytes"))?;
+    let mut raw = vec![0u8; sb.block_size as usize];
+    io.read_at(offset, &mut raw)?;
+    let jsb = JournalSuperblock::decode(&raw)
+        .ok_or_else(|| Error::corrupt("journal superblock", "block shorter than 1024 bytes"))?;
+    jsb.validate(&raw, sb.block_size, total)?;
+    let maxlen = jsb.maxlen;
+    let mut runs = Vec::new();
+    let mut j = 0u32;
+    // Each mapping covers at least one block: at most `maxlen` steps.
+    while j < maxlen {
+        let m = probe.map_extent(&inode, u64::from(j))?;
+        let p = m
+            .pblk
+            .ok_or_else(|| Error::corrupt(what.clone(), format!("block {j} is a hole")))?;
+        let len = u32::try_from(m.len.min(u64::from(maxlen - j))).unwrap_or(maxlen - j);
+        runs.push(Run {
+            jblock: j,
+            pblock: p,
+            len,
+        });
+        j += len.max(1);
+    }
+    drop(probe);
+    let map = JournalMap::from_runs(runs)?;
+    if map.contains(sb.superblock_block()) {
+        return Err(Error::corrupt(
+            what,
+            "maps over the filesystem's superblock",
+        ));
+    }
+    Journal::open(io.clone(), map, sb.block_size, total)
+}
+
+fn read_superblock(io: &Arc<dyn IoChannel>) -> Result<Vec<u8>> {
+    if io.size() < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
+        return Err(Error::NotExt(format!(
+            "device of {} bytes is too small to hold a superblock",
+            io.size()
+        )));
+    }
+    let mut raw = vec![0u8; SUPERBLOCK_SIZE];
+    io.read_at(SUPERBLOCK_OFFSET, &mut raw)?;
+    Ok(raw)
+}
+
+/// The kernel keeps the superblock's error fields (first/last error time,
+/// function, line, inode, block, count, errcode) across the replay: a
+/// replayed older superblock must not erase errors recorded since.
+fn restore_error_info(before: &[u8], after: &mut [u8]) {
+    if let (Some(src), Some(dst)) = (before.get(ERROR_INFO), after.get_mut(ERROR_INFO)) {
+        dst.copy_from_slice(src);
+    }
+}
+
+fn le16(b: &[u8], off: usize) -> u16 {
+    crate::bytes::le16(b, off)
+}
+
+fn le32(b: &[u8], off: usize) -> u32 {
+    crate::bytes::le32(b, off)
+}
+
+fn put16(b: &mut [u8], off: usize, v: u16) {
+    if let Some(d) = b.get_mut(off..off + 2) {
+        d.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn put32(b: &mut [u8], off: usize, v: u32) {
+    if let Some(d) = b.get_mut(off..off + 4) {
+        d.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn uuid_string(u: &[u8; 16]) -> String {
+    let mut s = String::with_capacity(36);
+    for (i, b) in u.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
