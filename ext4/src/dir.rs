@@ -1,15 +1,6 @@
-//! Directories: the dirent format (linear blocks, htree leaves, inline
-//! regions), `Fs::lookup` and `Fs::read_dir`.
-//!
-//! A directory block is a chain of variable-length entries
-//! `{inode u32, rec_len u16, name_len u8, file_type u8, name}` (without the
-//! `filetype` feature `name_len` is a 16-bit field and there is no type byte).
-//! Every entry is validated before use: `rec_len` at least 12, a multiple of
-//! 4, large enough for the name, and inside the region; the name 1..=255 bytes
-//! without `/` or NUL; the inode number within the filesystem. Entries with
-//! inode 0 are unused space. With `metadata_csum` each leaf block ends with a
-//! 12-byte fake entry (the tail) holding the crc32c of the rest of the block,
-//! seeded from the directory inode's number and generation.
+//! Directories as the kernel's namei.c serves them: `Fs::lookup` and
+//! `Fs::read_dir` over linear, hashed (htree) and inline directories. The
+//! entry format itself is in `dirent`, the index in `htree`.
 //!
 //! read_dir cookies: for block directories the cookie is the byte position
 //! of the next entry (`block index × block size + offset in block`); 0 is
@@ -21,268 +12,37 @@
 //! hash-based cookies, as the kernel uses for indexed directories. Inline
 //! directories use cookies 1 (after "."), 2 (after ".."), then the byte
 //! position in the inline address space (see `inline.rs`), which is ≥ 4.
+//!
+//! Invariants: every walk over directory blocks is bounded by the
+//! directory's size, and a run of more than [`MAX_HOLE_RUN`] holes is
+//! corruption; every block is checksum-verified (leaf tail or dx tail)
+//! before its entries are used.
 
 use std::sync::Arc;
 
-use super::bytes::{get_le16, get_le32};
-use super::csum::crc32c;
+use super::dirent::{
+    kind_from_ft, parse_region, verify_leaf, DirentFormat, Dirents, RawDirent, NAME_MAX,
+};
 use super::error::{Error, Result};
-use super::fs::{DirEntry, FileKind, Fs};
+use super::fs::Fs;
+use super::htree;
 use super::inode::{flags as iflags, Inode};
-use super::{htree, inline};
-
-/// Size of the fixed part of a dirent (inode, rec_len, name_len, type).
-pub const DIRENT_HEADER: usize = 8;
-/// Smallest valid `rec_len` (header plus a 1-byte name, rounded to 4).
-pub const DIRENT_MIN_REC_LEN: usize = 12;
-/// Longest name.
-pub const NAME_MAX: usize = 255;
-/// Size of the metadata_csum leaf tail (a fake dirent).
-pub const DIRENT_TAIL_SIZE: usize = 12;
-/// The tail's `file_type` byte.
-pub const DIRENT_TAIL_FT: u8 = 0xde;
-/// Largest block size; a `rec_len` field cannot hold it directly.
-const MAX_BLOCK_SIZE: usize = 65536;
-
-/// `file_type` byte values (with the `filetype` feature).
-pub mod ft {
-    /// Unknown: ask the inode.
-    pub const UNKNOWN: u8 = 0;
-    /// Regular file.
-    pub const REG: u8 = 1;
-    /// Directory.
-    pub const DIR: u8 = 2;
-    /// Character device.
-    pub const CHRDEV: u8 = 3;
-    /// Block device.
-    pub const BLKDEV: u8 = 4;
-    /// FIFO.
-    pub const FIFO: u8 = 5;
-    /// Socket.
-    pub const SOCK: u8 = 6;
-    /// Symbolic link.
-    pub const SYMLINK: u8 = 7;
-}
-
-/// The kind a `file_type` byte names, `None` for unknown values.
-pub fn kind_from_ft(t: u8) -> Option<FileKind> {
-    Some(match t {
-        ft::REG => FileKind::File,
-        ft::DIR => FileKind::Dir,
-        ft::CHRDEV => FileKind::CharDev,
-        ft::BLKDEV => FileKind::BlockDev,
-        ft::FIFO => FileKind::Fifo,
-        ft::SOCK => FileKind::Socket,
-        ft::SYMLINK => FileKind::Symlink,
-        _ => return None,
-    })
-}
-
-/// Decodes an on-disk `rec_len` for a region of a block of `block_size`
-/// bytes: 64 KiB blocks store 65536 as 0 or 65535 and borrow the two low
-/// bits for bits 16..17.
-pub fn rec_len_from_disk(raw: u16, block_size: usize) -> usize {
-    if block_size < MAX_BLOCK_SIZE {
-        return usize::from(raw);
-    }
-    if raw == 0 || raw == u16::MAX {
-        return MAX_BLOCK_SIZE;
-    }
-    usize::from(raw & 0xfffc) | (usize::from(raw & 3) << 16)
-}
-
-/// The space an entry with a `name_len`-byte name needs.
-pub fn rec_len_for(name_len: usize) -> usize {
-    (DIRENT_HEADER + name_len + 3) & !3
-}
-
-/// How to parse a dirent region.
-#[derive(Debug, Clone, Copy)]
-pub struct DirentFormat {
-    /// The fs has the `filetype` feature (8-bit name_len plus a type byte).
-    pub filetype: bool,
-    /// Block size, for the 64 KiB rec_len encoding.
-    pub block_size: usize,
-    /// Highest valid inode number (`s_inodes_count`).
-    pub max_ino: u32,
-}
-
-/// One validated entry of a dirent region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RawDirent<'a> {
-    /// Offset of the entry in its region.
-    pub offset: usize,
-    /// Inode number (0 = unused entry).
-    pub ino: u32,
-    /// Decoded record length.
-    pub rec_len: usize,
-    /// The name (empty only for unused entries).
-    pub name: &'a [u8],
-    /// The `file_type` byte (0 without the filetype feature).
-    pub file_type: u8,
-}
-
-/// Iterator over the validated entries of one dirent region (a block, a
-/// block minus its csum tail, or an inline area). Yields an error at the
-/// first malformed entry and then stops; every step advances by at least
-/// [`DIRENT_MIN_REC_LEN`] so a region of n bytes yields at most n/12 items.
-#[derive(Debug)]
-pub struct Dirents<'a> {
-    region: &'a [u8],
-    pos: usize,
-    fmt: DirentFormat,
-    failed: bool,
-}
-
-impl<'a> Dirents<'a> {
-    /// Walks `region` from its start.
-    pub fn new(region: &'a [u8], fmt: DirentFormat) -> Self {
-        Dirents {
-            region,
-            pos: 0,
-            fmt,
-            failed: false,
-        }
-    }
-
-    fn parse_one(&self) -> std::result::Result<RawDirent<'a>, String> {
-        let off = self.pos;
-        let b = self.region;
-        let Some(head) = off
-            .checked_add(DIRENT_HEADER)
-            .and_then(|end| b.get(off..end))
-        else {
-            return Err(format!("entry at {off} runs past the end of the region"));
-        };
-        let ino = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        let rec_len =
-            rec_len_from_disk(u16::from_le_bytes([head[4], head[5]]), self.fmt.block_size);
-        let (name_len, file_type) = if self.fmt.filetype {
-            (usize::from(head[6]), head[7])
-        } else {
-            (usize::from(u16::from_le_bytes([head[6], head[7]])), 0)
-        };
-        if rec_len < DIRENT_MIN_REC_LEN {
-            return Err(format!("rec_len {rec_len} at {off} is below the minimum"));
-        }
-        if rec_len % 4 != 0 {
-            return Err(format!("rec_len {rec_len} at {off} is not a multiple of 4"));
-        }
-        if rec_len > b.len() - off {
-            return Err(format!(
-                "rec_len {rec_len} at {off} runs past the region end"
-            ));
-        }
-        if name_len > NAME_MAX || rec_len < rec_len_for(name_len) {
-            return Err(format!(
-                "name_len {name_len} at {off} does not fit rec_len {rec_len}"
-            ));
-        }
-        let name = b
-            .get(off + DIRENT_HEADER..off + DIRENT_HEADER + name_len)
-            .unwrap_or_default();
-        if ino != 0 {
-            if ino > self.fmt.max_ino {
-                return Err(format!("inode {ino} at {off} is out of range"));
-            }
-            if name.is_empty() {
-                return Err(format!("entry at {off} has an empty name"));
-            }
-            if name.iter().any(|&c| c == b'/' || c == 0) {
-                return Err(format!("name at {off} contains '/' or NUL"));
-            }
-        }
-        Ok(RawDirent {
-            offset: off,
-            ino,
-            rec_len,
-            name,
-            file_type,
-        })
-    }
-}
-
-impl<'a> Iterator for Dirents<'a> {
-    type Item = std::result::Result<RawDirent<'a>, String>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.region.len() {
-            return None;
-        }
-        match self.parse_one() {
-            Ok(d) => {
-                self.pos += d.rec_len;
-                Some(Ok(d))
-            }
-            Err(e) => {
-                self.failed = true;
-                Some(Err(e))
-            }
-        }
-    }
-}
-
-/// Parses all entries of a region, mapping the first failure to
-/// `Error::Corrupt` naming `what`.
-pub fn parse_region<'a>(
-    region: &'a [u8],
-    fmt: DirentFormat,
-    what: &dyn Fn() -> String,
-) -> Result<Vec<RawDirent<'a>>> {
-    Dirents::new(region, fmt)
-        .map(|r| r.map_err(|detail| Error::corrupt(what(), detail)))
-        .collect()
-}
-
-/// Whether `block` ends with a well-formed metadata_csum tail.
-pub fn has_tail(block: &[u8]) -> bool {
-    let Some(t) = block
-        .len()
-        .checked_sub(DIRENT_TAIL_SIZE)
-        .and_then(|s| block.get(s..))
-    else {
-        return false;
-    };
-    get_le32(t, 0) == Some(0)
-        && get_le16(t, 4) == Some(DIRENT_TAIL_SIZE as u16)
-        && t[6] == 0
-        && t[7] == DIRENT_TAIL_FT
-}
-
-/// Verifies a leaf block's metadata_csum tail with the directory's inode
-/// checksum seed; returns the region that holds entries (the block minus
-/// the tail).
-pub fn verify_leaf<'a>(
-    block: &'a [u8],
-    inode_seed: u32,
-    what: &dyn Fn() -> String,
-) -> Result<&'a [u8]> {
-    if !has_tail(block) {
-        return Err(Error::corrupt(
-            what(),
-            "no space for the directory leaf checksum",
-        ));
-    }
-    let body = &block[..block.len() - DIRENT_TAIL_SIZE];
-    let stored = get_le32(block, block.len() - 4).unwrap_or(0);
-    if crc32c(inode_seed, body) != stored {
-        return Err(Error::checksum(what()));
-    }
-    Ok(body)
-}
+use super::num::{InodeNo, Lblk};
+use super::types::{DirEntry, FileKind};
 
 /// Longest run of holes read_dir or a linear lookup walks before calling the
 /// directory corrupt: holes in directories are tolerated as empty blocks
 /// (as the kernel does for linear directories) but a huge sparse directory
 /// must not turn into an unbounded walk.
-const MAX_HOLE_RUN: u64 = 4096;
+pub const MAX_HOLE_RUN: u64 = 4096;
 
 /// What the directory walkers need to know about one directory.
 #[derive(Debug, Clone, Copy)]
 struct DirGeometry {
     fmt: DirentFormat,
     block_size: usize,
-    nblocks: u64,
+    /// Blocks the directory spans (its logical blocks fit 32 bits).
+    nblocks: u32,
     csum: bool,
     indexed: bool,
 }
@@ -298,7 +58,7 @@ impl Fs {
     /// meaningful, else from the inode's mode. An unreadable inode is
     /// reported as a regular file: listing the directory still works and the
     /// damaged inode answers its own error when it is looked at.
-    pub(crate) fn entry_kind(&self, ino: u32, file_type: u8) -> FileKind {
+    pub(crate) fn entry_kind(&self, ino: InodeNo, file_type: u8) -> FileKind {
         if self.has_filetype() {
             if let Some(k) = kind_from_ft(file_type) {
                 return k;
@@ -310,13 +70,12 @@ impl Fs {
     fn dir_geometry(&self, inode: &Inode) -> Result<DirGeometry> {
         let sb = self.sb();
         let block_size = sb.block_size as usize;
-        let nblocks = inode.size.div_ceil(block_size as u64);
-        if nblocks > u64::from(u32::MAX) {
+        let Ok(nblocks) = u32::try_from(inode.size.div_ceil(block_size as u64)) else {
             return Err(Error::corrupt(
                 format!("directory {}", inode.ino),
                 format!("size {} is beyond any directory", inode.size),
             ));
-        }
+        };
         Ok(DirGeometry {
             fmt: DirentFormat {
                 filetype: self.has_filetype(),
@@ -332,7 +91,7 @@ impl Fs {
     }
 
     /// Directory block `lblk` (through the metadata cache), `None` for a hole.
-    fn dir_block(&self, inode: &Inode, lblk: u64) -> Result<Option<Arc<[u8]>>> {
+    fn dir_block(&self, inode: &Inode, lblk: Lblk) -> Result<Option<Arc<[u8]>>> {
         let m = self.map_extent(inode, lblk)?;
         match m.pblk {
             None => Ok(None),
@@ -359,7 +118,7 @@ impl Fs {
             largedir: sb.has_incompat(super::superblock::incompat::LARGEDIR),
             seed: sb.hash_seed,
             unsigned_chars: sb.flags & super::superblock::FLAGS_UNSIGNED_HASH != 0,
-            nblocks: g.nblocks,
+            nblocks: u64::from(g.nblocks),
         }
     }
 
@@ -370,11 +129,11 @@ impl Fs {
         &self,
         inode: &Inode,
         g: &DirGeometry,
-        lblk: u64,
+        lblk: Lblk,
         block: &'a Arc<[u8]>,
     ) -> Result<Vec<RawDirent<'a>>> {
         let what = || format!("directory {} block {lblk}", inode.ino);
-        if g.indexed && lblk == 0 {
+        if g.indexed && lblk == Lblk(0) {
             let p = self.dx_params(inode, g);
             htree::parse_root_info(block, &p, &what)?;
             htree::check_block(block.clone(), htree::DxKind::Root, &p, &what)?;
@@ -395,7 +154,7 @@ impl Fs {
     }
 
     /// The directory inode `dir`, checked to be a directory.
-    fn dir_inode(&self, dir: u32) -> Result<Inode> {
+    fn dir_inode(&self, dir: InodeNo) -> Result<Inode> {
         let inode = self.inode(dir)?;
         if inode.kind() != FileKind::Dir {
             return Err(Error::NotDirectory);
@@ -405,7 +164,7 @@ impl Fs {
 
     /// Looks `name` up in directory `dir`; returns the inode number.
     /// `Error::NotFound` when absent, `Error::NameTooLong` past 255 bytes.
-    pub fn lookup(&self, dir: u32, name: &[u8]) -> Result<u32> {
+    pub fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<InodeNo> {
         if name.len() > NAME_MAX {
             return Err(Error::NameTooLong);
         }
@@ -414,7 +173,7 @@ impl Fs {
         }
         let inode = self.dir_inode(dir)?;
         if inode.has_flag(iflags::INLINE_DATA) {
-            return inline::lookup_inline(self, &inode, name);
+            return self.lookup_inline(&inode, name);
         }
         let g = self.dir_geometry(&inode)?;
         let dots = name == b"." || name == b"..";
@@ -424,7 +183,7 @@ impl Fs {
         // "." and ".." live in block 0 (of indexed directories too).
         let last = if dots { g.nblocks.min(1) } else { g.nblocks };
         let mut holes = 0u64;
-        for lblk in 0..last {
+        for lblk in (0..last).map(Lblk) {
             let Some(block) = self.dir_block(&inode, lblk)? else {
                 holes += 1;
                 if holes > MAX_HOLE_RUN {
@@ -436,7 +195,7 @@ impl Fs {
             let found = self
                 .block_entries(&inode, &g, lblk, &block)?
                 .into_iter()
-                .find(|e| e.ino != 0 && e.name == name);
+                .find(|e| e.in_use() && e.name == name);
             if let Some(e) = found {
                 return Ok(e.ino);
             }
@@ -444,16 +203,16 @@ impl Fs {
         Err(Error::NotFound)
     }
 
-    fn lookup_htree(&self, inode: &Inode, g: &DirGeometry, name: &[u8]) -> Result<u32> {
+    fn lookup_htree(&self, inode: &Inode, g: &DirGeometry, name: &[u8]) -> Result<InodeNo> {
         let what = || format!("htree of directory {}", inode.ino);
         let p = self.dx_params(inode, g);
-        let mut read = |lblk: u32| -> Result<Arc<[u8]>> {
-            self.dir_block(inode, u64::from(lblk))?
+        let mut read = |lblk: Lblk| -> Result<Arc<[u8]>> {
+            self.dir_block(inode, lblk)?
                 .ok_or_else(|| Error::corrupt(what(), format!("hole at block {lblk}")))
         };
-        let mut search_leaf = |lblk: u32| -> Result<Option<u32>> {
+        let mut search_leaf = |lblk: Lblk| -> Result<Option<InodeNo>> {
             let block = self
-                .dir_block(inode, u64::from(lblk))?
+                .dir_block(inode, lblk)?
                 .ok_or_else(|| Error::corrupt(what(), format!("hole at block {lblk}")))?;
             let w = || format!("directory {} block {lblk}", inode.ino);
             if htree::is_dx_node(&block) {
@@ -466,7 +225,7 @@ impl Fs {
             };
             for e in Dirents::new(region, g.fmt) {
                 let e = e.map_err(|d| Error::corrupt(w(), d))?;
-                if e.ino != 0 && e.name == name {
+                if e.in_use() && e.name == name {
                     return Ok(Some(e.ino));
                 }
             }
@@ -479,20 +238,23 @@ impl Fs {
     /// start) until `f` returns false. See the module doc for cookies.
     pub fn read_dir(
         &self,
-        dir: u32,
+        dir: InodeNo,
         cookie: u64,
         f: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<()> {
         let inode = self.dir_inode(dir)?;
         if inode.has_flag(iflags::INLINE_DATA) {
-            return inline::read_dir_inline(self, &inode, cookie, f);
+            return self.read_dir_inline(&inode, cookie, f);
         }
         let g = self.dir_geometry(&inode)?;
         let bs = g.block_size as u64;
-        let first = cookie / bs;
+        // A cookie past the last block (or past 32 bits of blocks) is the end.
+        let Ok(first) = u32::try_from(cookie / bs) else {
+            return Ok(());
+        };
         let mut skip_before = (cookie % bs) as usize;
         let mut holes = 0u64;
-        for lblk in first..g.nblocks {
+        for lblk in (first..g.nblocks).map(Lblk) {
             let Some(block) = self.dir_block(&inode, lblk)? else {
                 holes += 1;
                 if holes > MAX_HOLE_RUN {
@@ -503,14 +265,14 @@ impl Fs {
             };
             holes = 0;
             for e in self.block_entries(&inode, &g, lblk, &block)? {
-                if e.offset < skip_before || e.ino == 0 {
+                if e.offset < skip_before || !e.in_use() {
                     continue;
                 }
                 let entry = DirEntry {
                     ino: e.ino,
                     name: e.name.to_vec(),
                     kind: self.entry_kind(e.ino, e.file_type),
-                    next_cookie: lblk * bs + (e.offset + e.rec_len) as u64,
+                    next_cookie: lblk.as_u64() * bs + (e.offset + e.rec_len) as u64,
                 };
                 if !f(entry) {
                     return Ok(());
@@ -519,110 +281,5 @@ impl Fs {
             skip_before = 0;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FMT: DirentFormat = DirentFormat {
-        filetype: true,
-        block_size: 1024,
-        max_ino: 1000,
-    };
-
-    fn ent(ino: u32, rec_len: u16, name: &[u8], t: u8) -> Vec<u8> {
-        let mut v = ino.to_le_bytes().to_vec();
-        v.extend_from_slice(&rec_len.to_le_bytes());
-        v.push(name.len() as u8);
-        v.push(t);
-        v.extend_from_slice(name);
-        v.resize(usize::from(rec_len), 0);
-        v
-    }
-
-    #[test]
-    fn parses_a_chain() {
-        let mut b = ent(2, 12, b".", 2);
-        b.extend(ent(2, 12, b"..", 2));
-        b.extend(ent(0, 12, b"", 0));
-        b.extend(ent(12, 28, b"hello", 1));
-        let v = parse_region(&b, FMT, &|| "t".into()).unwrap();
-        assert_eq!(v.len(), 4);
-        assert_eq!(v[3].name, b"hello");
-        assert_eq!(v[3].offset, 36);
-        assert_eq!(v[2].ino, 0);
-    }
-
-    #[test]
-    fn rejects_malformed_entries() {
-        let cases: Vec<(&str, Vec<u8>)> = vec![
-            ("rec_len past end", ent(12, 16, b"a", 1)[..12].to_vec()),
-            ("rec_len below min", {
-                let mut e = ent(12, 12, b"a", 1);
-                e[4] = 8;
-                e
-            }),
-            ("unaligned", {
-                let mut e = ent(12, 16, b"a", 1);
-                e[4] = 14;
-                e
-            }),
-            ("name past rec_len", {
-                let mut e = ent(12, 12, b"abcd", 1);
-                e[6] = 9;
-                e
-            }),
-            ("ino out of range", ent(5000, 12, b"a", 1)),
-            ("empty name", ent(12, 12, b"", 1)),
-            ("slash", ent(12, 12, b"a/b", 1)),
-            ("truncated header", vec![1, 0, 0]),
-        ];
-        for (what, b) in cases {
-            assert!(parse_region(&b, FMT, &|| "t".into()).is_err(), "{what}");
-        }
-    }
-
-    #[test]
-    fn no_filetype_uses_16bit_name_len() {
-        let fmt = DirentFormat {
-            filetype: false,
-            ..FMT
-        };
-        let mut e = ent(12, 12, b"ab", 0);
-        e[7] = 1; // high byte of name_len: 258 > 255
-        assert!(parse_region(&e, fmt, &|| "t".into()).is_err());
-        e[7] = 0;
-        let v = parse_region(&e, fmt, &|| "t".into()).unwrap();
-        assert_eq!(v[0].name, b"ab");
-        assert_eq!(v[0].file_type, 0);
-    }
-
-    #[test]
-    fn rec_len_64k_encoding() {
-        assert_eq!(rec_len_from_disk(12, 4096), 12);
-        assert_eq!(rec_len_from_disk(0, 65536), 65536);
-        assert_eq!(rec_len_from_disk(65535, 65536), 65536);
-        assert_eq!(rec_len_from_disk(0xfffc | 1, 65536), 0xfffc | 0x10000);
-    }
-
-    #[test]
-    fn tail_checksum() {
-        let mut b = ent(2, 1012, b".", 2);
-        b.extend_from_slice(&[0, 0, 0, 0, 12, 0, 0, DIRENT_TAIL_FT, 0, 0, 0, 0]);
-        let n = b.len();
-        let c = crc32c(77, &b[..n - 12]);
-        b[n - 4..].copy_from_slice(&c.to_le_bytes());
-        assert!(verify_leaf(&b, 77, &|| "t".into()).is_ok());
-        assert!(matches!(
-            verify_leaf(&b, 78, &|| "t".into()),
-            Err(Error::Checksum { .. })
-        ));
-        b[n - 5] = 0; // break the tail marker
-        assert!(matches!(
-            verify_leaf(&b, 77, &|| "t".into()),
-            Err(Error::Corrupt { .. })
-        ));
     }
 }

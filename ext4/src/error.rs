@@ -3,6 +3,7 @@
 //! engine knows errno.
 
 use crate::io::IoError;
+use crate::num::InodeNo;
 
 /// Result type of the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -40,7 +41,7 @@ pub enum Error {
     NotExt(String),
     /// The inode number is out of range or the inode is not in use.
     #[error("inode {0} does not exist")]
-    NoSuchInode(u64),
+    NoSuchInode(InodeNo),
     /// A name was not found in a directory.
     #[error("no such entry")]
     NotFound,

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use super::bytes::{le16, le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
+use super::num::{Lblk, Pblk};
 use super::superblock::Superblock;
+use super::types::Mapping;
 
 /// Extent header magic.
 pub const EXTENT_MAGIC: u16 = 0xF30A;
@@ -42,26 +44,15 @@ const EE_LEN: usize = 4;
 const EE_START_HI: usize = 6;
 const EE_START_LO: usize = 8;
 
-/// Where a logical block lives, and for how many blocks the answer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mapping {
-    /// Physical block of the logical block asked, `None` for a hole or an
-    /// uninitialized extent (reads as zeros).
-    pub pblk: Option<u64>,
-    /// Number of blocks from the one asked for which the answer continues
-    /// (physically contiguous, or hole), at least 1.
-    pub len: u64,
-}
-
 /// One validated extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extent {
     /// First logical block.
-    pub lblk: u32,
+    pub lblk: Lblk,
     /// Length in blocks (1..=32768).
     pub len: u32,
     /// First physical block.
-    pub pblk: u64,
+    pub pblk: Pblk,
     /// Uninitialized (reads as zeros).
     pub uninit: bool,
 }
@@ -109,9 +100,9 @@ fn parse_extent(e: &[u8]) -> Extent {
         (u32::from(raw_len), false)
     };
     Extent {
-        lblk: le32(e, E_BLOCK),
+        lblk: Lblk(le32(e, E_BLOCK)),
         len,
-        pblk: u64::from(le32(e, EE_START_LO)) | (u64::from(le16(e, EE_START_HI)) << 32),
+        pblk: Pblk(u64::from(le32(e, EE_START_LO)) | (u64::from(le16(e, EE_START_HI)) << 32)),
         uninit,
     }
 }
@@ -137,14 +128,12 @@ pub fn map(
     sb: &Superblock,
     i_block: &[u8],
     seed: u32,
-    lblk: u64,
-    read: &dyn Fn(u64) -> Result<Arc<[u8]>>,
+    lblk: Lblk,
+    read: &dyn Fn(Pblk) -> Result<Arc<[u8]>>,
     what: &str,
 ) -> Result<Mapping> {
     let name = || format!("extent tree of {what}");
-    if lblk >= LOGICAL_LIMIT {
-        return Ok(Mapping { pblk: None, len: 1 });
-    }
+    let lblk = lblk.as_u64();
     let root_capacity = (i_block.len().saturating_sub(HEADER_LEN)) / ENTRY_LEN;
     let block_capacity = (sb.block_size as usize - HEADER_LEN) / ENTRY_LEN;
 
@@ -222,7 +211,7 @@ pub fn map(
             });
         };
         let e = entry(node, i);
-        let child = u64::from(le32(e, EI_LEAF_LO)) | (u64::from(le16(e, EI_LEAF_HI)) << 32);
+        let child = Pblk(u64::from(le32(e, EI_LEAF_LO)) | (u64::from(le16(e, EI_LEAF_HI)) << 32));
         if !sb.block_in_fs(child) {
             return Err(Error::corrupt(
                 name(),
@@ -254,7 +243,7 @@ fn map_leaf(
     let mut next_start = hi;
     for i in 0..entries {
         let x = parse_extent(entry(node, i));
-        let start = u64::from(x.lblk);
+        let start = x.lblk.as_u64();
         let end = start + u64::from(x.len);
         if x.len == 0 {
             return Err(Error::corrupt(
@@ -282,7 +271,11 @@ fn map_leaf(
             if lblk >= start && lblk < end {
                 let off = lblk - start;
                 found = Some(Mapping {
-                    pblk: if x.uninit { None } else { Some(x.pblk + off) },
+                    pblk: if x.uninit {
+                        None
+                    } else {
+                        x.pblk.checked_add(off)
+                    },
                     len: end - lblk,
                 });
             } else if start > lblk && next_start == hi {
@@ -302,18 +295,21 @@ pub fn collect(
     sb: &Superblock,
     i_block: &[u8],
     seed: u32,
-    read: &dyn Fn(u64) -> Result<Arc<[u8]>>,
+    read: &dyn Fn(Pblk) -> Result<Arc<[u8]>>,
     what: &str,
     limit: usize,
 ) -> Result<(u16, Vec<Extent>)> {
     let mut out = Vec::new();
     let mut depth = 0;
     let mut lblk = 0u64;
-    while lblk < LOGICAL_LIMIT && out.len() < limit {
-        let m = map(sb, i_block, seed, lblk, read, what)?;
+    while out.len() < limit {
+        let Ok(at) = u32::try_from(lblk).map(Lblk) else {
+            break;
+        };
+        let m = map(sb, i_block, seed, at, read, what)?;
         if let Some(p) = m.pblk {
             out.push(Extent {
-                lblk: lblk as u32,
+                lblk: at,
                 len: m.len.min(u64::from(u32::MAX)) as u32,
                 pblk: p,
                 uninit: false,
@@ -331,7 +327,19 @@ mod tests {
 
     use super::*;
     use crate::superblock::synth;
-    use crate::testblocks::{m, reader as mapper};
+    use crate::testblocks::{lb, m, reader as mapper};
+
+    /// [`super::map`] with the logical block as a plain integer.
+    fn map(
+        sb: &Superblock,
+        root: &[u8],
+        seed: u32,
+        l: u64,
+        read: &dyn Fn(Pblk) -> Result<Arc<[u8]>>,
+        what: &str,
+    ) -> Result<Mapping> {
+        super::map(sb, root, seed, lb(l), read, what)
+    }
 
     const SEED: u32 = 0x5eed;
 
@@ -390,7 +398,7 @@ mod tests {
             (30, m(Some(3000), 4000)),
             (4029, m(Some(6999), 1)),
             (4030, m(None, LOGICAL_LIMIT - 4030)), // hole to the end
-            (LOGICAL_LIMIT, m(None, 1)),
+            (LOGICAL_LIMIT - 1, m(None, 1)),
         ];
         for (l, want) in cases {
             assert_eq!(

@@ -1,7 +1,7 @@
 //! Block group descriptors: where each group's bitmaps and inode table
 //! live, its free counts, flags and checksums.
 //!
-//! Parsing ([`GroupDesc::parse`]) is pure. [`gdt_block`] computes where
+//! Parsing ([`GroupDesc::parse`]) is pure. [`gdt_location`] computes where
 //! group `g`'s descriptor block lies, with or without meta_bg.
 //! [`GroupDesc::check`] verifies the descriptor's checksum (crc16 for
 //! gdt_csum, the low 16 bits of crc32c for metadata_csum) and that its
@@ -11,6 +11,7 @@ use super::bytes::le16;
 use super::bytes::le32;
 use super::csum::{crc16, crc32c};
 use super::error::{Error, Result};
+use super::num::{GroupNo, Pblk};
 use super::superblock::Superblock;
 
 // Descriptor field offsets (32-byte part, then the 64bit extension).
@@ -52,13 +53,13 @@ pub const BG_INODE_ZEROED: u16 = 0x4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDesc {
     /// Group number.
-    pub group: u32,
+    pub group: GroupNo,
     /// Block bitmap location.
-    pub block_bitmap: u64,
+    pub block_bitmap: Pblk,
     /// Inode bitmap location.
-    pub inode_bitmap: u64,
+    pub inode_bitmap: Pblk,
     /// First block of the inode table.
-    pub inode_table: u64,
+    pub inode_table: Pblk,
     /// Free blocks (clusters with bigalloc).
     pub free_blocks: u32,
     /// Free inodes.
@@ -82,7 +83,7 @@ pub struct GroupDesc {
 
 impl GroupDesc {
     /// Parses descriptor `group` from its `desc_size` raw bytes. Does not verify.
-    pub fn parse(sb: &Superblock, group: u32, raw: &[u8]) -> Result<GroupDesc> {
+    pub fn parse(sb: &Superblock, group: GroupNo, raw: &[u8]) -> Result<GroupDesc> {
         let ds = usize::from(sb.desc_size);
         let raw = raw
             .get(..ds)
@@ -111,9 +112,9 @@ impl GroupDesc {
         };
         Ok(GroupDesc {
             group,
-            block_bitmap: u64::from(le32(raw, BG_BLOCK_BITMAP_LO)) | hi32(BG_BLOCK_BITMAP_HI),
-            inode_bitmap: u64::from(le32(raw, BG_INODE_BITMAP_LO)) | hi32(BG_INODE_BITMAP_HI),
-            inode_table: u64::from(le32(raw, BG_INODE_TABLE_LO)) | hi32(BG_INODE_TABLE_HI),
+            block_bitmap: Pblk(u64::from(le32(raw, BG_BLOCK_BITMAP_LO)) | hi32(BG_BLOCK_BITMAP_HI)),
+            inode_bitmap: Pblk(u64::from(le32(raw, BG_INODE_BITMAP_LO)) | hi32(BG_INODE_BITMAP_HI)),
+            inode_table: Pblk(u64::from(le32(raw, BG_INODE_TABLE_LO)) | hi32(BG_INODE_TABLE_HI)),
             free_blocks: u32::from(le16(raw, BG_FREE_BLOCKS_COUNT_LO))
                 | hi16(BG_FREE_BLOCKS_COUNT_HI),
             free_inodes: u32::from(le16(raw, BG_FREE_INODES_COUNT_LO))
@@ -132,10 +133,10 @@ impl GroupDesc {
 
     /// The checksum the descriptor should carry, or `None` when the
     /// filesystem has no group checksums.
-    pub fn compute_checksum(sb: &Superblock, group: u32, raw: &[u8]) -> Option<u16> {
+    pub fn compute_checksum(sb: &Superblock, group: GroupNo, raw: &[u8]) -> Option<u16> {
         let ds = usize::from(sb.desc_size).min(raw.len());
         let raw = raw.get(..ds)?;
-        let le_group = group.to_le_bytes();
+        let le_group = group.0.to_le_bytes();
         let after = raw.get(BG_CHECKSUM + 2..).unwrap_or(&[]);
         let before = raw.get(..BG_CHECKSUM).unwrap_or(raw);
         if sb.metadata_csum() {
@@ -164,16 +165,16 @@ impl GroupDesc {
     pub fn check(&mut self, sb: &Superblock, raw: &[u8]) -> Result<()> {
         let what = || format!("group descriptor {}", self.group);
         let flex = sb.has_incompat(super::superblock::incompat::FLEX_BG);
-        let first = sb.group_first_block(self.group);
+        let first = sb.group_first_block(self.group).0;
         let last = first
             .saturating_add(u64::from(sb.blocks_per_group))
             .min(sb.blocks_count);
         // Without flex_bg a group's metadata lives in the group itself.
-        let inside = |b: u64, len: u64| -> bool {
+        let inside = |b: Pblk, len: u64| -> bool {
             if flex {
                 sb.range_in_fs(b, len)
             } else {
-                b >= first && b.checked_add(len).is_some_and(|e| e <= last)
+                b.0 >= first && b.0.checked_add(len).is_some_and(|e| e <= last)
             }
         };
         if !inside(self.block_bitmap, 1) {
@@ -219,26 +220,27 @@ impl GroupDesc {
 
 /// Block holding the descriptor of group `group`, and the byte offset of the
 /// descriptor inside it.
-pub fn gdt_location(sb: &Superblock, group: u32) -> Result<(u64, usize)> {
+pub fn gdt_location(sb: &Superblock, group: GroupNo) -> Result<(Pblk, usize)> {
     let dpb = sb.descs_per_block();
-    let index = group / dpb;
-    let offset = (group % dpb) as usize * usize::from(sb.desc_size);
+    let index = group.0 / dpb;
+    let offset = (group.0 % dpb) as usize * usize::from(sb.desc_size);
     let meta = sb.has_incompat(super::superblock::incompat::META_BG);
     let blk = if !meta || index < sb.first_meta_bg {
         // The classic GDT follows the superblock's block (block 1 with
         // 1 KiB blocks even when bigalloc makes the first data block 0).
-        sb.superblock_block() + 1 + u64::from(index)
+        sb.superblock_block().saturating_add(1 + u64::from(index))
     } else {
         // meta_bg: each meta group (dpb groups) keeps its descriptor block
         // in its first group, right after a superblock backup if it has one.
         let first_group = index
             .checked_mul(dpb)
             .ok_or_else(|| Error::corrupt("superblock", "meta_bg group overflow"))?;
-        let mut has_super = u64::from(sb.group_has_super(first_group));
+        let mut has_super = u64::from(sb.group_has_super(GroupNo(first_group)));
         if sb.block_size == 1024 && first_group == 0 && sb.first_data_block == 0 {
             has_super += 1;
         }
-        sb.group_first_block(first_group) + has_super
+        sb.group_first_block(GroupNo(first_group))
+            .saturating_add(has_super)
     };
     if !sb.block_in_fs(blk) {
         return Err(Error::corrupt(
@@ -247,22 +249,6 @@ pub fn gdt_location(sb: &Superblock, group: u32) -> Result<(u64, usize)> {
         ));
     }
     Ok((blk, offset))
-}
-
-/// Number of blocks the bitmap of `bits` bits occupies, as bytes.
-pub fn bitmap_bytes(bits: u32) -> usize {
-    (bits / 8) as usize
-}
-
-/// Checksum of a bitmap (`bytes` bytes of `data`), as stored (truncated to
-/// 16 bits when the descriptor has no high half).
-pub fn bitmap_checksum(sb: &Superblock, data: &[u8], bytes: usize, full: bool) -> u32 {
-    let c = crc32c(sb.csum_seed, data.get(..bytes).unwrap_or(data));
-    if full {
-        c
-    } else {
-        c & 0xFFFF
-    }
 }
 
 /// Whether descriptors of this size carry the high halves of the bitmap checksums.

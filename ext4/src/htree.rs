@@ -19,9 +19,10 @@ use std::sync::Arc;
 
 use super::bytes::{get_le16, get_le32};
 use super::csum::crc32c;
-use super::dir::rec_len_from_disk;
+use super::dirent::rec_len_from_disk;
 use super::error::{Error, Result};
 use super::hash::{self, DX_HASH_TEA, DX_HASH_UNSIGNED_DELTA};
+use super::num::{InodeNo, Lblk};
 
 /// Offset of `dx_root_info` in the root block (after "." and "..").
 pub const DX_ROOT_INFO_OFFSET: usize = 24;
@@ -81,8 +82,10 @@ impl DxBlock {
     }
 
     /// Child logical block of entry `i`.
-    pub fn block(&self, i: usize) -> u32 {
-        get_le32(&self.data, self.entries + i * DX_ENTRY_SIZE + 4).unwrap_or(0) & DX_BLOCK_MASK
+    pub fn block(&self, i: usize) -> Lblk {
+        Lblk(
+            get_le32(&self.data, self.entries + i * DX_ENTRY_SIZE + 4).unwrap_or(0) & DX_BLOCK_MASK,
+        )
     }
 
     /// Index of the last entry whose hash is ≤ `target` (binary search;
@@ -250,11 +253,11 @@ pub fn effective_hash_version(on_disk: u8, unsigned_chars: bool) -> u8 {
 struct Frame {
     block: DxBlock,
     at: usize,
-    lblk: u32,
+    lblk: Lblk,
 }
 
 /// Reads the index block at logical block `lblk` of the directory.
-pub type ReadIndexBlock<'a> = dyn FnMut(u32) -> Result<Arc<[u8]>> + 'a;
+pub type ReadIndexBlock<'a> = dyn FnMut(Lblk) -> Result<Arc<[u8]>> + 'a;
 
 /// Walks the index for `name` and calls `search_leaf(lblk)` on the leaf that
 /// should hold it, then on following leaves while the next index entry
@@ -265,11 +268,11 @@ pub fn lookup(
     name: &[u8],
     p: &DxParams,
     read: &mut ReadIndexBlock<'_>,
-    search_leaf: &mut dyn FnMut(u32) -> Result<Option<u32>>,
+    search_leaf: &mut dyn FnMut(Lblk) -> Result<Option<InodeNo>>,
     what: &dyn Fn() -> String,
-) -> Result<Option<u32>> {
+) -> Result<Option<InodeNo>> {
     let bad = |d: String| Error::corrupt(what(), d);
-    let root = read(0)?;
+    let root = read(Lblk(0))?;
     let info = parse_root_info(&root, p, what)?;
     let version = effective_hash_version(info.hash_version, p.unsigned_chars);
     let target = hash::dx_hash(name, version, &p.seed)
@@ -279,7 +282,11 @@ pub fn lookup(
     let mut path: Vec<Frame> = Vec::with_capacity(usize::from(info.indirect_levels) + 1);
     let block = check_block(root, DxKind::Root, p, what)?;
     let at = block.find(target);
-    path.push(Frame { block, at, lblk: 0 });
+    path.push(Frame {
+        block,
+        at,
+        lblk: Lblk(0),
+    });
     let levels = info.indirect_levels;
     let mut leaf = descend(&mut path, read, Some(target), levels, p, what)?;
     // Each iteration visits a new leaf further right, so at most nblocks.
@@ -321,19 +328,19 @@ fn descend(
     levels: u8,
     p: &DxParams,
     what: &dyn Fn() -> String,
-) -> Result<u32> {
+) -> Result<Lblk> {
     let bad = |d: String| Error::corrupt(what(), d);
     loop {
         let Some(last) = path.last() else {
             return Err(bad("empty dx path".into()));
         };
         let child = last.block.block(last.at);
-        if u64::from(child) >= p.nblocks {
+        if child.as_u64() >= p.nblocks {
             return Err(bad(format!(
                 "dx entry points past the directory end (block {child})"
             )));
         }
-        if child == 0 || path.iter().any(|f| f.lblk == child) {
+        if child == Lblk(0) || path.iter().any(|f| f.lblk == child) {
             return Err(bad(format!("dx tree loops back to block {child}")));
         }
         if path.len() > usize::from(levels) {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use super::bytes::le32;
 use super::error::{Error, Result};
-use super::extent::Mapping;
+use super::num::{Lblk, Pblk};
 use super::superblock::Superblock;
+use super::types::Mapping;
 
 /// Direct pointers in `i_block`.
 pub const DIRECT_BLOCKS: u64 = 12;
@@ -27,15 +28,16 @@ const TIND_SLOT: usize = 14;
 pub fn map(
     sb: &Superblock,
     i_block: &[u8],
-    lblk: u64,
-    read: &dyn Fn(u64) -> Result<Arc<[u8]>>,
+    lblk: Lblk,
+    read: &dyn Fn(Pblk) -> Result<Arc<[u8]>>,
     what: &str,
 ) -> Result<Mapping> {
     let name = || format!("block map of {what}");
+    let lblk = lblk.as_u64();
     let per = u64::from(sb.block_size / 4);
     let ptr = |b: &[u8], i: u64| -> u32 { le32(b, (i as usize) * 4) };
-    let check = |p: u32| -> Result<u64> {
-        let p = u64::from(p);
+    let check = |p: u32| -> Result<Pblk> {
+        let p = Pblk(u64::from(p));
         if sb.block_in_fs(p) {
             Ok(p)
         } else {
@@ -145,7 +147,18 @@ mod tests {
 
     use super::*;
     use crate::superblock::synth;
-    use crate::testblocks::{m, reader};
+    use crate::testblocks::{lb, m, reader};
+
+    /// [`super::map`] with the logical block as a plain integer.
+    fn map(
+        sb: &Superblock,
+        ib: &[u8],
+        l: u64,
+        read: &dyn Fn(Pblk) -> Result<Arc<[u8]>>,
+        what: &str,
+    ) -> Result<Mapping> {
+        super::map(sb, ib, lb(l), read, what)
+    }
 
     fn ptrs(v: &[(usize, u32)], len: usize) -> Vec<u8> {
         let mut b = vec![0u8; len];

@@ -18,10 +18,12 @@
 //! as zeros, as the kernel reads it); regions are parsed with the same checks as block dirents.
 
 use super::bytes::get_le32;
-use super::dir::{parse_region, DirentFormat, RawDirent};
+use super::dirent::{parse_region, DirentFormat, RawDirent};
 use super::error::{Error, Result};
-use super::fs::{DirEntry, FileKind, Fs};
+use super::fs::Fs;
 use super::inode::Inode;
+use super::num::InodeNo;
+use super::types::{DirEntry, FileKind};
 use super::xattr::{self, index, XattrValue};
 
 /// Bytes of inline data held in `i_block`.
@@ -66,52 +68,116 @@ fn pieces(fs: &Fs, inode: &Inode) -> Result<(Vec<u8>, Vec<u8>)> {
     Ok((iblock.to_vec(), ext))
 }
 
-/// Reads inline file (or symlink) data at `offset` into `buf`; returns the
-/// number of bytes copied (0 at or after EOF).
-pub fn read_inline(fs: &Fs, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
-    let (iblock, ext) = pieces(fs, inode)?;
-    let cap = (iblock.len() + ext.len()) as u64;
-    // A regular file may be larger than its inline area: mkfs.ext4 -d marks
-    // an all-hole sparse file inline_data, and the kernel reads every byte
-    // past the inline area as zero (e2fsck accepts it). A symlink target
-    // has no such tail: its bytes must all be there.
-    if inode.size > cap && inode.mode & super::inode::S_IFMT == super::inode::S_IFLNK {
-        return Err(Error::corrupt(
-            format!("inline data of inode {}", inode.ino),
-            format!("size {} exceeds the inline capacity {cap}", inode.size),
-        ));
+impl Fs {
+    /// Reads inline file (or symlink) data at `offset` into `buf`; returns the
+    /// number of bytes copied (0 at or after EOF).
+    pub(crate) fn read_inline(&self, inode: &Inode, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let (iblock, ext) = pieces(self, inode)?;
+        let cap = (iblock.len() + ext.len()) as u64;
+        // A regular file may be larger than its inline area: mkfs.ext4 -d marks
+        // an all-hole sparse file inline_data, and the kernel reads every byte
+        // past the inline area as zero (e2fsck accepts it). A symlink target
+        // has no such tail: its bytes must all be there.
+        if inode.size > cap && inode.mode & super::inode::S_IFMT == super::inode::S_IFLNK {
+            return Err(Error::corrupt(
+                format!("inline data of inode {}", inode.ino),
+                format!("size {} exceeds the inline capacity {cap}", inode.size),
+            ));
+        }
+        if offset >= inode.size {
+            return Ok(0);
+        }
+        let want = usize::try_from(inode.size - offset)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let out = &mut buf[..want];
+        out.fill(0);
+        // Copy the part of [offset, offset + want) that lies inside the inline
+        // area; the rest stays zero.
+        let inline_len = iblock.len() + ext.len();
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let mut pos = start;
+        let end = inline_len.min(start.saturating_add(want));
+        while pos < end {
+            let (src, at) = if pos < iblock.len() {
+                (&iblock[..], pos)
+            } else {
+                (&ext[..], pos - iblock.len())
+            };
+            let take = (src.len() - at).min(end - pos);
+            out[pos - start..pos - start + take].copy_from_slice(&src[at..at + take]);
+            pos += take;
+        }
+        Ok(want)
     }
-    if offset >= inode.size {
-        return Ok(0);
+
+    /// Looks `name` up in an inline directory ("." and ".." included).
+    pub(crate) fn lookup_inline(&self, inode: &Inode, name: &[u8]) -> Result<InodeNo> {
+        let d = InlineDir::load(self, inode)?;
+        match name {
+            b"." => return Ok(inode.ino),
+            b".." => return Ok(d.parent),
+            _ => {}
+        }
+        d.entries(self, inode.ino)?
+            .into_iter()
+            .find(|(_, e)| e.in_use() && e.name == name)
+            .map(|(_, e)| e.ino)
+            .ok_or(Error::NotFound)
     }
-    let want = usize::try_from(inode.size - offset)
-        .unwrap_or(usize::MAX)
-        .min(buf.len());
-    let out = &mut buf[..want];
-    out.fill(0);
-    // Copy the part of [offset, offset + want) that lies inside the inline
-    // area; the rest stays zero.
-    let inline_len = iblock.len() + ext.len();
-    let start = usize::try_from(offset).unwrap_or(usize::MAX);
-    let mut pos = start;
-    let end = inline_len.min(start.saturating_add(want));
-    while pos < end {
-        let (src, at) = if pos < iblock.len() {
-            (&iblock[..], pos)
-        } else {
-            (&ext[..], pos - iblock.len())
-        };
-        let take = (src.len() - at).min(end - pos);
-        out[pos - start..pos - start + take].copy_from_slice(&src[at..at + take]);
-        pos += take;
+
+    /// read_dir for an inline directory (cookies as in the module doc).
+    pub(crate) fn read_dir_inline(
+        &self,
+        inode: &Inode,
+        cookie: u64,
+        f: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()> {
+        let d = InlineDir::load(self, inode)?;
+        if cookie == 0
+            && !f(DirEntry {
+                ino: inode.ino,
+                name: b".".to_vec(),
+                kind: FileKind::Dir,
+                next_cookie: 1,
+            })
+        {
+            return Ok(());
+        }
+        if cookie <= 1
+            && !f(DirEntry {
+                ino: d.parent,
+                name: b"..".to_vec(),
+                kind: FileKind::Dir,
+                next_cookie: 2,
+            })
+        {
+            return Ok(());
+        }
+        let start = cookie.max(FIRST_REAL_COOKIE);
+        for (base, e) in d.entries(self, inode.ino)? {
+            let pos = base + e.offset as u64;
+            if pos < start || !e.in_use() {
+                continue;
+            }
+            let entry = DirEntry {
+                ino: e.ino,
+                name: e.name.to_vec(),
+                kind: self.entry_kind(e.ino, e.file_type),
+                next_cookie: pos + e.rec_len as u64,
+            };
+            if !f(entry) {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
-    Ok(want)
 }
 
 /// A parsed inline directory: parent and the entries of both regions with
 /// their positions in the cookie space.
 struct InlineDir {
-    parent: u32,
+    parent: InodeNo,
     iblock: Vec<u8>,
     ext: Vec<u8>,
 }
@@ -119,8 +185,8 @@ struct InlineDir {
 impl InlineDir {
     fn load(fs: &Fs, inode: &Inode) -> Result<InlineDir> {
         let (iblock, ext) = pieces(fs, inode)?;
-        let parent = get_le32(&iblock, 0).unwrap_or(0);
-        if parent == 0 || parent > fs.sb().inodes_count {
+        let parent = InodeNo(get_le32(&iblock, 0).unwrap_or(0));
+        if parent.0 == 0 || parent.0 > fs.sb().inodes_count {
             return Err(Error::corrupt(
                 format!("inline directory {}", inode.ino),
                 format!("parent inode {parent} out of range"),
@@ -134,7 +200,7 @@ impl InlineDir {
     }
 
     /// Both regions' entries, each with its base position in the cookie space.
-    fn entries(&self, fs: &Fs, ino: u32) -> Result<Vec<(u64, RawDirent<'_>)>> {
+    fn entries(&self, fs: &Fs, ino: InodeNo) -> Result<Vec<(u64, RawDirent<'_>)>> {
         let fmt = DirentFormat {
             filetype: fs.has_filetype(),
             block_size: fs.sb().block_size as usize,
@@ -151,66 +217,4 @@ impl InlineDir {
         }
         Ok(out)
     }
-}
-
-/// Looks `name` up in an inline directory ("." and ".." included).
-pub fn lookup_inline(fs: &Fs, inode: &Inode, name: &[u8]) -> Result<u32> {
-    let d = InlineDir::load(fs, inode)?;
-    match name {
-        b"." => return Ok(inode.ino),
-        b".." => return Ok(d.parent),
-        _ => {}
-    }
-    d.entries(fs, inode.ino)?
-        .into_iter()
-        .find(|(_, e)| e.ino != 0 && e.name == name)
-        .map(|(_, e)| e.ino)
-        .ok_or(Error::NotFound)
-}
-
-/// read_dir for an inline directory (cookies as in the module doc).
-pub fn read_dir_inline(
-    fs: &Fs,
-    inode: &Inode,
-    cookie: u64,
-    f: &mut dyn FnMut(DirEntry) -> bool,
-) -> Result<()> {
-    let d = InlineDir::load(fs, inode)?;
-    if cookie == 0
-        && !f(DirEntry {
-            ino: inode.ino,
-            name: b".".to_vec(),
-            kind: FileKind::Dir,
-            next_cookie: 1,
-        })
-    {
-        return Ok(());
-    }
-    if cookie <= 1
-        && !f(DirEntry {
-            ino: d.parent,
-            name: b"..".to_vec(),
-            kind: FileKind::Dir,
-            next_cookie: 2,
-        })
-    {
-        return Ok(());
-    }
-    let start = cookie.max(FIRST_REAL_COOKIE);
-    for (base, e) in d.entries(fs, inode.ino)? {
-        let pos = base + e.offset as u64;
-        if pos < start || e.ino == 0 {
-            continue;
-        }
-        let entry = DirEntry {
-            ino: e.ino,
-            name: e.name.to_vec(),
-            kind: fs.entry_kind(e.ino, e.file_type),
-            next_cookie: pos + e.rec_len as u64,
-        };
-        if !f(entry) {
-            return Ok(());
-        }
-    }
-    Ok(())
 }

@@ -1,7 +1,8 @@
 //! On-disk inodes: parsing, checksum and the fields the engine serves.
 //!
 //! [`Inode::parse`] is pure (raw bytes in, validated [`Inode`] out);
-//! `Fs::inode` (in `fs.rs`) locates the inode and calls it. After a
+//! `Fs::inode` (the kernel's iget, here) locates the inode in its group's
+//! table and calls it. After a
 //! successful parse: the file type is one of the seven kinds, the extra
 //! inode size fits the on-disk inode and is 4-byte aligned, the checksum
 //! matched (metadata_csum), and every extended field read lies inside the
@@ -10,8 +11,10 @@
 use super::bytes::{le16, le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
-use super::fs::{FileKind, Stat, Timestamp};
+use super::fs::Fs;
+use super::num::{InodeNo, Pblk};
 use super::superblock::{ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
+use super::types::{FileKind, Stat, Timestamp};
 
 // Field offsets (kernel Documentation/filesystems/ext4/inodes.rst).
 const I_MODE: usize = 0x0;
@@ -98,7 +101,7 @@ const MAX_NSEC: u32 = 999_999_999;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inode {
     /// Inode number.
-    pub ino: u32,
+    pub ino: InodeNo,
     /// The on-disk bytes (`s_inode_size` long).
     pub raw: Vec<u8>,
     /// Type and permission bits.
@@ -118,7 +121,7 @@ pub struct Inode {
     /// Generation.
     pub generation: u32,
     /// External xattr block (0 = none).
-    pub file_acl: u64,
+    pub file_acl: Pblk,
     /// Extra inode size in use (0 for 128-byte inodes).
     pub extra_isize: u16,
     /// Access time.
@@ -137,8 +140,8 @@ pub struct Inode {
 }
 
 /// The per-inode checksum seed.
-pub fn inode_csum_seed(sb: &Superblock, ino: u32, generation: u32) -> u32 {
-    let c = crc32c(sb.csum_seed, &ino.to_le_bytes());
+pub fn inode_csum_seed(sb: &Superblock, ino: InodeNo, generation: u32) -> u32 {
+    let c = crc32c(sb.csum_seed, &ino.0.to_le_bytes());
     crc32c(c, &generation.to_le_bytes())
 }
 
@@ -190,14 +193,14 @@ impl Inode {
     /// Parses inode `ino` from its raw bytes (exactly `sb.inode_size`),
     /// verifying its checksum. A never-used (all-zero) or deleted inode is
     /// [`Error::NoSuchInode`].
-    pub fn parse(sb: &Superblock, ino: u32, raw: &[u8]) -> Result<Inode> {
+    pub fn parse(sb: &Superblock, ino: InodeNo, raw: &[u8]) -> Result<Inode> {
         let what = || format!("inode {ino}");
         let isz = usize::from(sb.inode_size);
         let raw = raw
             .get(..isz)
             .ok_or_else(|| Error::corrupt(what(), "truncated"))?;
         if is_blank(raw) {
-            return Err(Error::NoSuchInode(u64::from(ino)));
+            return Err(Error::NoSuchInode(ino));
         }
         let good_old = usize::from(GOOD_OLD_INODE_SIZE);
         let extra_isize = if isz > good_old {
@@ -248,7 +251,7 @@ impl Inode {
         let dtime = le32(raw, I_DTIME);
         if links == 0 {
             // Deleted (or an orphan being deleted): not reachable by name.
-            return Err(Error::NoSuchInode(u64::from(ino)));
+            return Err(Error::NoSuchInode(ino));
         }
         if kind_of_mode(mode).is_none() {
             return Err(Error::corrupt(
@@ -299,7 +302,7 @@ impl Inode {
             blocks,
             flags,
             generation,
-            file_acl,
+            file_acl: Pblk(file_acl),
             extra_isize,
             atime: time(I_ATIME, I_ATIME_EXTRA),
             ctime: time(I_CTIME, I_CTIME_EXTRA),
@@ -375,6 +378,53 @@ impl Inode {
     }
 }
 
+impl Fs {
+    /// Reads, bounds-checks and checksum-verifies inode `ino`.
+    pub fn inode(&self, ino: InodeNo) -> Result<Inode> {
+        let sb = self.sb();
+        if ino.0 > sb.inodes_count {
+            return Err(Error::NoSuchInode(ino));
+        }
+        let Some((g, index)) = ino.group_index(sb.inodes_per_group) else {
+            return Err(Error::NoSuchInode(ino));
+        };
+        let gd = self.group(g)?;
+        if !gd.csum_ok {
+            return Err(Error::checksum(format!("group descriptor {g}")));
+        }
+        if gd.inode_uninit(sb)
+            || (sb.has_group_csum() && index >= sb.inodes_per_group - gd.itable_unused)
+        {
+            return Err(Error::NoSuchInode(ino));
+        }
+        let isz = u64::from(sb.inode_size);
+        let byte = u64::from(index) * isz;
+        let blk = gd
+            .inode_table
+            .saturating_add(byte / u64::from(sb.block_size));
+        let off = (byte % u64::from(sb.block_size)) as usize;
+        // Inodes are looked at in bursts (a listing, a tree walk): a miss
+        // reads ahead within the used part of this group's table.
+        let used = if sb.has_group_csum() {
+            sb.inodes_per_group.saturating_sub(gd.itable_unused)
+        } else {
+            sb.inodes_per_group
+        };
+        let table_blocks = (u64::from(used) * isz).div_ceil(u64::from(sb.block_size));
+        let span = gd.inode_table..gd.inode_table.saturating_add(table_blocks);
+        let block = self.meta_block_ahead(blk, span)?;
+        let raw = block
+            .get(off..off + usize::from(sb.inode_size))
+            .ok_or_else(|| Error::corrupt(format!("inode {ino}"), "outside its table block"))?;
+        Inode::parse(sb, ino, raw)
+    }
+
+    /// `stat` of inode `ino`.
+    pub fn stat(&self, ino: InodeNo) -> Result<Stat> {
+        Ok(self.inode(ino)?.stat())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,7 +493,7 @@ mod tests {
         r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].fill(0);
         r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].fill(0);
         let gen = le32(r, I_GENERATION);
-        let c = crc32c(inode_csum_seed(sb, ino, gen), r);
+        let c = crc32c(inode_csum_seed(sb, InodeNo(ino), gen), r);
         r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].copy_from_slice(&(c as u16).to_le_bytes());
         r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].copy_from_slice(&((c >> 16) as u16).to_le_bytes());
     }
@@ -452,7 +502,7 @@ mod tests {
     fn parses_fields_and_verifies_checksum() {
         let sb = synth::parsed();
         let r = raw_inode(&sb, 12);
-        let i = Inode::parse(&sb, 12, &r).unwrap();
+        let i = Inode::parse(&sb, InodeNo(12), &r).unwrap();
         assert_eq!(i.kind(), FileKind::File);
         assert_eq!(i.size, (1 << 32) + 5000);
         assert_eq!(i.uid, 0x1_1170);
@@ -468,13 +518,13 @@ mod tests {
         assert_eq!(i.stat().perm, 0o644);
         // Same bytes at another inode number: the seed differs.
         assert!(matches!(
-            Inode::parse(&sb, 13, &r).unwrap_err(),
+            Inode::parse(&sb, InodeNo(13), &r).unwrap_err(),
             Error::Checksum { .. }
         ));
         let mut bad = r.clone();
         bad[200] ^= 1;
         assert!(matches!(
-            Inode::parse(&sb, 12, &bad).unwrap_err(),
+            Inode::parse(&sb, InodeNo(12), &bad).unwrap_err(),
             Error::Checksum { .. }
         ));
     }
@@ -493,21 +543,21 @@ mod tests {
             let mut r = raw_inode(&sb, 12);
             edit(&mut r);
             set_csum(&sb, 12, &mut r);
-            let e = Inode::parse(&sb, 12, &r).unwrap_err();
+            let e = Inode::parse(&sb, InodeNo(12), &r).unwrap_err();
             assert!(e.to_string().contains(want), "{e} vs {want}");
         }
         assert!(matches!(
-            Inode::parse(&sb, 12, &[0u8; 256]).unwrap_err(),
-            Error::NoSuchInode(12)
+            Inode::parse(&sb, InodeNo(12), &[0u8; 256]).unwrap_err(),
+            Error::NoSuchInode(InodeNo(12))
         ));
         let mut r = raw_inode(&sb, 12);
         r[I_LINKS_COUNT] = 0;
         set_csum(&sb, 12, &mut r);
         assert!(matches!(
-            Inode::parse(&sb, 12, &r).unwrap_err(),
-            Error::NoSuchInode(12)
+            Inode::parse(&sb, InodeNo(12), &r).unwrap_err(),
+            Error::NoSuchInode(InodeNo(12))
         ));
-        assert!(Inode::parse(&sb, 12, &r[..100]).is_err());
+        assert!(Inode::parse(&sb, InodeNo(12), &r[..100]).is_err());
     }
 
     #[test]
@@ -516,12 +566,15 @@ mod tests {
         let mut r = raw_inode(&sb, 12);
         r[I_BLOCKS_HIGH..I_BLOCKS_HIGH + 2].copy_from_slice(&1u16.to_le_bytes());
         set_csum(&sb, 12, &mut r);
-        assert_eq!(Inode::parse(&sb, 12, &r).unwrap().blocks, (1 << 32) + 16);
+        assert_eq!(
+            Inode::parse(&sb, InodeNo(12), &r).unwrap().blocks,
+            (1 << 32) + 16
+        );
         r[I_FLAGS..I_FLAGS + 4].copy_from_slice(&flags::HUGE_FILE.to_le_bytes());
         set_csum(&sb, 12, &mut r);
         // In filesystem blocks: times 2 sectors per 1 KiB block.
         assert_eq!(
-            Inode::parse(&sb, 12, &r).unwrap().blocks,
+            Inode::parse(&sb, InodeNo(12), &r).unwrap().blocks,
             ((1 << 32) + 16) * 2
         );
     }

@@ -15,17 +15,46 @@
 //! links is bounded; arithmetic on disk values is checked; checksums are
 //! verified on read. A corrupt structure is an [`Error`], never a panic.
 //!
-//! Layout: `fs` is the handle ([`Fs`]); `superblock`, `group`, `inode`,
-//! `extent`, `indirect`, `csum` are the core; `dir`, `htree`, `hash`,
-//! `inline`, `xattr`, `acl`, `symlink` build the namespace on top; `io` is
-//! the device below (channel trait, unixfd/memory/fault backends, block
-//! cache, access gate); `journal` is jbd2 (on-disk layouts, recovery at
-//! mount, run before `Fs::open`), `orphan` finds the orphans left behind.
+//! # Module map
+//!
+//! `Fs`'s methods live with their concern, as the kernel splits them; each
+//! of those modules adds an `impl Fs` block:
+//!
+//! | concern (kernel file) | module | `Fs` methods |
+//! |---|---|---|
+//! | open, statfs (super.c) | [`fs`] | `open`, `statfs`, `sb`, `group`, `meta_block`, `dev`, `notes` |
+//! | inode read (inode.c) | [`inode`] | `inode`, `stat` |
+//! | data map and read (inode.c) | [`data`] | `map_extent`, `map_block`, `read`, `read_inode_data`, `read_file_block` |
+//! | lookup, readdir (namei.c, dir.c) | [`dir`] | `lookup`, `read_dir` |
+//! | bitmaps (balloc.c, ialloc.c) | [`bitmap`] | `verify_bitmaps` |
+//! | xattrs (xattr.c) | [`xattr`] | `list_xattrs`, `get_xattr` |
+//! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
+//! | symlinks (symlink.c) | [`symlink`] | `read_link` |
+//!
+//! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
+//! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
+//! itself), [`extent`] and [`indirect`] (block maps), [`dirent`] (entries
+//! and leaf tails), [`htree`] (dx index) with [`hash`], [`xattr`] entries
+//! with [`acl`]. Below them: [`bytes`] (field readers), [`csum`] (crc32c,
+//! crc16), [`error`]; beside them: [`types`] (the API's shared types) and
+//! [`num`] (`InodeNo`, `Lblk`, `Pblk`, `GroupNo`). [`io`] is the device
+//! (channel trait, unixfd/memory/fault backends, block cache, access gate).
+//!
+//! The journal: [`journal`] (jbd2's on-disk layouts, decode and encode, and
+//! recovery: `journal::recover`, the step run before `Fs::open`, which
+//! itself never writes) and [`orphan`] (finds the orphans a crash left).
+//!
+//! The import graph between these modules is acyclic, except that a module
+//! adding an `impl Fs` block imports the `Fs` type
+//! (`tests/import_graph.rs` checks it).
 
 pub mod acl;
+pub mod bitmap;
 pub mod bytes;
 pub mod csum;
+pub mod data;
 pub mod dir;
+pub mod dirent;
 pub mod error;
 pub mod extent;
 pub mod features;
@@ -38,12 +67,16 @@ pub mod inline;
 pub mod inode;
 pub mod io;
 pub mod journal;
+pub mod num;
 pub mod orphan;
 pub mod superblock;
 pub mod symlink;
 #[cfg(test)]
 mod testblocks;
+pub mod types;
 pub mod xattr;
 
 pub use error::{Error, Result};
-pub use fs::{DirEntry, FileKind, Fs, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO};
+pub use fs::Fs;
+pub use num::{GroupNo, InodeNo, Lblk, Pblk};
+pub use types::{DirEntry, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO};

@@ -18,6 +18,7 @@ use std::fmt;
 
 use crate::bytes::le32;
 use crate::error::{Error, Result};
+use crate::num::{InodeNo, Lblk};
 use crate::superblock::{compat, ro_compat};
 use crate::Fs;
 
@@ -35,7 +36,7 @@ pub const MAX_ORPHAN_FILE_BLOCKS: u64 = 1 << 16;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Orphans {
     /// `s_last_orphan` (0: the chain is empty).
-    pub chain_head: u32,
+    pub chain_head: InodeNo,
     /// Inodes on the chain (counted up to [`MAX_CHAIN`] or a broken link).
     pub chain_len: u32,
     /// Inode numbers in the orphan file.
@@ -47,7 +48,7 @@ pub struct Orphans {
 impl Orphans {
     /// Whether nothing waits for cleanup.
     pub fn is_empty(&self) -> bool {
-        self.chain_head == 0 && self.file_entries == 0
+        self.chain_head == InodeNo(0) && self.file_entries == 0
     }
 }
 
@@ -72,29 +73,29 @@ pub fn pending(fs: &Fs) -> Result<Orphans> {
         ..Orphans::default()
     };
     let mut ino = sb.last_orphan;
-    while ino != 0 && out.chain_len < MAX_CHAIN {
+    while ino != InodeNo(0) && out.chain_len < MAX_CHAIN {
         out.chain_len += 1;
         match fs.inode(ino) {
-            Ok(inode) => ino = inode.dtime,
+            Ok(inode) => ino = InodeNo(inode.dtime),
             Err(_) => break,
         }
     }
-    if sb.has_compat(compat::ORPHAN_FILE) && sb.orphan_file_inum != 0 {
+    if sb.has_compat(compat::ORPHAN_FILE) && sb.orphan_file_inum != InodeNo(0) {
         out.file_entries = orphan_file_entries(fs, sb.orphan_file_inum)?;
     }
     Ok(out)
 }
 
 /// Inode numbers recorded in the orphan file `ino`.
-fn orphan_file_entries(fs: &Fs, ino: u32) -> Result<u64> {
+fn orphan_file_entries(fs: &Fs, ino: InodeNo) -> Result<u64> {
     let inode = fs.inode(ino)?;
     let bs = fs.block_size() as usize;
-    let blocks = (inode.size / bs as u64).min(MAX_ORPHAN_FILE_BLOCKS);
+    let blocks = (inode.size / bs as u64).min(MAX_ORPHAN_FILE_BLOCKS) as u32;
     let tail = bs.saturating_sub(ORPHAN_TAIL_SIZE);
     let mut buf = vec![0u8; bs];
     let mut n = 0u64;
     for lblk in 0..blocks {
-        fs.read_file_block(&inode, lblk, &mut buf)?;
+        fs.read_file_block(&inode, Lblk(lblk), &mut buf)?;
         if le32(&buf, tail) != ORPHAN_BLOCK_MAGIC {
             return Err(Error::corrupt(
                 format!("orphan file (inode {ino})"),

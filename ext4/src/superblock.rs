@@ -14,6 +14,7 @@ use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::features::{check_features, RO_COMPAT_KNOWN};
 pub use super::features::{compat, incompat, ro_compat};
+use super::num::{GroupNo, InodeNo, Pblk};
 
 /// Byte offset of the primary superblock on the device.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -159,7 +160,7 @@ pub struct Superblock {
     /// Revision (0 = good old, 1 = dynamic).
     pub rev_level: u32,
     /// First non-reserved inode.
-    pub first_ino: u32,
+    pub first_ino: InodeNo,
     /// Bytes per on-disk inode.
     pub inode_size: u16,
     /// Compatible features.
@@ -179,9 +180,9 @@ pub struct Superblock {
     /// Journal UUID (external journal).
     pub journal_uuid: [u8; 16],
     /// Journal inode (0 = none).
-    pub journal_inum: u32,
+    pub journal_inum: InodeNo,
     /// Head of the orphan inode list.
-    pub last_orphan: u32,
+    pub last_orphan: InodeNo,
     /// Directory hash seed.
     pub hash_seed: [u32; 4],
     /// Default directory hash version (0 legacy, 1 half_md4, 2 tea; +3 unsigned variants).
@@ -199,7 +200,7 @@ pub struct Superblock {
     /// MMP check interval (seconds).
     pub mmp_interval: u16,
     /// MMP block.
-    pub mmp_block: u64,
+    pub mmp_block: Pblk,
     /// log2(groups per flex group) (flex_bg).
     pub log_groups_per_flex: u8,
     /// Overhead clusters recorded by mkfs/resize (0 = not recorded).
@@ -211,7 +212,7 @@ pub struct Superblock {
     /// Filename encoding (casefold).
     pub encoding: u16,
     /// Orphan file inode.
-    pub orphan_file_inum: u32,
+    pub orphan_file_inum: InodeNo,
     /// Number of block groups.
     pub group_count: u32,
     /// Inodes per inode-table block.
@@ -465,7 +466,7 @@ impl Superblock {
             errors: le16(raw, S_ERRORS),
             creator_os: le32(raw, S_CREATOR_OS),
             rev_level,
-            first_ino,
+            first_ino: InodeNo(first_ino),
             inode_size,
             feature_compat,
             feature_incompat,
@@ -475,8 +476,8 @@ impl Superblock {
             volume_name,
             reserved_gdt_blocks,
             journal_uuid: array::<16>(raw, S_JOURNAL_UUID).unwrap_or_default(),
-            journal_inum: le32(raw, S_JOURNAL_INUM),
-            last_orphan: le32(raw, S_LAST_ORPHAN),
+            journal_inum: InodeNo(le32(raw, S_JOURNAL_INUM)),
+            last_orphan: InodeNo(le32(raw, S_LAST_ORPHAN)),
             hash_seed,
             def_hash_version: u8_at(raw, S_DEF_HASH_VERSION),
             desc_size,
@@ -485,14 +486,15 @@ impl Superblock {
             want_extra_isize,
             flags: le32(raw, S_FLAGS),
             mmp_interval: le16(raw, S_MMP_INTERVAL),
-            mmp_block: u64::from(le32(raw, S_MMP_BLOCK))
-                | (u64::from(le32(raw, S_MMP_BLOCK + 4)) << 32),
+            mmp_block: Pblk(
+                u64::from(le32(raw, S_MMP_BLOCK)) | (u64::from(le32(raw, S_MMP_BLOCK + 4)) << 32),
+            ),
             log_groups_per_flex: u8_at(raw, S_LOG_GROUPS_PER_FLEX),
             overhead_clusters: le32(raw, S_OVERHEAD_CLUSTERS),
             backup_bgs: [le32(raw, S_BACKUP_BGS), le32(raw, S_BACKUP_BGS + 4)],
             csum_seed,
             encoding: le16(raw, S_ENCODING),
-            orphan_file_inum: le32(raw, S_ORPHAN_FILE_INUM),
+            orphan_file_inum: InodeNo(le32(raw, S_ORPHAN_FILE_INUM)),
             group_count,
             inodes_per_block,
             itable_blocks_per_group,
@@ -556,12 +558,13 @@ impl Superblock {
     }
 
     /// Block holding the primary superblock (1 with 1 KiB blocks, else 0).
-    pub fn superblock_block(&self) -> u64 {
-        SUPERBLOCK_OFFSET / u64::from(self.block_size)
+    pub fn superblock_block(&self) -> Pblk {
+        Pblk(SUPERBLOCK_OFFSET / u64::from(self.block_size))
     }
 
     /// Whether group `g` holds a superblock backup (and so a GDT copy).
-    pub fn group_has_super(&self, g: u32) -> bool {
+    pub fn group_has_super(&self, g: GroupNo) -> bool {
+        let g = g.0;
         if g == 0 {
             return true;
         }
@@ -578,19 +581,20 @@ impl Superblock {
     }
 
     /// First block of group `g`.
-    pub fn group_first_block(&self, g: u32) -> u64 {
-        u64::from(self.first_data_block) + u64::from(g) * u64::from(self.blocks_per_group)
+    pub fn group_first_block(&self, g: GroupNo) -> Pblk {
+        Pblk(u64::from(self.first_data_block) + u64::from(g.0) * u64::from(self.blocks_per_group))
     }
 
     /// Whether `blk` is a block number inside the filesystem's data area.
-    pub fn block_in_fs(&self, blk: u64) -> bool {
-        blk >= u64::from(self.first_data_block) && blk < self.blocks_count
+    pub fn block_in_fs(&self, blk: Pblk) -> bool {
+        blk.0 >= u64::from(self.first_data_block) && blk.0 < self.blocks_count
     }
 
     /// Whether `[blk, blk+len)` lies inside the filesystem.
-    pub fn range_in_fs(&self, blk: u64, len: u64) -> bool {
-        blk >= u64::from(self.first_data_block)
+    pub fn range_in_fs(&self, blk: Pblk, len: u64) -> bool {
+        blk.0 >= u64::from(self.first_data_block)
             && blk
+                .0
                 .checked_add(len)
                 .is_some_and(|end| end <= self.blocks_count)
     }

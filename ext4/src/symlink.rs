@@ -11,16 +11,18 @@
 //! NUL, as readlink(2) reports it.
 
 use super::error::{Error, Result};
-use super::fs::{FileKind, Fs};
-use super::inline::{self, INLINE_IBLOCK_SIZE};
+use super::fs::Fs;
+use super::inline::INLINE_IBLOCK_SIZE;
 use super::inode::flags as iflags;
+use super::num::{InodeNo, Lblk};
+use super::types::FileKind;
 
 /// Longest path the VFS accepts, including the terminating NUL.
 pub const PATH_MAX: u64 = 4096;
 
 impl Fs {
     /// The target of symlink `ino`.
-    pub fn read_link(&self, ino: u32) -> Result<Vec<u8>> {
+    pub fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>> {
         let inode = self.inode(ino)?;
         if inode.kind() != FileKind::Symlink {
             return Err(Error::NotSymlink);
@@ -35,13 +37,13 @@ impl Fs {
         let size = inode.size as usize;
         if inode.has_flag(iflags::INLINE_DATA) {
             let mut buf = vec![0u8; size];
-            let n = inline::read_inline(self, &inode, 0, &mut buf)?;
+            let n = self.read_inline(&inode, 0, &mut buf)?;
             buf.truncate(n);
             return Ok(buf);
         }
         let sb = self.sb();
         let cluster_sectors = (u64::from(sb.block_size) * sb.cluster_ratio()) >> 9;
-        let ea_sectors = if inode.file_acl != 0 {
+        let ea_sectors = if inode.file_acl.0 != 0 {
             cluster_sectors
         } else {
             0
@@ -63,11 +65,11 @@ impl Fs {
         if size >= sb.block_size as usize {
             return Err(Error::corrupt(what(), "target longer than a block"));
         }
-        if self.map_block(&inode, 0)?.is_none() {
+        if self.map_block(&inode, Lblk(0))?.is_none() {
             return Err(Error::corrupt(what(), "target block is a hole"));
         }
         let mut block = vec![0u8; sb.block_size as usize];
-        self.read_file_block(&inode, 0, &mut block)?;
+        self.read_file_block(&inode, Lblk(0), &mut block)?;
         block.truncate(size);
         if let Some(nul) = block.iter().position(|&b| b == 0) {
             block.truncate(nul);

@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::{Error, Result};
-use super::extent::Mapping;
+use super::num::{Lblk, Pblk};
+use super::types::Mapping;
 
 /// A block reader serving `blocks`; reading any other block is an error,
 /// so a test also proves the walk touched only the blocks it should.
-pub fn reader(blocks: HashMap<u64, Vec<u8>>) -> impl Fn(u64) -> Result<Arc<[u8]>> {
+pub fn reader(blocks: HashMap<u64, Vec<u8>>) -> impl Fn(Pblk) -> Result<Arc<[u8]>> {
     move |b| {
         blocks
-            .get(&b)
+            .get(&b.0)
             .map(|v| Arc::from(v.as_slice()))
             .ok_or_else(|| Error::corrupt("test", format!("unexpected read of {b}")))
     }
@@ -21,5 +22,13 @@ pub fn reader(blocks: HashMap<u64, Vec<u8>>) -> impl Fn(u64) -> Result<Arc<[u8]>
 
 /// The mapping `pblk` (None = hole) for `len` blocks.
 pub fn m(pblk: Option<u64>, len: u64) -> Mapping {
-    Mapping { pblk, len }
+    Mapping {
+        pblk: pblk.map(Pblk),
+        len,
+    }
+}
+
+/// A logical block number written as a plain integer in a test table.
+pub fn lb(l: u64) -> Lblk {
+    Lblk(u32::try_from(l).expect("test lblk fits 32 bits"))
 }

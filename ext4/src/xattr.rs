@@ -28,6 +28,7 @@ use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::fs::Fs;
 use super::inode::{flags as iflags, Inode};
+use super::num::{InodeNo, Pblk};
 use super::superblock::incompat;
 
 /// Magic at the start of the in-inode area and of an xattr block.
@@ -95,7 +96,7 @@ pub enum XattrValue {
     /// In the data of EA inode `ino`, `size` bytes.
     Inode {
         /// The EA inode.
-        ino: u32,
+        ino: InodeNo,
         /// Value size.
         size: u32,
     },
@@ -196,10 +197,13 @@ fn parse_entries(
             if !fmt.ea_inode {
                 return Err(bad("EA inode value without the ea_inode feature".into()));
             }
-            if inum == super::fs::ROOT_INO || inum > fmt.max_ino {
+            if InodeNo(inum) == super::types::ROOT_INO || inum > fmt.max_ino {
                 return Err(bad(format!("invalid EA inode {inum}")));
             }
-            XattrValue::Inode { ino: inum, size }
+            XattrValue::Inode {
+                ino: InodeNo(inum),
+                size,
+            }
         } else if size == 0 {
             XattrValue::Local { start: 0, len: 0 }
         } else {
@@ -233,7 +237,7 @@ pub fn parse_ibody(
 /// `Some(fs seed)` under metadata_csum) and parses its entries.
 pub fn parse_block(
     block: &[u8],
-    blocknr: u64,
+    blocknr: Pblk,
     csum_seed: Option<u32>,
     fmt: XattrFormat,
     what: &dyn Fn() -> String,
@@ -249,7 +253,7 @@ pub fn parse_block(
         return Err(bad("xattr block h_blocks is not 1"));
     }
     if let Some(seed) = csum_seed {
-        let mut c = crc32c(seed, &blocknr.to_le_bytes());
+        let mut c = crc32c(seed, &blocknr.0.to_le_bytes());
         c = crc32c(c, &block[..H_CHECKSUM]);
         c = crc32c(c, &[0; 4]);
         c = crc32c(c, &block[H_CHECKSUM + 4..]);
@@ -290,7 +294,7 @@ impl Fs {
             .into_iter()
             .map(|e| (e, Area::Ibody))
             .collect();
-        if inode.file_acl != 0 {
+        if inode.file_acl.0 != 0 {
             let what = || format!("xattr block {} of inode {ino}", inode.file_acl);
             if !self.sb().block_in_fs(inode.file_acl) {
                 return Err(Error::corrupt(what(), "block outside the filesystem"));
@@ -304,7 +308,7 @@ impl Fs {
     }
 
     /// Full names of the visible extended attributes of `ino`.
-    pub fn list_xattrs(&self, ino: u32) -> Result<Vec<Vec<u8>>> {
+    pub fn list_xattrs(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>> {
         let inode = self.inode(ino)?;
         Ok(self
             .xattr_entries(&inode)?
@@ -316,7 +320,7 @@ impl Fs {
     /// The value of extended attribute `name` of `ino` (`Error::NoXattr`
     /// when absent or not a visible name). POSIX ACLs come out in the Linux
     /// xattr ACL format.
-    pub fn get_xattr(&self, ino: u32, name: &[u8]) -> Result<Vec<u8>> {
+    pub fn get_xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>> {
         let (idx, suffix) = split_name(name).ok_or(Error::NoXattr)?;
         let inode = self.inode(ino)?;
         let entries = self.xattr_entries(&inode)?;
@@ -345,7 +349,7 @@ impl Fs {
 
     /// Reads a value stored in EA inode `ea` and checks it against the
     /// inode's flag, size and stored hash.
-    fn ea_inode_value(&self, ea: u32, size: u32, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
+    fn ea_inode_value(&self, ea: InodeNo, size: u32, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
         let inode = self.inode(ea)?;
         if !inode.has_flag(iflags::EA_INODE) {
             return Err(Error::corrupt(
@@ -459,14 +463,16 @@ mod tests {
         let mut c = crc32c(9, &77u64.to_le_bytes());
         c = crc32c(c, &b);
         b[16..20].copy_from_slice(&c.to_le_bytes());
-        assert!(parse_block(&b, 77, Some(9), FMT, &what).unwrap().is_empty());
+        assert!(parse_block(&b, Pblk(77), Some(9), FMT, &what)
+            .unwrap()
+            .is_empty());
         assert!(matches!(
-            parse_block(&b, 78, Some(9), FMT, &what),
+            parse_block(&b, Pblk(78), Some(9), FMT, &what),
             Err(Error::Checksum { .. })
         ));
         b[3] = 0;
         assert!(matches!(
-            parse_block(&b, 77, None, FMT, &what),
+            parse_block(&b, Pblk(77), None, FMT, &what),
             Err(Error::Corrupt { .. })
         ));
     }

@@ -164,7 +164,7 @@ fn check_image(args: &[&str], size: &str, with_big: bool) {
     }
 
     // Every group's bitmaps check out.
-    for g in 0..fs.sb().group_count {
+    for g in (0..fs.sb().group_count).map(fsvc_ext4::GroupNo) {
         fs.verify_bitmaps(g)
             .unwrap_or_else(|e| panic!("{ctx}: bitmaps of group {g}: {e}"));
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use core_util::*;
 use fsvc_ext4::extent;
 use fsvc_ext4::io::mem::MemChannel;
-use fsvc_ext4::{Error, Fs, OpenOptions};
+use fsvc_ext4::{Error, Fs, GroupNo, InodeNo, OpenOptions};
 
 /// An image with the standard tree and the parsed engine view of it.
 struct Fixture {
@@ -28,17 +28,17 @@ fn fixture(args: &[&str]) -> Fixture {
     Fixture { _s: s, path, bytes }
 }
 
-fn ino_of(f: &Fixture, p: &str) -> u32 {
+fn ino_of(f: &Fixture, p: &str) -> InodeNo {
     debugfs_stat(&f.path, p).ino
 }
 
 /// Byte offset of inode `ino` in the image.
-fn inode_offset(fs: &Fs, ino: u32) -> usize {
+fn inode_offset(fs: &Fs, ino: InodeNo) -> usize {
     let sb = fs.sb();
-    let g = (ino - 1) / sb.inodes_per_group;
-    let idx = (ino - 1) % sb.inodes_per_group;
+    let (g, idx) = ino.group_index(sb.inodes_per_group).unwrap();
     let gd = fs.group(g).unwrap();
-    (gd.inode_table * u64::from(sb.block_size) + u64::from(idx) * u64::from(sb.inode_size)) as usize
+    (gd.inode_table.0 * u64::from(sb.block_size) + u64::from(idx) * u64::from(sb.inode_size))
+        as usize
 }
 
 fn is_corrupt(e: &Error) -> bool {
@@ -112,7 +112,7 @@ fn corrupt_superblock_checksum_and_geometry() {
         },
     )
     .unwrap();
-    assert!(fs.stat(2).is_ok());
+    assert!(fs.stat(InodeNo(2)).is_ok());
 }
 
 #[test]
@@ -164,28 +164,31 @@ fn corrupt_group_descriptor() {
         let fs = open(&f.bytes).unwrap();
         let sb = fs.sb().clone();
         assert!(sb.group_count >= 2, "{args:?}");
-        assert!(fs.group(1).unwrap().csum_ok);
+        assert!(fs.group(GroupNo(1)).unwrap().csum_ok);
         let gdt = (1024 / sb.block_size as usize + 1) * sb.block_size as usize;
         let ds = usize::from(sb.desc_size);
         // Flip the free-blocks count of group 1: only group 1 is refused.
         let mut b = f.bytes.clone();
         b[gdt + ds + 0xC] ^= 0x01;
         let fs2 = open(&b).unwrap();
-        let ino_in_g1 = sb.inodes_per_group + 1;
+        let ino_in_g1 = InodeNo(sb.inodes_per_group + 1);
         if csum {
-            assert!(!fs2.group(1).unwrap().csum_ok, "{args:?}");
+            assert!(!fs2.group(GroupNo(1)).unwrap().csum_ok, "{args:?}");
             assert!(matches!(
                 fs2.inode(ino_in_g1).unwrap_err(),
                 Error::Checksum { .. }
             ));
             assert!(matches!(
-                fs2.verify_bitmaps(1).unwrap_err(),
+                fs2.verify_bitmaps(GroupNo(1)).unwrap_err(),
                 Error::Checksum { .. }
             ));
         } else {
-            assert!(fs2.group(1).unwrap().csum_ok, "{args:?}");
+            assert!(fs2.group(GroupNo(1)).unwrap().csum_ok, "{args:?}");
         }
-        assert!(fs2.stat(2).is_ok(), "{args:?}: group 0 stays readable");
+        assert!(
+            fs2.stat(InodeNo(2)).is_ok(),
+            "{args:?}: group 0 stays readable"
+        );
         // An inode table outside the filesystem refuses the mount.
         let mut b = f.bytes.clone();
         b[gdt + ds + 0x8..gdt + ds + 0xC].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
@@ -201,12 +204,12 @@ fn corrupt_group_descriptor() {
 fn corrupt_bitmap_checksum() {
     let f = fixture(&["-t", "ext4", "-b", "1024"]);
     let fs = open(&f.bytes).unwrap();
-    fs.verify_bitmaps(0).unwrap();
-    let gd = fs.group(0).unwrap().clone();
+    fs.verify_bitmaps(GroupNo(0)).unwrap();
+    let gd = fs.group(GroupNo(0)).unwrap().clone();
     let mut b = f.bytes.clone();
-    b[(gd.inode_bitmap * 1024) as usize] ^= 0x80;
+    b[(gd.inode_bitmap.0 * 1024) as usize] ^= 0x80;
     let fs = open(&b).unwrap();
-    let e = fs.verify_bitmaps(0).unwrap_err();
+    let e = fs.verify_bitmaps(GroupNo(0)).unwrap_err();
     assert!(e.to_string().contains("inode bitmap"), "{e}");
 }
 
@@ -223,7 +226,7 @@ fn corrupt_inode() {
         let fs = open(&b).unwrap();
         let e = fs.stat(ino).unwrap_err();
         assert!(matches!(e, Error::Checksum { .. }), "field {field:#x}: {e}");
-        assert!(fs.stat(2).is_ok());
+        assert!(fs.stat(InodeNo(2)).is_ok());
     }
     // Without: structural checks.
     let f = fixture(&["-t", "ext4", "-b", "1024", "-O", "^metadata_csum"]);
@@ -240,17 +243,23 @@ fn corrupt_inode() {
     assert!(e.to_string().contains("extra inode size"), "{e}");
     // Out-of-range and never-used inodes.
     let fs = open(&f.bytes).unwrap();
-    assert!(matches!(fs.inode(0).unwrap_err(), Error::NoSuchInode(0)));
+    assert!(matches!(
+        fs.inode(InodeNo(0)).unwrap_err(),
+        Error::NoSuchInode(InodeNo(0))
+    ));
     let n = fs.sb().inodes_count;
     assert!(matches!(
-        fs.inode(n + 1).unwrap_err(),
+        fs.inode(InodeNo(n + 1)).unwrap_err(),
         Error::NoSuchInode(_)
     ));
-    assert!(matches!(fs.inode(n).unwrap_err(), Error::NoSuchInode(_)));
+    assert!(matches!(
+        fs.inode(InodeNo(n)).unwrap_err(),
+        Error::NoSuchInode(_)
+    ));
 }
 
 /// The fragmented file's extent leaf block.
-fn leaf_of(fs: &Fs, ino: u32) -> u64 {
+fn leaf_of(fs: &Fs, ino: InodeNo) -> u64 {
     let inode = fs.inode(ino).unwrap();
     let ib = inode.i_block();
     assert_eq!(u16::from_le_bytes([ib[6], ib[7]]), 1, "expected depth 1");
@@ -344,8 +353,8 @@ fn random_corruption_never_panics() {
         let sb = fs.sb().clone();
         // Metadata lives in the first blocks of group 0 (sb, GDT, bitmaps,
         // inode table) plus the extent/indirect blocks of the files.
-        let gd = fs.group(0).unwrap().clone();
-        let meta_end = ((gd.inode_table + u64::from(sb.itable_blocks_per_group)) * 1024) as usize;
+        let gd = fs.group(GroupNo(0)).unwrap().clone();
+        let meta_end = ((gd.inode_table.0 + u64::from(sb.itable_blocks_per_group)) * 1024) as usize;
         let mut rng = 0x1234_5678_9abc_def1u64;
         let mut next = || {
             rng ^= rng << 13;
@@ -369,12 +378,12 @@ fn random_corruption_never_panics() {
             let Ok(fs) = open(&b) else { continue };
             let _ = fs.statfs();
             let mut buf = vec![0u8; 1 << 16];
-            for ino in 1..=32 {
+            for ino in (1..=32).map(InodeNo) {
                 let _ = fs.stat(ino);
                 let _ = fs.read(ino, 0, &mut buf);
                 let _ = fs.read(ino, 5_000_000_000, &mut buf);
             }
-            for g in 0..fs.sb().group_count {
+            for g in (0..fs.sb().group_count).map(GroupNo) {
                 let _ = fs.verify_bitmaps(g);
             }
         }
@@ -414,7 +423,7 @@ fn extent_collect_lists_fragmented_runs() {
             _ => want.push((l, p, n)),
         }
     }
-    let got: Vec<(u32, u64, u32)> = runs.iter().map(|r| (r.lblk, r.pblk, r.len)).collect();
+    let got: Vec<(u32, u64, u32)> = runs.iter().map(|r| (r.lblk.0, r.pblk.0, r.len)).collect();
     assert_eq!(got, want);
     let mapped: u64 = runs.iter().map(|r| u64::from(r.len)).sum();
     assert_eq!(mapped, 12 * 5, "5000 bytes = 5 KiB blocks each");

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use core_util::*;
-use fsvc_ext4::{FileKind, Fs};
+use fsvc_ext4::{FileKind, Fs, InodeNo};
 use nix::fcntl::{fallocate, FallocateFlags};
 
 /// Whether loop mounts are possible; skips (or fails when required) if not.
@@ -53,7 +53,7 @@ impl Drop for Mount {
 /// Compares one file as the kernel sees it with the engine.
 fn compare(fs: &Fs, path: &Path, rel: &str, ctx: &str) {
     let m = std::fs::symlink_metadata(path).unwrap();
-    let ino = u32::try_from(m.ino()).unwrap();
+    let ino = InodeNo(u32::try_from(m.ino()).unwrap());
     let st = fs
         .stat(ino)
         .unwrap_or_else(|e| panic!("{ctx}: stat {rel}: {e}"));

@@ -7,7 +7,7 @@ mod names_fixtures;
 
 use std::process::Command;
 
-use fsvc_ext4::Error;
+use fsvc_ext4::{Error, InodeNo};
 use names_fixtures::*;
 
 use fsvc_ext4::hash::dx_hash;
@@ -168,7 +168,7 @@ fn htree_lookups_every_hash() {
                 "{label}"
             );
         }
-        let mut got: Vec<(u32, Vec<u8>)> = read_all(&fs, dir)
+        let mut got: Vec<(InodeNo, Vec<u8>)> = read_all(&fs, dir)
             .into_iter()
             .map(|e| (e.ino, e.name))
             .collect();

@@ -7,8 +7,6 @@ mod names_fixtures;
 use fsvc_ext4::{Error, ROOT_INO};
 use names_fixtures::*;
 
-use fsvc_ext4::inline;
-
 #[test]
 fn xattrs_and_acls_match_the_source_tree() {
     let variants: [(&str, &[&str], usize); 4] = [
@@ -46,7 +44,7 @@ fn xattrs_and_acls_match_the_source_tree() {
         }
         // The bigger values really went to the external block.
         assert_ne!(
-            fs.inode(resolve(&fs, "bigval")).unwrap().file_acl,
+            fs.inode(resolve(&fs, "bigval")).unwrap().file_acl.0,
             0,
             "{label}"
         );
@@ -120,7 +118,7 @@ fn symlinks_fast_slow_and_with_xattr_block() {
         }
         if root {
             let ino = resolve(&fs, "fastx");
-            assert_ne!(fs.inode(ino).unwrap().file_acl, 0);
+            assert_ne!(fs.inode(ino).unwrap().file_acl.0, 0);
             assert_eq!(fs.read_link(ino).unwrap(), b"xt");
         }
         assert!(matches!(fs.read_link(ROOT_INO), Err(Error::NotSymlink)));
@@ -176,12 +174,12 @@ fn inline_data_files_dirs_and_symlinks() {
             continue;
         }
         let mut buf = vec![0u8; d.len() + 10];
-        let got = inline::read_inline(&fs, &inode, 0, &mut buf).unwrap();
+        let got = fs.read_inode_data(&inode, 0, &mut buf).unwrap();
         assert_eq!(&buf[..got], &d[..], "{n}");
         // Odd-sized reads at every offset stitch together the same bytes.
         for off in 0..=d.len() {
             let mut b = [0u8; 7];
-            let k = inline::read_inline(&fs, &inode, off as u64, &mut b).unwrap();
+            let k = fs.read_inode_data(&inode, off as u64, &mut b).unwrap();
             assert_eq!(&b[..k], &d[off..(off + 7).min(d.len())], "{n} at {off}");
         }
     }

@@ -143,7 +143,7 @@ fn corrupt_xattrs_and_symlinks() {
     let small = fs0.lookup(ROOT_INO, b"small").unwrap();
     let bigval = fs0.lookup(ROOT_INO, b"bigval").unwrap();
     let fast = fs0.lookup(ROOT_INO, b"fast").unwrap();
-    let acl_blk = fs0.inode(bigval).unwrap().file_acl as usize * BS;
+    let acl_blk = fs0.inode(bigval).unwrap().file_acl.0 as usize * BS;
     // In-inode area of "small": magic at 128 + extra_isize, first entry after.
     let ioff = inode_offset(&img, "small", BS);
     let extra = usize::from(u16::from_le_bytes([
@@ -209,7 +209,7 @@ fn corrupt_xattrs_and_symlinks() {
     let mut b = std::fs::read(&img).unwrap();
     let fs0 = open(&img);
     let bigval = fs0.lookup(ROOT_INO, b"bigval").unwrap();
-    let blk = fs0.inode(bigval).unwrap().file_acl as usize * BS;
+    let blk = fs0.inode(bigval).unwrap().file_acl.0 as usize * BS;
     b[blk + BS - 100] ^= 1;
     assert!(
         is_checksum(open_bytes(b).unwrap().get_xattr(bigval, b"user.big")),

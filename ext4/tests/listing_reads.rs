@@ -9,7 +9,7 @@
 
 mod names_fixtures;
 
-use fsvc_ext4::FileKind;
+use fsvc_ext4::{FileKind, InodeNo};
 use names_fixtures::*;
 
 const SUBDIRS: usize = 20;
@@ -35,7 +35,7 @@ fn stat_after_listing_reads_each_inode_window_once() {
     let fs = open(&img);
     let parent = resolve(&fs, "small");
     let entries = read_all(&fs, parent);
-    let children: Vec<u32> = entries
+    let children: Vec<InodeNo> = entries
         .iter()
         .filter(|e| e.name != b"." && e.name != b"..")
         .map(|e| e.ino)
@@ -49,8 +49,8 @@ fn stat_after_listing_reads_each_inode_window_once() {
     let after = fs.dev().stats();
     let reads = after.meta_reads - before.meta_reads;
 
-    let lo = u64::from(*children.iter().min().unwrap());
-    let hi = u64::from(*children.iter().max().unwrap());
+    let lo = u64::from(children.iter().min().unwrap().0);
+    let hi = u64::from(children.iter().max().unwrap().0);
     let span = (hi - lo + 1) * INODE_SIZE;
     // The fixture really is spread: small windows would need many reads.
     assert!(

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use fsvc_ext4::fs::{FileKind, Fs, OpenOptions, ROOT_INO};
+use fsvc_ext4::{FileKind, Fs, OpenOptions, ROOT_INO};
 use fsvc_ext4::io::mem::MemChannel;
 use libfuzzer_sys::fuzz_target;
 

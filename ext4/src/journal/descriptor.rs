@@ -17,6 +17,7 @@ use super::be::{Be16, Be32, Raw};
 use super::csum::TAIL_SIZE;
 use super::header::{BlockHeader, HEADER_SIZE};
 use crate::error::{Error, Result};
+use crate::num::Pblk;
 
 /// Tag flags (`t_flags`).
 pub mod tag_flag {
@@ -119,7 +120,8 @@ pub struct BlockTag {
 
 impl BlockTag {
     /// A tag for filesystem block `block` (split for the format) with `flags`.
-    pub fn new(fmt: TagFormat, block: u64, flags: u32) -> BlockTag {
+    pub fn new(fmt: TagFormat, block: Pblk, flags: u32) -> BlockTag {
+        let block = block.0;
         BlockTag {
             blocknr: block as u32,
             blocknr_high: if fmt.has_high() {
@@ -134,13 +136,13 @@ impl BlockTag {
     }
 
     /// The filesystem block this tag logs (`read_tag_block`).
-    pub fn target(&self, fmt: TagFormat) -> u64 {
+    pub fn target(&self, fmt: TagFormat) -> Pblk {
         let lo = u64::from(self.blocknr);
-        if fmt.bit64 {
+        Pblk(if fmt.bit64 {
             lo | (u64::from(self.blocknr_high) << 32)
         } else {
             lo
-        }
+        })
     }
 
     /// Whether a flag is set. The kernel reads the flags as a big-endian

@@ -153,7 +153,7 @@ fn journal_offset(map: &JournalMap, block_size: u32, j: u32) -> Result<u64> {
     let (p, _) = map
         .locate(j)
         .ok_or_else(|| Error::corrupt("journal", format!("block {j} is not mapped")))?;
-    p.checked_mul(u64::from(block_size))
+    p.0.checked_mul(u64::from(block_size))
         .ok_or_else(|| Error::corrupt("journal", format!("block {j} maps past 2^64 bytes")))
 }
 

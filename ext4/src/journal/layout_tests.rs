@@ -10,6 +10,7 @@ use super::header::{block_type, BlockHeader, HEADER_SIZE, JBD2_MAGIC};
 use super::revoke::RevokeBlock;
 use super::superblock::{checksum_type, feature, JournalSuperblock, SIZE};
 use crate::error::Error;
+use crate::num::Pblk;
 
 const FORMATS: [TagFormat; 6] = [
     TagFormat {
@@ -190,8 +191,8 @@ proptest! {
     #[test]
     fn tag_targets_keep_the_high_half_only_with_64bit(i in 0..FORMATS.len(), blk in any::<u64>()) {
         let fmt = FORMATS[i];
-        let tag = BlockTag::new(fmt, blk, tag_flag::LAST_TAG | tag_flag::SAME_UUID);
-        let want = if fmt.bit64 { blk } else { blk & 0xffff_ffff };
+        let tag = BlockTag::new(fmt, Pblk(blk), tag_flag::LAST_TAG | tag_flag::SAME_UUID);
+        let want = Pblk(if fmt.bit64 { blk } else { blk & 0xffff_ffff });
         prop_assert_eq!(tag.target(fmt), want);
         let d = DescriptorBlock { header: BlockHeader::new(block_type::DESCRIPTOR, 1), tags: vec![tag] };
         let b = d.encode(fmt, 1024).unwrap();
@@ -207,10 +208,10 @@ proptest! {
         recs in prop::collection::vec(any::<u64>(), 0..200),
     ) {
         let cap = RevokeBlock::capacity(bs, bit64, tail);
-        let records: Vec<u64> = recs
+        let records: Vec<Pblk> = recs
             .into_iter()
             .take(cap)
-            .map(|r| if bit64 { r } else { r & 0xffff_ffff })
+            .map(|r| Pblk(if bit64 { r } else { r & 0xffff_ffff }))
             .collect();
         let r = RevokeBlock { header: BlockHeader::new(block_type::REVOKE, seq), records };
         let b = r.encode(bs, bit64, tail).unwrap();
@@ -272,7 +273,7 @@ proptest! {
 #[test]
 fn descriptor_encode_refuses_what_would_not_decode_back() {
     let fmt = FORMATS[5];
-    let tag = |flags| BlockTag::new(fmt, 5, flags);
+    let tag = |flags| BlockTag::new(fmt, Pblk(5), flags);
     let d = |tags| DescriptorBlock {
         header: BlockHeader::new(block_type::DESCRIPTOR, 1),
         tags,
@@ -300,7 +301,7 @@ fn descriptor_encode_refuses_what_would_not_decode_back() {
     assert!(d(too_many).encode(fmt, 1024).is_err(), "overflow");
     let r = RevokeBlock {
         header: BlockHeader::new(block_type::REVOKE, 1),
-        records: vec![1 << 33],
+        records: vec![Pblk(1 << 33)],
     };
     assert!(
         r.encode(1024, false, false).is_err(),

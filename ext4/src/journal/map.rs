@@ -10,6 +10,7 @@
 //! Invariant: runs cover journal blocks `0..len()` without gaps, in order.
 
 use crate::error::{Error, Result};
+use crate::num::Pblk;
 
 /// One contiguous piece of the journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +18,7 @@ pub struct Run {
     /// First journal block of the run.
     pub jblock: u32,
     /// Device block of `jblock`.
-    pub pblock: u64,
+    pub pblock: Pblk,
     /// Blocks in the run (≥ 1).
     pub len: u32,
 }
@@ -34,7 +35,7 @@ pub struct JournalMap {
 
 impl JournalMap {
     /// A journal of `len` blocks stored contiguously from device block `start`.
-    pub fn contiguous(start: u64, len: u32) -> JournalMap {
+    pub fn contiguous(start: Pblk, len: u32) -> JournalMap {
         let mut m = JournalMap::default();
         if len > 0 {
             m.runs.push(Run {
@@ -73,7 +74,9 @@ impl JournalMap {
                 .checked_add(r.len)
                 .ok_or_else(|| Error::corrupt("journal block map", "more than 2^32 blocks"))?;
             match m.runs.last_mut() {
-                Some(last) if last.pblock + u64::from(last.len) == r.pblock => last.len += r.len,
+                Some(last) if last.pblock.saturating_add(u64::from(last.len)) == r.pblock => {
+                    last.len += r.len
+                }
                 _ => m.runs.push(r),
             }
         }
@@ -98,18 +101,19 @@ impl JournalMap {
 
     /// Device block of journal block `j` and how many blocks continue
     /// contiguously from it (`None` past the end).
-    pub fn locate(&self, j: u32) -> Option<(u64, u32)> {
+    pub fn locate(&self, j: u32) -> Option<(Pblk, u32)> {
         let i = self
             .runs
             .partition_point(|r| r.jblock <= j)
             .checked_sub(1)?;
         let r = self.runs.get(i)?;
         let off = j - r.jblock;
-        (off < r.len).then(|| (r.pblock + u64::from(off), r.len - off))
+        (off < r.len).then(|| (r.pblock.saturating_add(u64::from(off)), r.len - off))
     }
 
     /// Whether device block `p` holds a journal block.
-    pub fn contains(&self, p: u64) -> bool {
+    pub fn contains(&self, p: Pblk) -> bool {
+        let p = p.0;
         let n = self.covered.partition_point(|&(start, _)| start <= p);
         n.checked_sub(1)
             .and_then(|i| self.covered.get(i))
@@ -122,7 +126,7 @@ impl JournalMap {
 fn cover(runs: &[Run]) -> Vec<(u64, u64)> {
     let mut ranges: Vec<(u64, u64)> = runs
         .iter()
-        .map(|r| (r.pblock, r.pblock.saturating_add(u64::from(r.len))))
+        .map(|r| (r.pblock.0, r.pblock.0.saturating_add(u64::from(r.len))))
         .collect();
     ranges.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
@@ -142,7 +146,7 @@ mod tests {
     fn run(jblock: u32, pblock: u64, len: u32) -> Run {
         Run {
             jblock,
-            pblock,
+            pblock: Pblk(pblock),
             len,
         }
     }
@@ -162,13 +166,17 @@ mod tests {
             (u32::MAX, None),
         ];
         for (j, want) in cases {
-            assert_eq!(m.locate(j), want, "journal block {j}");
+            assert_eq!(
+                m.locate(j),
+                want.map(|(p, n)| (Pblk(p), n)),
+                "journal block {j}"
+            );
         }
         for p in [50u64, 52, 100, 105] {
-            assert!(m.contains(p), "{p}");
+            assert!(m.contains(Pblk(p)), "{p}");
         }
         for p in [0u64, 49, 53, 99, 106, u64::MAX] {
-            assert!(!m.contains(p), "{p}");
+            assert!(!m.contains(Pblk(p)), "{p}");
         }
     }
 
@@ -177,18 +185,18 @@ mod tests {
         assert!(JournalMap::from_runs([run(0, 1, 2), run(3, 9, 1)]).is_err());
         assert!(JournalMap::from_runs([run(0, u64::MAX, 2)]).is_err());
         assert!(JournalMap::from_runs([run(0, 1, u32::MAX), run(u32::MAX, 9, 1)]).is_err());
-        let c = JournalMap::contiguous(10, 5);
-        assert_eq!(c.locate(4), Some((14, 1)));
-        assert!(c.contains(14) && !c.contains(15));
-        assert!(JournalMap::contiguous(0, 0).is_empty());
+        let c = JournalMap::contiguous(Pblk(10), 5);
+        assert_eq!(c.locate(4), Some((Pblk(14), 1)));
+        assert!(c.contains(Pblk(14)) && !c.contains(Pblk(15)));
+        assert!(JournalMap::contiguous(Pblk(0), 0).is_empty());
     }
 
     #[test]
     fn overlapping_runs_are_all_seen() {
         // A hostile map may point two journal ranges at overlapping blocks.
         let m = JournalMap::from_runs([run(0, 100, 50), run(50, 110, 2)]).unwrap();
-        assert!(m.contains(120), "inside the first, longer run");
-        assert!(m.contains(111));
-        assert!(!m.contains(150));
+        assert!(m.contains(Pblk(120)), "inside the first, longer run");
+        assert!(m.contains(Pblk(111)));
+        assert!(!m.contains(Pblk(150)));
     }
 }

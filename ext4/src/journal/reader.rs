@@ -76,6 +76,7 @@ impl<'j> LogReader<'j> {
         let n = run.min(per_window).min(self.end - j);
         let bytes = n as usize * self.block_size;
         let offset = pblock
+            .0
             .checked_mul(self.block_size as u64)
             .ok_or_else(|| Error::corrupt("journal", format!("block {j} maps past 2^64 bytes")))?;
         self.window.resize(bytes, 0);

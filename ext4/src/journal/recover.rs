@@ -32,6 +32,7 @@ use super::superblock::JournalSuperblock;
 use crate::error::{Error, Result};
 use crate::inode::flags as iflags;
 use crate::io::IoChannel;
+use crate::num::{InodeNo, Lblk, Pblk};
 use crate::superblock::{
     compat, incompat, set_checksum, Superblock, ERROR_INFO, STATE_ERROR, SUPERBLOCK_OFFSET,
     SUPERBLOCK_SIZE, S_FEATURE_INCOMPAT, S_JOURNAL_DEV, S_STATE,
@@ -54,7 +55,7 @@ pub enum Recovery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// The journal inode.
-    pub journal_inode: u32,
+    pub journal_inode: InodeNo,
     /// The replay (`None` when the log was already empty: `s_start` 0).
     pub replay: Option<Replay>,
     /// A journal abort error (`s_errno`, negative errno) found and moved to
@@ -125,7 +126,7 @@ pub fn recover(io: &Arc<dyn IoChannel>) -> Result<Recovery> {
             Superblock::parse(raw, device).ok().map(|s| s.blocks_count)
         };
         let targets = Targets {
-            first: u64::from(sb.first_data_block),
+            first: Pblk(u64::from(sb.first_data_block)),
             limit: sb.blocks_count,
             superblock: Some((sb.superblock_block(), &count_of)),
         };
@@ -185,7 +186,7 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
     }
     let journal_dev = crate::bytes::le32(&sb.raw, S_JOURNAL_DEV);
     let external = journal_dev != 0 || sb.journal_uuid != [0; 16];
-    if sb.journal_inum == 0 {
+    if sb.journal_inum == InodeNo(0) {
         if external {
             return Err(Error::Unsupported(format!(
                 "external journal (device {:#x}, uuid {}): fsvc replays internal journals \
@@ -225,10 +226,11 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
     let bs = u64::from(sb.block_size);
     let total = inode.size / bs;
     // The superblock says how much to map; it lives in journal block 0.
-    let first = probe.map_block(&inode, 0)?.ok_or_else(|| {
+    let first = probe.map_block(&inode, Lblk(0))?.ok_or_else(|| {
         Error::corrupt(what.clone(), "block 0 (the journal superblock) is a hole")
     })?;
     let offset = first
+        .0
         .checked_mul(bs)
         .ok_or_else(|| Error::corrupt(what.clone(), "block 0 maps past 2^64 bytes"))?;
     let mut raw = vec![0u8; sb.block_size as usize];
@@ -241,7 +243,7 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
     let mut j = 0u32;
     // Each mapping covers at least one block: at most `maxlen` steps.
     while j < maxlen {
-        let m = probe.map_extent(&inode, u64::from(j))?;
+        let m = probe.map_extent(&inode, Lblk(j))?;
         let p = m
             .pblk
             .ok_or_else(|| Error::corrupt(what.clone(), format!("block {j} is a hole")))?;

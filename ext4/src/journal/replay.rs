@@ -36,6 +36,7 @@ use super::revoke::{RevokeBlock, RevokeTable};
 use super::superblock::{checksum_type, LogArea};
 use super::tid;
 use crate::error::{Error, Result};
+use crate::num::Pblk;
 
 /// Reads the block count from a logged copy of the block holding the
 /// filesystem superblock (`None` when the copy does not parse).
@@ -46,14 +47,14 @@ pub type BlockCountOf<'a> = &'a dyn Fn(&[u8]) -> Option<u64>;
 pub struct Targets<'a> {
     /// First block replay may write (ext4: `s_first_data_block`; block 0
     /// of a 1 KiB-block filesystem is the boot block).
-    pub first: u64,
+    pub first: Pblk,
     /// Replay writes below this block (the filesystem's block count).
     pub limit: u64,
     /// The block holding the filesystem superblock, and how to read the
     /// block count from a logged copy of it: an online resize logs the
     /// grown superblock with the new groups' blocks, which lie past the
     /// old count. A copy that does not parse raises nothing.
-    pub superblock: Option<(u64, BlockCountOf<'a>)>,
+    pub superblock: Option<(Pblk, BlockCountOf<'a>)>,
 }
 
 impl std::fmt::Debug for Targets<'_> {
@@ -213,7 +214,7 @@ struct Written {
     bad_checksum: u64,
     unreadable: u64,
     /// The first skipped block: (transaction, journal block, target).
-    first_bad: Option<(u32, u32, u64)>,
+    first_bad: Option<(u32, u32, Pblk)>,
 }
 
 impl Journal {
@@ -405,7 +406,7 @@ impl Journal {
         let mut tid = sb.sequence;
         let mut limit = targets.limit;
         // The highest target seen: (block, transaction, journal block).
-        let mut highest: Option<(u64, u32, u32)> = None;
+        let mut highest: Option<(Pblk, u32, u32)> = None;
         while !tid::at_or_after(tid, scan.end_tid) {
             let (here, b) = cur.next()?;
             let h = header_of(b);
@@ -454,7 +455,7 @@ impl Journal {
             }
         }
         if let Some((t, tid, jblock)) = highest {
-            if t >= limit {
+            if t.0 >= limit {
                 return Err(Error::corrupt(
                     transaction(tid),
                     format!(
@@ -468,7 +469,7 @@ impl Journal {
     }
 
     /// A target must lie at or after `targets.first` and outside the journal.
-    fn check_target(&self, t: u64, targets: &Targets<'_>, tid: u32, jblock: u32) -> Result<()> {
+    fn check_target(&self, t: Pblk, targets: &Targets<'_>, tid: u32, jblock: u32) -> Result<()> {
         let why = if t < targets.first {
             "before the first block of the filesystem"
         } else if self.map.contains(t) {
@@ -542,13 +543,13 @@ impl Journal {
                         // Checked in pass 2 already; checked again because
                         // this is the write.
                         self.check_target(t, targets, tid, jblock)?;
-                        if t >= limit {
+                        if t.0 >= limit {
                             return Err(Error::corrupt(
                                 transaction(tid),
                                 format!("block {t} past the end of the filesystem"),
                             ));
                         }
-                        let offset = t.checked_mul(bs).ok_or_else(|| {
+                        let offset = t.0.checked_mul(bs).ok_or_else(|| {
                             Error::corrupt(transaction(tid), format!("block {t} past 2^64 bytes"))
                         })?;
                         self.io.write_at(offset, &buf)?;

@@ -11,6 +11,7 @@ use super::superblock::feature;
 use super::testlog::{background, pattern, Placed, TestLog, Tx, FORMATS, JOURNAL_START};
 use crate::error::Error;
 use crate::io::IoChannel;
+use crate::num::Pblk;
 
 /// Device blocks: the journal sits at 2048..3072, tests write below 2048.
 const FS_BLOCKS: u64 = 3200;
@@ -392,9 +393,9 @@ fn a_logged_superblock_that_grows_the_filesystem_raises_the_limit() {
     let count_of = |b: &[u8]| Some(u64::from_le_bytes(b[..8].try_into().unwrap()));
     let limit = 1500;
     let targets = Targets {
-        first: 1,
+        first: Pblk(1),
         limit,
-        superblock: Some((1, &count_of)),
+        superblock: Some((Pblk(1), &count_of)),
     };
     let io = log.channel();
     let j = log.open(&io).unwrap();

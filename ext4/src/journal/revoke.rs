@@ -19,6 +19,7 @@ use super::csum::TAIL_SIZE;
 use super::header::{BlockHeader, HEADER_SIZE};
 use super::tid;
 use crate::error::{Error, Result};
+use crate::num::Pblk;
 
 const R_COUNT: Be32 = Be32(HEADER_SIZE);
 /// Size of the revoke header (records start here).
@@ -35,7 +36,7 @@ pub struct RevokeBlock {
     /// Header (`REVOKE`, the transaction ID).
     pub header: BlockHeader,
     /// Revoked filesystem blocks, in order.
-    pub records: Vec<u64>,
+    pub records: Vec<Pblk>,
 }
 
 /// Bytes per record.
@@ -65,11 +66,11 @@ impl RevokeBlock {
         let mut records = Vec::new();
         let mut off = REVOKE_HEADER_SIZE;
         while off + rl <= count {
-            records.push(if bit64 {
+            records.push(Pblk(if bit64 {
                 Be64(off).get(b)
             } else {
                 u64::from(Be32(off).get(b))
-            });
+            }));
             off += rl;
         }
         Ok(RevokeBlock { header, records })
@@ -92,7 +93,7 @@ impl RevokeBlock {
             )));
         }
         if !bit64 {
-            if let Some(r) = self.records.iter().find(|r| **r > u64::from(u32::MAX)) {
+            if let Some(r) = self.records.iter().find(|r| r.0 > u64::from(u32::MAX)) {
                 return Err(Error::Invalid(format!(
                     "revoke of block {r} needs 64-bit records"
                 )));
@@ -106,9 +107,9 @@ impl RevokeBlock {
         for (i, r) in self.records.iter().enumerate() {
             let off = REVOKE_HEADER_SIZE + i * rl;
             if bit64 {
-                Be64(off).set(&mut b, *r);
+                Be64(off).set(&mut b, r.0);
             } else {
-                Be32(off).set(&mut b, *r as u32);
+                Be32(off).set(&mut b, r.0 as u32);
             }
         }
         Ok(b)
@@ -118,7 +119,7 @@ impl RevokeBlock {
 /// Revoked blocks and the newest transaction revoking each.
 #[derive(Debug, Default)]
 pub struct RevokeTable {
-    newest: HashMap<u64, u32>,
+    newest: HashMap<Pblk, u32>,
     records: u64,
 }
 
@@ -130,7 +131,7 @@ impl RevokeTable {
 
     /// Records that `block` is revoked by transaction `tid`
     /// (`jbd2_journal_set_revoke`).
-    pub fn insert(&mut self, block: u64, tid: u32) -> Result<()> {
+    pub fn insert(&mut self, block: Pblk, tid: u32) -> Result<()> {
         self.records += 1;
         match self.newest.get_mut(&block) {
             Some(t) => {
@@ -152,7 +153,7 @@ impl RevokeTable {
     }
 
     /// Whether `block` logged by transaction `tid` must not be replayed.
-    pub fn is_revoked(&self, block: u64, tid: u32) -> bool {
+    pub fn is_revoked(&self, block: Pblk, tid: u32) -> bool {
         self.newest
             .get(&block)
             .is_some_and(|&t| !tid::after(tid, t))

@@ -17,6 +17,7 @@ use super::revoke::RevokeBlock;
 use super::superblock::{checksum_type, feature, JournalSuperblock, LogArea};
 use super::Journal;
 use crate::io::{IoChannel, MemChannel};
+use crate::num::Pblk;
 
 /// Device block where journal block 0 sits.
 pub const JOURNAL_START: u64 = 2048;
@@ -152,7 +153,7 @@ impl TestLog {
         for chunk in tx.revokes.chunks(per.max(1)) {
             let r = RevokeBlock {
                 header: BlockHeader::new(block_type::REVOKE, tid),
-                records: chunk.to_vec(),
+                records: chunk.iter().map(|&b| Pblk(b)).collect(),
             };
             let mut b = r.encode(self.bs, self.sb.bit64(), tail).unwrap();
             if tail {
@@ -177,7 +178,7 @@ impl TestLog {
                 if i + 1 == chunk.len() {
                     flags |= tag_flag::LAST_TAG;
                 }
-                let mut tag = BlockTag::new(fmt, *target, flags);
+                let mut tag = BlockTag::new(fmt, Pblk(*target), flags);
                 if i == 0 {
                     tag.uuid = Some(self.sb.uuid);
                 }
@@ -236,7 +237,7 @@ impl TestLog {
     pub fn open(&self, io: &Arc<dyn IoChannel>) -> crate::Result<Journal> {
         Journal::open(
             io.clone(),
-            JournalMap::contiguous(JOURNAL_START, self.sb.maxlen),
+            JournalMap::contiguous(Pblk(JOURNAL_START), self.sb.maxlen),
             self.bs as u32,
             u64::from(self.sb.maxlen),
         )
@@ -245,7 +246,7 @@ impl TestLog {
     /// Where replay may write: all of the device from block 1.
     pub fn targets(&self) -> Targets<'static> {
         Targets {
-            first: 1,
+            first: Pblk(1),
             limit: self.fs_blocks,
             superblock: None,
         }

@@ -1,6 +1,7 @@
 //! Table-driven tests of superblock parsing on synthetic bytes.
 use super::synth::*;
 use super::*;
+use crate::num::{GroupNo, Pblk};
 
 const DEV: u64 = 8192 * 1024;
 
@@ -14,7 +15,7 @@ fn good_superblock_parses() {
     assert_eq!(sb.desc_size, 32);
     assert_eq!(sb.csum_seed, crc32c(!0, &[7u8; 16]));
     assert!(sb.metadata_csum() && !sb.gdt_csum());
-    assert_eq!(sb.superblock_block(), 1);
+    assert_eq!(sb.superblock_block(), Pblk(1));
 }
 
 #[test]
@@ -158,13 +159,17 @@ fn short_buffer_and_unknown_ro_compat() {
 fn backup_groups() {
     let mut sb = parsed();
     sb.feature_ro_compat |= ro_compat::SPARSE_SUPER;
-    let with: Vec<u32> = (0..60).filter(|&g| sb.group_has_super(g)).collect();
+    let with: Vec<u32> = (0..60)
+        .filter(|&g| sb.group_has_super(GroupNo(g)))
+        .collect();
     assert_eq!(with, vec![0, 1, 3, 5, 7, 9, 25, 27, 49]);
     sb.feature_compat |= compat::SPARSE_SUPER2;
     sb.backup_bgs = [1, 40];
-    let with: Vec<u32> = (0..60).filter(|&g| sb.group_has_super(g)).collect();
+    let with: Vec<u32> = (0..60)
+        .filter(|&g| sb.group_has_super(GroupNo(g)))
+        .collect();
     assert_eq!(with, vec![0, 1, 40]);
     sb.feature_compat = 0;
     sb.feature_ro_compat = 0;
-    assert!((0..10).all(|g| sb.group_has_super(g)));
+    assert!((0..10).all(|g| sb.group_has_super(GroupNo(g))));
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use fsvc_ext4::io::mem::MemChannel;
-use fsvc_ext4::{Error, Fs, OpenOptions, Timestamp};
+use fsvc_ext4::{Error, Fs, InodeNo, OpenOptions, Timestamp};
 
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -164,7 +164,7 @@ pub fn open(img: &[u8]) -> Result<Fs, Error> {
 /// What debugfs reports about a path.
 #[derive(Debug, Default)]
 pub struct DStat {
-    pub ino: u32,
+    pub ino: InodeNo,
     pub mode: u16,
     pub uid: u32,
     pub gid: u32,
@@ -192,7 +192,7 @@ pub fn hex(s: &str) -> u32 {
 pub fn debugfs_stat(img: &Path, path: &str) -> DStat {
     let out = debugfs(img, &format!("stat /{path}"));
     let mut d = DStat {
-        ino: field(&out, "Inode:").unwrap().parse().unwrap(),
+        ino: InodeNo(field(&out, "Inode:").unwrap().parse().unwrap()),
         mode: u16::from_str_radix(field(&out, "Mode:").unwrap(), 8).unwrap(),
         uid: field(&out, "User:").unwrap().parse().unwrap(),
         gid: field(&out, "Group:").unwrap().parse().unwrap(),
@@ -234,7 +234,7 @@ pub fn expect_time(sec: u32, extra: Option<u32>) -> Timestamp {
 }
 
 /// Reads a whole file through the engine in odd-sized chunks.
-pub fn read_all(fs: &Fs, ino: u32, chunk: usize) -> Vec<u8> {
+pub fn read_all(fs: &Fs, ino: InodeNo, chunk: usize) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; chunk];
     loop {

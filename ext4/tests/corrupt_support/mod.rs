@@ -17,8 +17,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use fsvc_ext4::error::Error;
-use fsvc_ext4::fs::{FileKind, Fs, OpenOptions, ROOT_INO};
 use fsvc_ext4::io::{IoChannel, IoError};
+use fsvc_ext4::{FileKind, Fs, OpenOptions, ROOT_INO};
 
 /// Walk limits: the walker must terminate on any image.
 const MAX_DEPTH: usize = 12;

@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use fsvc_ext4::io::mem::MemChannel;
-use fsvc_ext4::{DirEntry, Error, FileKind, Fs, OpenOptions, ROOT_INO};
+use fsvc_ext4::{DirEntry, Error, FileKind, Fs, InodeNo, OpenOptions, ROOT_INO};
 
 /// A scratch directory under /tmp, removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -97,21 +97,21 @@ pub fn e2fsck_d(img: &Path) {
 }
 
 /// `debugfs ls -p DIR` as (ino, name) pairs, "." and ".." included.
-pub fn ls_p(img: &Path, dir: &str) -> Vec<(u32, Vec<u8>)> {
+pub fn ls_p(img: &Path, dir: &str) -> Vec<(InodeNo, Vec<u8>)> {
     let out = debugfs(img, &format!("ls -p {dir}"));
     out.split(|&b| b == b'\n')
         .filter(|l| l.starts_with(b"/"))
         .map(|l| {
             let f: Vec<&[u8]> = l.split(|&b| b == b'/').collect();
             let ino = std::str::from_utf8(f[1]).unwrap().parse().unwrap();
-            (ino, f[5].to_vec())
+            (InodeNo(ino), f[5].to_vec())
         })
         // debugfs also prints the empty entries that cover index blocks.
-        .filter(|(ino, _)| *ino != 0)
+        .filter(|(ino, _)| ino.0 != 0)
         .collect()
 }
 
-pub fn resolve(fs: &Fs, path: &str) -> u32 {
+pub fn resolve(fs: &Fs, path: &str) -> InodeNo {
     let mut ino = ROOT_INO;
     for c in path.split('/').filter(|c| !c.is_empty()) {
         ino = fs
@@ -121,7 +121,7 @@ pub fn resolve(fs: &Fs, path: &str) -> u32 {
     ino
 }
 
-pub fn read_all(fs: &Fs, dir: u32) -> Vec<DirEntry> {
+pub fn read_all(fs: &Fs, dir: InodeNo) -> Vec<DirEntry> {
     let mut v = Vec::new();
     fs.read_dir(dir, 0, &mut |e| {
         v.push(e);
@@ -132,7 +132,7 @@ pub fn read_all(fs: &Fs, dir: u32) -> Vec<DirEntry> {
 }
 
 /// Reads a directory `batch` entries per call, resuming from cookies.
-pub fn read_batched(fs: &Fs, dir: u32, batch: usize) -> (Vec<DirEntry>, usize) {
+pub fn read_batched(fs: &Fs, dir: InodeNo, batch: usize) -> (Vec<DirEntry>, usize) {
     let (mut all, mut cookie, mut calls) = (Vec::new(), 0u64, 0usize);
     loop {
         let mut got = Vec::new();
@@ -212,7 +212,8 @@ pub fn populate_small(dir: &Path) {
 pub fn check_dir(fs: &Fs, img: &Path, src: &Path, path: &str, filetype: bool) {
     let dir = resolve(fs, path);
     let entries = read_all(fs, dir);
-    let mut got: Vec<(u32, Vec<u8>)> = entries.iter().map(|e| (e.ino, e.name.clone())).collect();
+    let mut got: Vec<(InodeNo, Vec<u8>)> =
+        entries.iter().map(|e| (e.ino, e.name.clone())).collect();
     let mut want = ls_p(img, path);
     got.sort();
     want.sort();
@@ -378,7 +379,7 @@ pub fn setfacl(path: &Path, args: &[&str]) {
 }
 
 /// Our xattrs of `ino` as name → value.
-pub fn our_xattrs(fs: &Fs, ino: u32) -> BTreeMap<Vec<u8>, Vec<u8>> {
+pub fn our_xattrs(fs: &Fs, ino: InodeNo) -> BTreeMap<Vec<u8>, Vec<u8>> {
     fs.list_xattrs(ino)
         .unwrap()
         .into_iter()
@@ -465,7 +466,7 @@ pub fn is_checksum<T: std::fmt::Debug>(r: fsvc_ext4::Result<T>) -> bool {
 }
 
 /// Runs read_dir to the end (bounded: a hang would be a test timeout).
-pub fn read_dir_result(fs: &Fs, dir: u32) -> fsvc_ext4::Result<usize> {
+pub fn read_dir_result(fs: &Fs, dir: InodeNo) -> fsvc_ext4::Result<usize> {
     let mut n = 0;
     fs.read_dir(dir, 0, &mut |_| {
         n += 1;

@@ -11,26 +11,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
-use fsvc_ext4::{FileKind, Stat, Timestamp, ROOT_INO};
-
-/// ext4's reserved bad-blocks inode; never reachable through the mount.
-const BAD_BLOCKS_INO: u32 = 1;
+use fsvc_ext4::{FileKind, InodeNo, Stat, Timestamp, ROOT_INO};
 
 /// The FUSE node id for ext4 inode `ino`, or `None` if it must not be exposed.
-pub(crate) fn fuse_ino(ino: u32) -> Option<INodeNo> {
+pub(crate) fn fuse_ino(ino: InodeNo) -> Option<INodeNo> {
     match ino {
-        0 | BAD_BLOCKS_INO => None,
+        InodeNo(0) | InodeNo::BAD_BLOCKS => None,
         ROOT_INO => Some(INodeNo::ROOT),
         n => Some(INodeNo(u64::from(n))),
     }
 }
 
 /// The ext4 inode for FUSE node id `node`, or `None` if we never issued it.
-pub(crate) fn ext4_ino(node: INodeNo) -> Option<u32> {
+pub(crate) fn ext4_ino(node: INodeNo) -> Option<InodeNo> {
     match node.0 {
         1 => Some(ROOT_INO),
         0 | 2 => None,
-        n => u32::try_from(n).ok(),
+        n => u32::try_from(n).ok().map(InodeNo),
     }
 }
 
@@ -133,9 +130,13 @@ mod tests {
             (u32::MAX, Some(u32::MAX as u64)),
         ];
         for (ext4, fuse) in table {
-            assert_eq!(fuse_ino(ext4).map(|n| n.0), fuse, "ext4 {ext4}");
+            assert_eq!(fuse_ino(InodeNo(ext4)).map(|n| n.0), fuse, "ext4 {ext4}");
             if let Some(f) = fuse {
-                assert_eq!(ext4_ino(INodeNo(f)), Some(ext4), "round trip {ext4}");
+                assert_eq!(
+                    ext4_ino(INodeNo(f)),
+                    Some(InodeNo(ext4)),
+                    "round trip {ext4}"
+                );
             }
         }
         for bad in [0u64, 2, u64::from(u32::MAX) + 1, u64::MAX] {

@@ -3,7 +3,7 @@
 //! a small fake as well as against the real [`Fs`].
 
 use fsvc_ext4::inode::flags;
-use fsvc_ext4::{DirEntry, FileKind, Fs, Result, Stat, StatFs};
+use fsvc_ext4::{DirEntry, FileKind, Fs, InodeNo, Lblk, Result, Stat, StatFs};
 
 /// Most extent runs one `SEEK_DATA`/`SEEK_HOLE` walks before it gives the
 /// always-correct conservative answer (data here, the hole at the end of
@@ -13,55 +13,65 @@ const MAX_SEEK_RUNS: u32 = 1 << 16;
 /// What the FUSE adapter asks of a filesystem. Mirrors `ext4::Fs`'s public API.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// See `Fs::stat`.
-    fn stat(&self, ino: u32) -> Result<Stat>;
+    fn stat(&self, ino: InodeNo) -> Result<Stat>;
     /// See `Fs::lookup`.
-    fn lookup(&self, dir: u32, name: &[u8]) -> Result<u32>;
+    fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<InodeNo>;
     /// See `Fs::read`.
-    fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize>;
+    fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize>;
     /// See `Fs::read_dir`.
-    fn read_dir(&self, dir: u32, cookie: u64, f: &mut dyn FnMut(DirEntry) -> bool) -> Result<()>;
+    fn read_dir(
+        &self,
+        dir: InodeNo,
+        cookie: u64,
+        f: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()>;
     /// See `Fs::read_link`.
-    fn read_link(&self, ino: u32) -> Result<Vec<u8>>;
+    fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>>;
     /// See `Fs::list_xattrs`.
-    fn list_xattrs(&self, ino: u32) -> Result<Vec<Vec<u8>>>;
+    fn list_xattrs(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>>;
     /// See `Fs::get_xattr`.
-    fn get_xattr(&self, ino: u32, name: &[u8]) -> Result<Vec<u8>>;
+    fn get_xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>>;
     /// See `Fs::statfs`.
     fn statfs(&self) -> StatFs;
     /// `SEEK_DATA` (`hole` false) or `SEEK_HOLE` (`hole` true) from
     /// `offset` in file `ino`: the offset found, or `None` when there is no
     /// data at or after `offset` (ENXIO). Every file has a hole at its end.
-    fn seek(&self, ino: u32, offset: u64, hole: bool) -> Result<Option<u64>>;
+    fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>>;
 }
 
 // `Fs::x(self, ..)` names the inherent method (inherent methods take
 // precedence over trait methods in path resolution).
 impl Backend for Fs {
-    fn stat(&self, ino: u32) -> Result<Stat> {
+    fn stat(&self, ino: InodeNo) -> Result<Stat> {
         Fs::stat(self, ino)
     }
-    fn lookup(&self, dir: u32, name: &[u8]) -> Result<u32> {
+    fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<InodeNo> {
         Fs::lookup(self, dir, name)
     }
-    fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize> {
         Fs::read(self, ino, offset, buf)
     }
-    fn read_dir(&self, dir: u32, cookie: u64, f: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
+    fn read_dir(
+        &self,
+        dir: InodeNo,
+        cookie: u64,
+        f: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()> {
         Fs::read_dir(self, dir, cookie, f)
     }
-    fn read_link(&self, ino: u32) -> Result<Vec<u8>> {
+    fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>> {
         Fs::read_link(self, ino)
     }
-    fn list_xattrs(&self, ino: u32) -> Result<Vec<Vec<u8>>> {
+    fn list_xattrs(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>> {
         Fs::list_xattrs(self, ino)
     }
-    fn get_xattr(&self, ino: u32, name: &[u8]) -> Result<Vec<u8>> {
+    fn get_xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>> {
         Fs::get_xattr(self, ino, name)
     }
     fn statfs(&self) -> StatFs {
         Fs::statfs(self)
     }
-    fn seek(&self, ino: u32, offset: u64, hole: bool) -> Result<Option<u64>> {
+    fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
         let inode = self.inode(ino)?;
         let size = inode.size;
         if offset >= size {
@@ -78,7 +88,11 @@ impl Backend for Fs {
             if lblk >= end {
                 return Ok(hole.then_some(size));
             }
-            let m = self.map_extent(&inode, lblk)?;
+            // Nothing is mapped past the 32-bit logical space.
+            let Ok(l) = u32::try_from(lblk) else {
+                return Ok(hole.then_some(size.max(offset)));
+            };
+            let m = self.map_extent(&inode, Lblk(l))?;
             // Uninitialized extents read as zeros: holes, as the kernel says.
             if m.pblk.is_none() == hole {
                 let at = lblk.saturating_mul(bs).max(offset);

@@ -118,7 +118,7 @@ mod tests {
             (Error::NoXattr, libc::ENODATA),
             (Error::NameTooLong, libc::ENAMETOOLONG),
             (Error::Invalid("x".into()), libc::EINVAL),
-            (Error::NoSuchInode(99), libc::ESTALE),
+            (Error::NoSuchInode(fsvc_ext4::InodeNo(99)), libc::ESTALE),
             (Error::Unsupported("casefold".into()), libc::EOPNOTSUPP),
             (Error::NeedsRecovery, libc::EIO),
             (Error::NotExt("bad magic".into()), libc::EIO),

@@ -30,7 +30,7 @@ use super::attr::{ext4_ino, file_attr, file_type, fuse_ino, placeholder_attr};
 use super::backend::Backend;
 use super::errno::ErrorLog;
 use super::readahead::ReadAhead;
-use fsvc_ext4::{DirEntry, Error, FileKind};
+use fsvc_ext4::{DirEntry, Error, FileKind, InodeNo};
 
 /// Attribute and entry lifetime in the kernel's caches: an hour. Long,
 /// because nothing but this server changes the filesystem; finite, so a
@@ -218,13 +218,18 @@ impl Adapter {
     }
 
     /// The ext4 inode of a node id from the kernel; ESTALE for ids we never issued.
-    fn ino(&self, node: INodeNo) -> Result<u32, Errno> {
+    fn ino(&self, node: INodeNo) -> Result<InodeNo, Errno> {
         ext4_ino(node).ok_or(Errno::ESTALE)
     }
 
     /// Attributes of the inode a directory entry of `dir` named `name` points to.
     /// Here a missing inode is damage in the directory, not a stale handle.
-    fn entry_attr(&self, dir: u32, name: &[u8], ino: u32) -> Result<(FileAttr, Generation), Errno> {
+    fn entry_attr(
+        &self,
+        dir: InodeNo,
+        name: &[u8],
+        ino: InodeNo,
+    ) -> Result<(FileAttr, Generation), Errno> {
         let Some(node) = fuse_ino(ino) else {
             return Err(self.errors.corrupt(
                 &format!("directory inode {dir}"),
@@ -274,7 +279,12 @@ impl Adapter {
     /// with no TTL when it cannot be read (the name still lists, as with the
     /// kernel's ext4; using it gives the error). `.` and `..` get the
     /// placeholder too: the kernel ignores attributes sent for them.
-    fn plus_attr(&self, dir: u32, node: INodeNo, e: &DirEntry) -> (FileAttr, Generation, Duration) {
+    fn plus_attr(
+        &self,
+        dir: InodeNo,
+        node: INodeNo,
+        e: &DirEntry,
+    ) -> (FileAttr, Generation, Duration) {
         if e.name == b"." || e.name == b".." {
             return (
                 placeholder_attr(node, e.kind, self.blksize),

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use super::backend::Backend;
 use super::ops::ReadBuf;
+use fsvc_ext4::InodeNo;
 
 /// Bytes one fill reads: large enough that the device streams (a 512 KiB
 /// direct read runs at full bandwidth where a 128 KiB one is latency
@@ -79,7 +80,7 @@ impl Window {
 
 #[derive(Debug)]
 struct Stream {
-    ino: u32,
+    ino: InodeNo,
     /// End of the furthest read seen.
     pos: u64,
     /// Whether the reads so far look sequential (a fill may start).
@@ -105,7 +106,7 @@ impl Stream {
 /// A fill the caller must run (after replying) with [`ReadAhead::fill`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Fill {
-    ino: u32,
+    ino: InodeNo,
     start: u64,
     len: u64,
 }
@@ -191,7 +192,7 @@ impl ReadAhead {
     /// The bytes of `[offset, offset + size)` of `ino` if a window holds
     /// all of them (or all up to the end of file). Waits (bounded) when a
     /// fill in flight covers the range.
-    pub(crate) fn lookup(&self, ino: u32, offset: u64, size: u32) -> Option<Chunk<'_>> {
+    pub(crate) fn lookup(&self, ino: InodeNo, offset: u64, size: u32) -> Option<Chunk<'_>> {
         let end = offset.saturating_add(u64::from(size));
         let deadline = Instant::now() + FILL_WAIT;
         let mut st = self.lock();
@@ -230,7 +231,7 @@ impl ReadAhead {
     /// Records that `[offset, offset + len)` of `ino` was answered to a
     /// read of `asked` bytes (fewer means the file ends there) and returns
     /// the fill to run next, if the stream wants one.
-    pub(crate) fn note(&self, ino: u32, offset: u64, len: u64, asked: u64) -> Option<Fill> {
+    pub(crate) fn note(&self, ino: InodeNo, offset: u64, len: u64, asked: u64) -> Option<Fill> {
         let mut guard = self.lock();
         let st = &mut *guard;
         st.tick += 1;
@@ -378,7 +379,7 @@ impl ReadAhead {
 
     /// Drops the stream of `ino` (its file was closed, or changed).
     /// A fill in flight for it finds its stream gone and installs nothing.
-    pub(crate) fn forget(&self, ino: u32) {
+    pub(crate) fn forget(&self, ino: InodeNo) {
         let mut guard = self.lock();
         let st = &mut *guard;
         if let Some(i) = st.streams.iter().position(|s| s.ino == ino) {
@@ -419,8 +420,8 @@ mod tests {
     /// Files of pattern data, counting every read.
     #[derive(Debug, Default)]
     struct Files {
-        files: Vec<(u32, Vec<u8>)>,
-        reads: Mutex<Vec<(u32, u64, usize)>>,
+        files: Vec<(InodeNo, Vec<u8>)>,
+        reads: Mutex<Vec<(InodeNo, u64, usize)>>,
         fail: bool,
     }
 
@@ -429,12 +430,12 @@ mod tests {
             Files {
                 files: files
                     .iter()
-                    .map(|&(ino, len)| (ino, pattern(len, u64::from(ino))))
+                    .map(|&(ino, len)| (InodeNo(ino), pattern(len, u64::from(ino))))
                     .collect(),
                 ..Default::default()
             }
         }
-        fn data(&self, ino: u32) -> &[u8] {
+        fn data(&self, ino: InodeNo) -> &[u8] {
             &self.files.iter().find(|f| f.0 == ino).unwrap().1
         }
         fn bytes_read(&self) -> u64 {
@@ -443,13 +444,13 @@ mod tests {
     }
 
     impl Backend for Files {
-        fn stat(&self, _: u32) -> Result<Stat> {
+        fn stat(&self, _: InodeNo) -> Result<Stat> {
             Err(Error::NotFound)
         }
-        fn lookup(&self, _: u32, _: &[u8]) -> Result<u32> {
+        fn lookup(&self, _: InodeNo, _: &[u8]) -> Result<InodeNo> {
             Err(Error::NotFound)
         }
-        fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize> {
             if self.fail {
                 return Err(Error::Invalid("injected".into()));
             }
@@ -460,16 +461,16 @@ mod tests {
             self.reads.lock().unwrap().push((ino, offset, n));
             Ok(n)
         }
-        fn read_dir(&self, _: u32, _: u64, _: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
+        fn read_dir(&self, _: InodeNo, _: u64, _: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
             Err(Error::NotFound)
         }
-        fn read_link(&self, _: u32) -> Result<Vec<u8>> {
+        fn read_link(&self, _: InodeNo) -> Result<Vec<u8>> {
             Err(Error::NotFound)
         }
-        fn list_xattrs(&self, _: u32) -> Result<Vec<Vec<u8>>> {
+        fn list_xattrs(&self, _: InodeNo) -> Result<Vec<Vec<u8>>> {
             Err(Error::NotFound)
         }
-        fn get_xattr(&self, _: u32, _: &[u8]) -> Result<Vec<u8>> {
+        fn get_xattr(&self, _: InodeNo, _: &[u8]) -> Result<Vec<u8>> {
             Err(Error::NotFound)
         }
         fn statfs(&self) -> StatFs {
@@ -484,14 +485,14 @@ mod tests {
                 fsid: 0,
             }
         }
-        fn seek(&self, _: u32, _: u64, _: bool) -> Result<Option<u64>> {
+        fn seek(&self, _: InodeNo, _: u64, _: bool) -> Result<Option<u64>> {
             Ok(None)
         }
     }
 
     /// What the adapter does for one request: answer from a window or
     /// read directly, then note it and run the fill. Returns the bytes.
-    fn request(ra: &ReadAhead, fs: &Files, ino: u32, offset: u64, size: u32) -> Vec<u8> {
+    fn request(ra: &ReadAhead, fs: &Files, ino: InodeNo, offset: u64, size: u32) -> Vec<u8> {
         let out = match ra.lookup(ino, offset, size) {
             Some(chunk) => chunk.to_vec(),
             None => {
@@ -507,7 +508,7 @@ mod tests {
         out
     }
 
-    fn expect(fs: &Files, ino: u32, offset: u64, got: &[u8]) {
+    fn expect(fs: &Files, ino: InodeNo, offset: u64, got: &[u8]) {
         let data = fs.data(ino);
         let from = (offset as usize).min(data.len());
         let want = &data[from..(from + got.len()).min(data.len())];
@@ -522,8 +523,8 @@ mod tests {
         let mut off = 0u64;
         let mut most_held = 0;
         loop {
-            let got = request(&ra, &fs, 5, off, REQ);
-            expect(&fs, 5, off, &got);
+            let got = request(&ra, &fs, InodeNo(5), off, REQ);
+            expect(&fs, InodeNo(5), off, &got);
             most_held = most_held.max(ra.held_bytes());
             if got.is_empty() {
                 break;
@@ -540,7 +541,7 @@ mod tests {
         assert_eq!(fs.bytes_read(), size as u64);
         assert_eq!(st.fills, (size as u64 - u64::from(REQ)).div_ceil(WINDOW));
         assert!(most_held <= MAX_WINDOWS * WINDOW as usize, "{most_held}");
-        ra.forget(5);
+        ra.forget(InodeNo(5));
         assert_eq!(ra.held_bytes(), 0);
     }
 
@@ -551,6 +552,7 @@ mod tests {
         let ra = ReadAhead::default();
         let mut allocs = Vec::new();
         for &(ino, size) in &files {
+            let ino = InodeNo(ino);
             let mut off = 0u64;
             while off < size as u64 {
                 // What the adapter does on a miss: a pooled buffer, given back.
@@ -606,8 +608,8 @@ mod tests {
         // Far-apart offsets, never 0: no stream turns sequential.
         for i in 0..50u64 {
             let off = ((i * 7919) % 60 + 1) * MIB + (i % 3) * 4096;
-            let got = request(&ra, &fs, 7, off, REQ);
-            expect(&fs, 7, off, &got);
+            let got = request(&ra, &fs, InodeNo(7), off, REQ);
+            expect(&fs, InodeNo(7), off, &got);
         }
         assert_eq!(ra.stats().fills, 0);
         assert_eq!(ra.held_bytes(), 0);
@@ -624,6 +626,7 @@ mod tests {
         // Interleave sequential reads of twice as many files as streams.
         for step in 0..(3 * MIB / u64::from(REQ)) {
             for &(ino, _) in &files {
+                let ino = InodeNo(ino);
                 let off = step * u64::from(REQ);
                 let got = request(&ra, &fs, ino, off, REQ);
                 expect(&fs, ino, off, &got);
@@ -639,17 +642,17 @@ mod tests {
         let size = 300 << 10;
         let fs = Files::new(&[(3, size)]);
         let ra = ReadAhead::default();
-        assert_eq!(request(&ra, &fs, 3, 0, REQ).len(), REQ as usize);
+        assert_eq!(request(&ra, &fs, InodeNo(3), 0, REQ).len(), REQ as usize);
         // The fill came back short: it knows the end of the file and
         // answers the last partial page from memory.
-        let tail = ra.lookup(3, 256 << 10, REQ).map(|c| c.to_vec());
+        let tail = ra.lookup(InodeNo(3), 256 << 10, REQ).map(|c| c.to_vec());
         assert_eq!(tail.as_deref().map(<[u8]>::len), Some(size - (256 << 10)));
-        expect(&fs, 3, 256 << 10, tail.as_deref().unwrap());
+        expect(&fs, InodeNo(3), 256 << 10, tail.as_deref().unwrap());
         let mut off = u64::from(REQ);
         while off < size as u64 {
-            off += request(&ra, &fs, 3, off, REQ).len() as u64;
+            off += request(&ra, &fs, InodeNo(3), off, REQ).len() as u64;
         }
-        assert!(request(&ra, &fs, 3, off, REQ).is_empty());
+        assert!(request(&ra, &fs, InodeNo(3), off, REQ).is_empty());
         assert_eq!(ra.stats().fills, 1);
         assert_eq!(fs.bytes_read(), size as u64);
     }
@@ -658,31 +661,38 @@ mod tests {
     fn a_failed_fill_installs_nothing() {
         let mut fs = Files::new(&[(4, 4 * MIB as usize)]);
         let ra = ReadAhead::default();
-        let f = ra.note(4, 0, u64::from(REQ), u64::from(REQ)).unwrap();
+        let f = ra
+            .note(InodeNo(4), 0, u64::from(REQ), u64::from(REQ))
+            .unwrap();
         fs.fail = true;
         ra.fill(&fs, f);
         assert_eq!(ra.held_bytes(), 0);
-        assert!(ra.lookup(4, u64::from(REQ), REQ).is_none());
+        assert!(ra.lookup(InodeNo(4), u64::from(REQ), REQ).is_none());
         fs.fail = false;
-        let got = request(&ra, &fs, 4, u64::from(REQ), REQ);
-        expect(&fs, 4, u64::from(REQ), &got);
+        let got = request(&ra, &fs, InodeNo(4), u64::from(REQ), REQ);
+        expect(&fs, InodeNo(4), u64::from(REQ), &got);
     }
 
     #[test]
     fn a_reader_of_a_range_being_filled_gets_the_fill() {
         let fs = Arc::new(Files::new(&[(9, 4 * MIB as usize)]));
         let ra = Arc::new(ReadAhead::default());
-        let f = ra.note(9, 0, u64::from(REQ), u64::from(REQ)).unwrap();
+        let f = ra
+            .note(InodeNo(9), 0, u64::from(REQ), u64::from(REQ))
+            .unwrap();
         let reader = {
             let ra = ra.clone();
-            std::thread::spawn(move || ra.lookup(9, u64::from(REQ), REQ).map(|c| c.to_vec()))
+            std::thread::spawn(move || {
+                ra.lookup(InodeNo(9), u64::from(REQ), REQ)
+                    .map(|c| c.to_vec())
+            })
         };
         ra.fill(&*fs, f);
         let got = reader
             .join()
             .unwrap()
             .expect("the fill answers the waiting reader");
-        expect(&fs, 9, u64::from(REQ), &got);
+        expect(&fs, InodeNo(9), u64::from(REQ), &got);
         assert_eq!(fs.bytes_read(), WINDOW);
     }
 }

@@ -19,7 +19,7 @@ use super::backend::Backend;
 use super::ops::{Adapter, XattrAnswer};
 use super::{FuseServer, ServeOptions};
 use fsvc_ext4::io::testutil::{is_root, pattern, skip, TempDir};
-use fsvc_ext4::{DirEntry, Error, FileKind, Result, Stat, StatFs, Timestamp, ROOT_INO};
+use fsvc_ext4::{DirEntry, Error, FileKind, InodeNo, Result, Stat, StatFs, Timestamp, ROOT_INO};
 
 const EUCLEAN: i32 = libc::EUCLEAN;
 
@@ -28,22 +28,22 @@ struct FakeInode {
     /// `None`: reading the inode fails as corrupt.
     stat: Option<Stat>,
     data: Vec<u8>,
-    entries: Vec<(Vec<u8>, u32, FileKind)>,
+    entries: Vec<(Vec<u8>, InodeNo, FileKind)>,
     xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// An in-memory filesystem with the engine's contract, counting directory work.
 #[derive(Debug, Default)]
 struct FakeFs {
-    inodes: HashMap<u32, FakeInode>,
+    inodes: HashMap<InodeNo, FakeInode>,
     read_dir_calls: AtomicU64,
     entries_emitted: AtomicU64,
 }
 
-fn stat(ino: u32, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
+fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
     Stat {
         ino,
-        generation: ino * 7,
+        generation: ino.0 * 7,
         kind,
         perm,
         uid: 1000,
@@ -73,14 +73,14 @@ fn stat(ino: u32, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
     }
 }
 
-const HELLO: u32 = 12;
-const SUB: u32 = 13;
-const LINK: u32 = 14;
-const NULL: u32 = 15;
-const FIFO: u32 = 16;
-const BROKEN: u32 = 17;
-const GHOST: u32 = 18;
-const LINKED: u32 = 19;
+const HELLO: InodeNo = InodeNo(12);
+const SUB: InodeNo = InodeNo(13);
+const LINK: InodeNo = InodeNo(14);
+const NULL: InodeNo = InodeNo(15);
+const FIFO: InodeNo = InodeNo(16);
+const BROKEN: InodeNo = InodeNo(17);
+const GHOST: InodeNo = InodeNo(18);
+const LINKED: InodeNo = InodeNo(19);
 const SUB_ENTRIES: usize = 500;
 
 fn hello_data() -> Vec<u8> {
@@ -89,8 +89,8 @@ fn hello_data() -> Vec<u8> {
 
 fn fake() -> FakeFs {
     let mut fs = FakeFs::default();
-    let mut put = |ino: u32, node: FakeInode| fs.inodes.insert(ino, node);
-    let dir = |ino, entries: Vec<(&str, u32, FileKind)>, parent| FakeInode {
+    let mut put = |ino: InodeNo, node: FakeInode| fs.inodes.insert(ino, node);
+    let dir = |ino, entries: Vec<(&str, InodeNo, FileKind)>, parent| FakeInode {
         stat: Some(stat(ino, FileKind::Dir, 0o755, 4096, 2)),
         entries: [(".", ino, FileKind::Dir), ("..", parent, FileKind::Dir)]
             .into_iter()
@@ -109,7 +109,7 @@ fn fake() -> FakeFs {
                 ("link", LINK, FileKind::Symlink),
                 ("null", NULL, FileKind::CharDev),
                 ("fifo", FIFO, FileKind::Fifo),
-                ("hidden", 1, FileKind::File),
+                ("hidden", InodeNo::BAD_BLOCKS, FileKind::File),
                 ("broken", BROKEN, FileKind::File),
                 ("ghost", GHOST, FileKind::File),
             ],
@@ -178,24 +178,22 @@ fn fake() -> FakeFs {
 }
 
 impl FakeFs {
-    fn node(&self, ino: u32) -> Result<&FakeInode> {
-        self.inodes
-            .get(&ino)
-            .ok_or(Error::NoSuchInode(u64::from(ino)))
+    fn node(&self, ino: InodeNo) -> Result<&FakeInode> {
+        self.inodes.get(&ino).ok_or(Error::NoSuchInode(ino))
     }
-    fn kind(&self, ino: u32) -> Result<FileKind> {
+    fn kind(&self, ino: InodeNo) -> Result<FileKind> {
         Ok(Backend::stat(self, ino)?.kind)
     }
 }
 
 impl Backend for FakeFs {
-    fn stat(&self, ino: u32) -> Result<Stat> {
+    fn stat(&self, ino: InodeNo) -> Result<Stat> {
         self.node(ino)?
             .stat
             .clone()
             .ok_or_else(|| Error::corrupt(format!("inode {ino}"), "fake damage"))
     }
-    fn lookup(&self, dir: u32, name: &[u8]) -> Result<u32> {
+    fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<InodeNo> {
         if self.kind(dir)? != FileKind::Dir {
             return Err(Error::NotDirectory);
         }
@@ -206,7 +204,7 @@ impl Backend for FakeFs {
             .map(|e| e.1)
             .ok_or(Error::NotFound)
     }
-    fn read(&self, ino: u32, offset: u64, buf: &mut [u8]) -> Result<usize> {
+    fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if self.kind(ino)? == FileKind::Dir {
             return Err(Error::IsDirectory);
         }
@@ -218,7 +216,12 @@ impl Backend for FakeFs {
         buf[..n].copy_from_slice(&data[start..start + n]);
         Ok(n)
     }
-    fn read_dir(&self, dir: u32, cookie: u64, f: &mut dyn FnMut(DirEntry) -> bool) -> Result<()> {
+    fn read_dir(
+        &self,
+        dir: InodeNo,
+        cookie: u64,
+        f: &mut dyn FnMut(DirEntry) -> bool,
+    ) -> Result<()> {
         if self.kind(dir)? != FileKind::Dir {
             return Err(Error::NotDirectory);
         }
@@ -238,16 +241,16 @@ impl Backend for FakeFs {
         }
         Ok(())
     }
-    fn read_link(&self, ino: u32) -> Result<Vec<u8>> {
+    fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>> {
         if self.kind(ino)? != FileKind::Symlink {
             return Err(Error::NotSymlink);
         }
         Ok(self.node(ino)?.data.clone())
     }
-    fn list_xattrs(&self, ino: u32) -> Result<Vec<Vec<u8>>> {
+    fn list_xattrs(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>> {
         Ok(self.node(ino)?.xattrs.iter().map(|x| x.0.clone()).collect())
     }
-    fn get_xattr(&self, ino: u32, name: &[u8]) -> Result<Vec<u8>> {
+    fn get_xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>> {
         let n = self.node(ino)?;
         n.xattrs
             .iter()
@@ -255,7 +258,7 @@ impl Backend for FakeFs {
             .map(|x| x.1.clone())
             .ok_or(Error::NoXattr)
     }
-    fn seek(&self, ino: u32, offset: u64, hole: bool) -> Result<Option<u64>> {
+    fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
         let size = self.node(ino)?.data.len() as u64;
         Ok((offset < size).then_some(if hole { size } else { offset }))
     }
@@ -278,7 +281,7 @@ fn adapter() -> (Arc<FakeFs>, Adapter) {
     (fs.clone(), Adapter::new(fs, true))
 }
 
-fn node(ino: u32) -> INodeNo {
+fn node(ino: InodeNo) -> INodeNo {
     super::attr::fuse_ino(ino).unwrap()
 }
 
@@ -370,7 +373,7 @@ fn lookup_and_getattr_errors() {
     let (attr, gen) = a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
     assert_eq!(
         (attr.ino.0, gen.0),
-        (u64::from(HELLO), u64::from(HELLO * 7))
+        (u64::from(HELLO), u64::from(HELLO.0 * 7))
     );
     assert_eq!(a.do_getattr(INodeNo::ROOT).unwrap().ino, INodeNo::ROOT);
     // Node 2 is never issued (ext4's 2 is FUSE's 1); node 1000 does not exist.
@@ -465,7 +468,7 @@ fn ioctl_serves_getflags_only() {
     let (_, a) = adapter();
     // Visible flags pass, internal ones (EXT4_EXTENTS_FL is visible,
     // EXT4_EA_INODE_FL 0x200000 is not) are masked.
-    type Case = (u32, u32, u32, std::result::Result<Vec<u8>, i32>);
+    type Case = (InodeNo, u32, u32, std::result::Result<Vec<u8>, i32>);
     let table: [Case; 5] = [
         (
             HELLO,
