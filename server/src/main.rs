@@ -18,7 +18,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fsvc_ext4::io::unixfd::UnixFdChannel;
-use fsvc_ext4::{Error as EngineError, Fs, OpenOptions};
+use fsvc_ext4::io::IoChannel;
+use fsvc_ext4::journal::{self, Recovery};
+use fsvc_ext4::{orphan, Error as EngineError, Fs, OpenOptions};
 use fsvc_protocol::Access;
 use fsvc_server::fuse::{FuseServer, ServeOptions};
 use fsvc_server::logging::{self, FdLogger, Style};
@@ -156,21 +158,34 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
         reason: e.to_string(),
     };
 
-    // Step 3: the source. Read-only, because the engine only reads so far;
-    // asking for less than we need never needs the helper's fallback.
-    let (dev, grant) = match svc.request_file(Access::ReadOnly).map_err(proto)? {
-        Ok(granted) => granted,
-        Err(refusal) => {
-            return Err(Failure {
-                status: refusal.errno,
-                reason: format!("cannot open {}: {}", info.source, refusal.message),
-            })
-        }
+    // Step 3: the source. Read-write unless norecovery: a journal that
+    // needs recovery is replayed at mount even for `-o ro`, as the kernel
+    // does, and that writes. A device that refuses writes is asked for
+    // read-only; a dirty journal on it then refuses the mount (kernel rule).
+    let want = if opts.norecovery {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
     };
+    let mut reply = svc.request_file(want).map_err(proto)?;
+    if let Err(r) = &reply {
+        let denied = [Errno::EROFS, Errno::EACCES, Errno::EPERM]
+            .iter()
+            .any(|e| *e as i32 == r.errno);
+        if want == Access::ReadWrite && denied {
+            log::info!("{}: {}; asking read-only", info.source, r.message);
+            reply = svc.request_file(Access::ReadOnly).map_err(proto)?;
+        }
+    }
+    let (dev, grant) = reply.map_err(|refusal| Failure {
+        status: refusal.errno,
+        reason: format!("cannot open {}: {}", info.source, refusal.message),
+    })?;
     log::debug!(
-        "source granted: block device {}, O_DIRECT {}",
+        "source granted: block device {}, O_DIRECT {}, read-only {}",
         grant.block_device,
-        grant.direct
+        grant.direct,
+        grant.read_only
     );
     // No more files: said now, so that the helper refuses any later request
     // even if this process is subverted once it parses the image.
@@ -181,7 +196,7 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
     // seccomp filter will not allow later. It reads no byte of the image,
     // and with the sandbox's gate it cannot until the sandbox is entered.
     let dev_fd = dev.as_raw_fd();
-    let channel = UnixFdChannel::new(dev, true, sandbox::gate())
+    let channel = UnixFdChannel::new(dev, grant.read_only, sandbox::gate())
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot use {}: {e}", info.source)))?;
 
     // Step 4: the sandbox, before the first byte of the image is read (the
@@ -201,7 +216,22 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
     log::info!("{report}");
 
     // Step 5: the filesystem, now that a hostile image can only hurt this
-    // sandboxed process.
+    // sandboxed process. First the journal: replayed straight through the
+    // channel before anything is cached (`journal::recover`), unless
+    // norecovery, in which case `Fs::open` ignores it.
+    let channel: Arc<dyn IoChannel> = Arc::new(channel);
+    if !opts.norecovery {
+        match journal::recover(&channel) {
+            Ok(Recovery::NotNeeded) => {}
+            Ok(Recovery::Recovered(r)) => log::info!("{}: {r}", info.source),
+            Err(e) => {
+                return Err(Failure::new(
+                    engine_status(&e),
+                    format!("cannot mount {}: {e}", info.source),
+                ))
+            }
+        }
+    }
     let open = OpenOptions {
         read_only: true,
         norecovery: opts.norecovery,
@@ -210,12 +240,18 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
             .and_then(|b| usize::try_from(b).ok())
             .unwrap_or(0),
     };
-    let fs = Fs::open(Arc::new(channel), &open).map_err(|e| {
+    let fs = Fs::open(channel, &open).map_err(|e| {
         Failure::new(
             engine_status(&e),
             format!("cannot mount {}: {e}", info.source),
         )
     })?;
+    // Orphans need the write engine to be freed: say that they wait.
+    match orphan::pending(&fs) {
+        Ok(o) if !o.is_empty() => log::warn!("{}: {o}", info.source),
+        Ok(_) => {}
+        Err(e) => log::warn!("{}: cannot read the orphan list: {e}", info.source),
+    }
     let fs = Arc::new(fs);
 
     // Step 6: the mount. Only now, so that nothing is mounted for an image

@@ -15,8 +15,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use fsvc_protocol::{
-    recv_server_msg, send_helper_msg, send_packet, Caller, FileGrant, FsType, HelperMsg, MountInfo,
-    Refusal, ServerMsg, WireError,
+    recv_server_msg, send_helper_msg, send_packet, Access, Caller, FileGrant, FsType, HelperMsg,
+    MountInfo, Refusal, ServerMsg, WireError,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -272,18 +272,32 @@ fn a_refused_source_is_reported_with_the_helpers_errno() {
     for _ in 0..2 {
         sent.push(recv_server_msg(r.helper.as_fd(), LONG).expect("server message"));
     }
+    // Read-write first (a dirty journal is replayed even for -o ro), then,
+    // after a refusal that may only concern writing, read-only.
     assert!(
-        matches!(&sent[1], ServerMsg::FileRequest { path, .. } if path == "/dev/plumbing-nothing"),
+        matches!(&sent[1], ServerMsg::FileRequest { path, access: Access::ReadWrite }
+            if path == "/dev/plumbing-nothing"),
         "{sent:?}"
     );
-    send(
-        &r,
-        &HelperMsg::FileReply(Err(Refusal {
+    let refuse = || {
+        HelperMsg::FileReply(Err(Refusal {
             errno: Errno::EACCES as i32,
             message: "permission denied".to_owned(),
-        })),
-        &[],
+        }))
+    };
+    send(&r, &refuse(), &[]);
+    let again = recv_server_msg(r.helper.as_fd(), LONG).expect("server message");
+    assert!(
+        matches!(
+            &again,
+            ServerMsg::FileRequest {
+                access: Access::ReadOnly,
+                ..
+            }
+        ),
+        "{again:?}"
     );
+    send(&r, &refuse(), &[]);
     let (rest, status, _log) = finish(r);
     assert_eq!(status.code(), Some(1));
     let (st, reason) = goodbye(&rest);

@@ -133,16 +133,27 @@ impl Journal {
         Ok(())
     }
 
+    /// Sets the feature words of the in-memory superblock (written by the
+    /// next superblock write), as `jbd2_journal_set_features` and
+    /// `_clear_features` do; enabling v2/v3 checksums sets the checksum type.
+    pub fn set_features(&mut self, compat: u32, incompat: u32) {
+        self.sb.feature_compat = compat;
+        self.sb.feature_incompat = incompat;
+        if self.sb.csum_v2or3() {
+            self.sb.checksum_type = super::superblock::checksum_type::CRC32C;
+        }
+    }
+
     /// Marks the log empty after recovery, as jbd2 leaves it
     /// (`jbd2_mark_journal_empty` after `journal_reset`): `s_start` 0, the
-    /// next transaction `next_tid`, the head at the log's first block, and
-    /// any recorded abort error cleared (ext4 has moved it to the
-    /// filesystem's state by then). Not flushed.
-    pub fn mark_empty(&mut self, next_tid: u32) -> Result<()> {
+    /// next transaction `next_tid`, the head `head` (where the replayed
+    /// log ended), and any recorded abort error cleared (ext4 has moved it
+    /// to the filesystem's state by then). Not flushed.
+    pub fn mark_empty(&mut self, next_tid: u32, head: u32) -> Result<()> {
         let mut sb = self.sb.clone();
         sb.start = 0;
         sb.sequence = next_tid;
-        sb.head = self.area.first;
+        sb.head = head;
         sb.errno = 0;
         self.write_superblock(sb)
     }

@@ -10,7 +10,8 @@
 //!
 //! Order of the writes (each step durable before the next): the replayed
 //! blocks, flush; the journal superblock marked empty (`s_start` 0, the
-//! sequence past the last replayed transaction), flush; the filesystem
+//! sequence past the last replayed transaction, the head where the log
+//! ended, the checksum features a default kernel mount sets), flush; the filesystem
 //! superblock re-read and re-verified (the journal may have replayed it:
 //! ext4 journals its superblock), its error fields restored to what they
 //! were before the replay (as `ext4_load_journal` keeps them), the error
@@ -136,7 +137,11 @@ pub fn recover(io: &Arc<dyn IoChannel>) -> Result<Recovery> {
     };
 
     if let Some(r) = &replay {
-        journal.mark_empty(r.end_tid.wrapping_add(1))?;
+        if journal.superblock().version() >= 2 {
+            let (compat, incompat) = default_mount_features(journal.superblock(), &sb);
+            journal.set_features(compat, incompat);
+        }
+        journal.mark_empty(r.end_tid.wrapping_add(1), r.head)?;
         io.flush()?;
     } else if journal_errno != 0 {
         // `ext4_clear_journal_err`: the error moves to the filesystem.
@@ -147,7 +152,7 @@ pub fn recover(io: &Arc<dyn IoChannel>) -> Result<Recovery> {
     }
 
     let mut after = read_superblock(io)?;
-    Superblock::parse(&after, io.size()).map_err(|e| {
+    let replayed = Superblock::parse(&after, io.size()).map_err(|e| {
         Error::corrupt(
             "superblock after journal replay",
             format!("{e}; the journal was replayed: run e2fsck"),
@@ -161,7 +166,7 @@ pub fn recover(io: &Arc<dyn IoChannel>) -> Result<Recovery> {
     put16(&mut after, S_STATE, state);
     let features = le32(&after, S_FEATURE_INCOMPAT) & !incompat::RECOVER;
     put32(&mut after, S_FEATURE_INCOMPAT, features);
-    if Superblock::parse(&after, io.size())?.metadata_csum() {
+    if replayed.metadata_csum() {
         set_checksum(&mut after);
     }
     io.write_at(SUPERBLOCK_OFFSET, &after)?;
@@ -264,6 +269,20 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
         ));
     }
     Journal::open(io.clone(), map, sb.block_size, total)
+}
+
+/// The journal features a kernel mount with default options leaves
+/// (`set_journal_csum_feature_set`): checksums follow the filesystem (v3
+/// with metadata_csum, none without: v1 needs `-o journal_checksum`), and
+/// async_commit, a mount option, is off.
+fn default_mount_features(jsb: &JournalSuperblock, sb: &Superblock) -> (u32, u32) {
+    use super::superblock::feature::{compat as jc, incompat as ji};
+    let compat = jsb.feature_compat & !jc::CHECKSUM;
+    let mut incompat = jsb.feature_incompat & !(ji::CSUM_V2 | ji::CSUM_V3 | ji::ASYNC_COMMIT);
+    if sb.metadata_csum() {
+        incompat |= ji::CSUM_V3;
+    }
+    (compat, incompat)
 }
 
 fn read_superblock(io: &Arc<dyn IoChannel>) -> Result<Vec<u8>> {

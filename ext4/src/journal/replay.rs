@@ -114,6 +114,10 @@ pub struct Replay {
     pub log_blocks: u32,
     /// Whether those blocks wrap around the end of the log area.
     pub wrapped: bool,
+    /// The journal block after the last replayed commit block, where jbd2
+    /// puts the log head (`s_head`) once the journal is empty again; the
+    /// log's first block when nothing was replayed.
+    pub head: u32,
     /// Why the log ends there.
     pub end: Option<LogEnd>,
     /// Filesystem blocks written.
@@ -203,6 +207,7 @@ struct Scan {
     /// Blocks of the transactions to replay.
     log_blocks: u32,
     wrapped: bool,
+    head: Option<u32>,
     partial_commits: u32,
 }
 
@@ -221,7 +226,8 @@ impl Journal {
     /// Replays the log into the filesystem (the three passes, then a
     /// flush). The journal superblock is not touched: once this returns
     /// Ok the caller marks the journal empty ([`Journal::mark_empty`] with
-    /// [`Replay::end_tid`] + 1). A journal with `s_start` 0 replays nothing.
+    /// [`Replay::end_tid`] + 1 and [`Replay::head`]). A journal with
+    /// `s_start` 0 replays nothing.
     pub fn replay(&self, targets: &Targets<'_>) -> Result<Replay> {
         let first_tid = self.sb.sequence;
         if !self.needs_recovery() {
@@ -230,6 +236,7 @@ impl Journal {
                 end_tid: first_tid,
                 log_blocks: 0,
                 wrapped: false,
+                head: self.area.first,
                 end: None,
                 blocks_written: 0,
                 revoke_records: 0,
@@ -261,6 +268,7 @@ impl Journal {
             end_tid: scan.end_tid,
             log_blocks: scan.log_blocks,
             wrapped: scan.wrapped,
+            head: scan.head.unwrap_or(self.area.first),
             end: Some(scan.end),
             blocks_written: written.blocks,
             revoke_records: revokes.records(),
@@ -283,7 +291,7 @@ impl Journal {
         let mut last_commit_time = 0u64;
         // Set by an async commit failing its checksum: the log ends before it.
         let mut async_end: Option<u32> = None;
-        let mut complete = (0u32, false);
+        let mut complete = (0u32, false, None);
         let mut partial_commits = 0u32;
         let end = loop {
             let (here, b) = cur.next()?;
@@ -372,7 +380,7 @@ impl Journal {
                     last_commit_time = time;
                     tid = tid.wrapping_add(1);
                     if async_end.is_none() {
-                        complete = (cur.used, cur.wrapped);
+                        complete = (cur.used, cur.wrapped, Some(cur.pos));
                     }
                 }
                 other => {
@@ -392,6 +400,7 @@ impl Journal {
             end,
             log_blocks: complete.0,
             wrapped: complete.1,
+            head: complete.2,
             partial_commits,
         })
     }

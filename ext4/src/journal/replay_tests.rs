@@ -475,9 +475,13 @@ fn mark_empty_leaves_the_superblock_as_jbd2_does() {
     let (io, r) = replay(&mut log);
     let r = r.unwrap();
     let mut j = log.open(&io).unwrap();
-    j.mark_empty(r.end_tid.wrapping_add(1)).unwrap();
+    assert_eq!(r.head, log.pos, "the head is past the last commit block");
+    j.mark_empty(r.end_tid.wrapping_add(1), r.head).unwrap();
     let j = log.open(&io).unwrap();
     let sb = j.superblock();
-    assert_eq!((sb.start, sb.sequence, sb.head, sb.errno), (0, 9, 1, 0));
+    assert_eq!(
+        (sb.start, sb.sequence, sb.head, sb.errno),
+        (0, 9, log.pos, 0)
+    );
     assert!(!j.needs_recovery());
 }
