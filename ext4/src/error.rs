@@ -63,6 +63,47 @@ pub enum Error {
     /// An argument is invalid (offset past the limits, bad xattr name, ...).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// A change on a filesystem that is read-only: opened so, or turned
+    /// read-only by `errors=remount-ro` after an error (EROFS).
+    #[error("the filesystem is read-only")]
+    ReadOnly,
+    /// No room left for what a change needs (ENOSPC); nothing was changed.
+    #[error("no space left: {0}")]
+    NoSpace(Space),
+    /// The filesystem cannot be opened read-write: the message says why
+    /// and what to do (run e2fsck, mount read-only, ...).
+    #[error("cannot mount read-write: {0}")]
+    RwRefused(String),
+    /// `errors=panic` stopped the filesystem after an error: nothing more
+    /// is served.
+    #[error("the filesystem was stopped after an error (errors=panic)")]
+    Stopped,
+    /// A file would be larger than the format allows (EFBIG).
+    #[error("file too large")]
+    FileTooBig,
+    /// An internal rule was broken (a lock taken in the wrong order, a
+    /// transaction used after its end): a bug in fsvc, never the image's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What ran out ([`Error::NoSpace`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// Free blocks (for this caller: reserved blocks are kept from
+    /// unprivileged callers).
+    Blocks,
+    /// Free inodes.
+    Inodes,
+}
+
+impl std::fmt::Display for Space {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Space::Blocks => "no free blocks",
+            Space::Inodes => "no free inodes",
+        })
+    }
 }
 
 impl Error {

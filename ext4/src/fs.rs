@@ -5,7 +5,8 @@
 //!
 //! Invariants: an `Fs` exists only for a superblock that passed
 //! [`Superblock::parse`] and a group descriptor table whose every entry
-//! points inside the filesystem; the table never changes after `open`.
+//! points inside the filesystem; after `open` only a transaction's commit
+//! replaces descriptors (see `tx.rs`).
 //!
 //! Decisions (mirroring the kernel's ext4 on a read-only mount):
 //! - A group descriptor whose checksum fails does not refuse the mount; that
@@ -19,7 +20,7 @@
 //!   from the group descriptors, and `bavail` net of the root reserve and of
 //!   the kernel's reserved pool (2% of clusters, at most 4096, extent fs only).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::bytes::array;
 use super::error::{Error, Result};
@@ -34,13 +35,14 @@ use crate::io::{BlockDevice, IoChannel};
 pub struct Fs {
     dev: BlockDevice,
     sb: Superblock,
-    groups: Vec<GroupDesc>,
+    /// The group descriptors as last committed (a leaf lock: commits
+    /// replace the descriptors they changed).
+    groups: RwLock<Vec<GroupDesc>>,
     opts: OpenOptions,
     notes: Vec<String>,
+    /// The write side (mode, zones, locks, write state): see `mount.rs`.
+    pub(crate) w: crate::wstate::WriteSide,
 }
-
-/// Kernel limit on the reserved pool of clusters (`ext4_calculate_resv_clusters`).
-const RESV_CLUSTERS_MAX: u64 = 4096;
 /// Longest file name.
 const NAME_MAX: u32 = 255;
 
@@ -73,16 +75,25 @@ impl Fs {
             ));
         }
         let dev = BlockDevice::new(io, sb.block_size, opts.cache_bytes);
+        let errors = opts
+            .errors
+            .unwrap_or(crate::wstate::ErrorBehavior::from_superblock(sb.errors));
+        let placeholder = crate::wstate::WriteState {
+            sbf: Default::default(),
+            mount_state: 0,
+            kbytes_at_open: 0,
+            alloc: Default::default(),
+        };
         let mut fs = Fs {
             dev,
             sb,
-            groups: Vec::new(),
+            groups: RwLock::new(Vec::new()),
             opts: opts.clone(),
             notes,
+            w: crate::wstate::WriteSide::new(placeholder, errors, Default::default()),
         };
-        fs.groups = fs.load_groups()?;
-        let bad: Vec<u32> = fs
-            .groups
+        let groups = fs.load_groups()?;
+        let bad: Vec<u32> = groups
             .iter()
             .filter(|g| !g.csum_ok)
             .map(|g| g.group.0)
@@ -92,7 +103,29 @@ impl Fs {
                 "group descriptor checksum mismatch in groups {bad:?}: their inodes are refused"
             ));
         }
+        let state = fs.initial_write_state(&groups);
+        *fs.groups_mut() = groups;
+        let zones = fs.build_zones();
+        fs.w = crate::wstate::WriteSide::new(state, errors, zones);
+        if !opts.read_only {
+            fs.open_rw()?;
+        }
         Ok(fs)
+    }
+
+    /// The group table, to read.
+    fn groups_ref(&self) -> RwLockReadGuard<'_, Vec<GroupDesc>> {
+        self.groups.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The group table, to replace descriptors (commit only).
+    pub(crate) fn groups_mut(&self) -> RwLockWriteGuard<'_, Vec<GroupDesc>> {
+        self.groups.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write side.
+    pub(crate) fn write_side(&self) -> &crate::wstate::WriteSide {
+        &self.w
     }
 
     /// Reads, checks and parses every group descriptor (each GDT block once).
@@ -148,10 +181,11 @@ impl Fs {
         &self.notes
     }
 
-    /// Group descriptor `g`.
-    pub fn group(&self, g: GroupNo) -> Result<&GroupDesc> {
-        self.groups
+    /// Group descriptor `g` as last committed.
+    pub fn group(&self, g: GroupNo) -> Result<GroupDesc> {
+        self.groups_ref()
             .get(g.index())
+            .cloned()
             .ok_or_else(|| Error::Invalid(format!("group {g} out of range")))
     }
 
@@ -188,15 +222,16 @@ impl Fs {
     pub fn statfs(&self) -> StatFs {
         let sb = &self.sb;
         let ratio = sb.cluster_ratio();
-        let free_clusters: u64 = self.groups.iter().map(|g| u64::from(g.free_blocks)).sum();
-        let free_inodes: u64 = self.groups.iter().map(|g| u64::from(g.free_inodes)).sum();
+        let (free_clusters, free_inodes) = {
+            let groups = self.groups_ref();
+            (
+                groups.iter().map(|g| u64::from(g.free_blocks)).sum::<u64>(),
+                groups.iter().map(|g| u64::from(g.free_inodes)).sum::<u64>(),
+            )
+        };
         let bfree = free_clusters.saturating_mul(ratio);
         let overhead = self.overhead_blocks();
-        let resv = if sb.has_incompat(incompat::EXTENTS) {
-            ((sb.blocks_count >> sb.log_cluster_ratio) / 50).min(RESV_CLUSTERS_MAX) * ratio
-        } else {
-            0
-        };
+        let resv = self.reserved_pool() * ratio;
         let reserved = sb.r_blocks_count.saturating_add(resv);
         let uuid = sb.uuid;
         let a = u64::from_le_bytes(array::<8>(&uuid, 0).unwrap_or_default());

@@ -7,8 +7,7 @@
 //! gdt_csum, the low 16 bits of crc32c for metadata_csum) and that its
 //! bitmaps and inode table lie inside the filesystem.
 
-use super::bytes::le16;
-use super::bytes::le32;
+use super::bytes::{le16, le32, put_le16, put_le32};
 use super::csum::{crc16, crc32c};
 use super::error::{Error, Result};
 use super::num::{GroupNo, Pblk};
@@ -215,6 +214,86 @@ impl GroupDesc {
     /// Whether the block bitmap of this group is not initialized.
     pub fn block_uninit(&self, sb: &Superblock) -> bool {
         sb.has_group_csum() && self.flags & BG_BLOCK_UNINIT != 0
+    }
+
+    /// Encodes the descriptor into `raw` (its `desc_size` bytes inside a
+    /// descriptor block; bytes the engine does not model are kept) and sets
+    /// its checksum: the inverse of [`GroupDesc::parse`]. High halves are
+    /// written only where the descriptor has them; a value that does not
+    /// fit a 32-byte descriptor is an error, nothing written.
+    pub fn encode(&self, sb: &Superblock, raw: &mut [u8]) -> Result<()> {
+        let ds = usize::from(sb.desc_size);
+        let wide = sb.is_64bit() && ds >= DESC_64_END;
+        let what = || format!("group descriptor {}", self.group);
+        let narrow16 = |v: u32| v > u32::from(u16::MAX);
+        let narrow32 = |v: u64| v > u64::from(u32::MAX);
+        if !wide
+            && (narrow32(self.block_bitmap.0)
+                || narrow32(self.inode_bitmap.0)
+                || narrow32(self.inode_table.0)
+                || narrow16(self.free_blocks)
+                || narrow16(self.free_inodes)
+                || narrow16(self.used_dirs)
+                || narrow16(self.itable_unused))
+        {
+            return Err(Error::Internal(format!(
+                "{}: a value exceeds a 32-byte descriptor",
+                what()
+            )));
+        }
+        let raw = raw
+            .get_mut(..ds)
+            .ok_or_else(|| Error::Internal(format!("{}: buffer too short", what())))?;
+        let (bb, ib) = bitmap_csum_full(sb);
+        let lo16 = |v: u32| (v & 0xFFFF) as u16;
+        let put = |raw: &mut [u8]| -> Option<()> {
+            put_le32(raw, BG_BLOCK_BITMAP_LO, self.block_bitmap.0 as u32)?;
+            put_le32(raw, BG_INODE_BITMAP_LO, self.inode_bitmap.0 as u32)?;
+            put_le32(raw, BG_INODE_TABLE_LO, self.inode_table.0 as u32)?;
+            put_le16(raw, BG_FREE_BLOCKS_COUNT_LO, lo16(self.free_blocks))?;
+            put_le16(raw, BG_FREE_INODES_COUNT_LO, lo16(self.free_inodes))?;
+            put_le16(raw, BG_USED_DIRS_COUNT_LO, lo16(self.used_dirs))?;
+            put_le16(raw, BG_FLAGS, self.flags)?;
+            put_le16(raw, BG_BLOCK_BITMAP_CSUM_LO, lo16(self.block_bitmap_csum))?;
+            put_le16(raw, BG_INODE_BITMAP_CSUM_LO, lo16(self.inode_bitmap_csum))?;
+            put_le16(raw, BG_ITABLE_UNUSED_LO, lo16(self.itable_unused))?;
+            if wide {
+                put_le32(raw, BG_BLOCK_BITMAP_HI, (self.block_bitmap.0 >> 32) as u32)?;
+                put_le32(raw, BG_INODE_BITMAP_HI, (self.inode_bitmap.0 >> 32) as u32)?;
+                put_le32(raw, BG_INODE_TABLE_HI, (self.inode_table.0 >> 32) as u32)?;
+                put_le16(
+                    raw,
+                    BG_FREE_BLOCKS_COUNT_HI,
+                    (self.free_blocks >> 16) as u16,
+                )?;
+                put_le16(
+                    raw,
+                    BG_FREE_INODES_COUNT_HI,
+                    (self.free_inodes >> 16) as u16,
+                )?;
+                put_le16(raw, BG_USED_DIRS_COUNT_HI, (self.used_dirs >> 16) as u16)?;
+                put_le16(raw, BG_ITABLE_UNUSED_HI, (self.itable_unused >> 16) as u16)?;
+            }
+            if bb {
+                put_le16(
+                    raw,
+                    BG_BLOCK_BITMAP_CSUM_HI,
+                    (self.block_bitmap_csum >> 16) as u16,
+                )?;
+            }
+            if ib {
+                put_le16(
+                    raw,
+                    BG_INODE_BITMAP_CSUM_HI,
+                    (self.inode_bitmap_csum >> 16) as u16,
+                )?;
+            }
+            match Self::compute_checksum(sb, self.group, raw) {
+                Some(c) => put_le16(raw, BG_CHECKSUM, c),
+                None => Some(()),
+            }
+        };
+        put(raw).ok_or_else(|| Error::Internal(format!("{}: field past the buffer", what())))
     }
 }
 

@@ -30,6 +30,15 @@
 //! | xattrs (xattr.c) | [`xattr`] | `list_xattrs`, `get_xattr` |
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
+//! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
+//!
+//! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
+//! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
+//! use), [`locks`] (inode lock table, change lock), [`zones`] (system
+//! zones), [`wstate`] (mount mode and write state), [`super_fields`] (the
+//! superblock's changing fields), `balloc`/`ialloc` (the allocators),
+//! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
+//! the `test-util` feature).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
@@ -49,6 +58,8 @@
 //! (`tests/import_graph.rs` checks it).
 
 pub mod acl;
+mod alloc_state;
+mod balloc;
 pub mod bitmap;
 pub mod bytes;
 pub mod csum;
@@ -62,21 +73,33 @@ pub mod fs;
 pub mod group;
 pub mod hash;
 pub mod htree;
+mod ialloc;
 pub mod indirect;
 pub mod inline;
 pub mod inode;
 pub mod io;
 pub mod journal;
+pub mod locks;
+pub mod mount;
 pub mod num;
 pub mod orphan;
+pub mod ranges;
+pub mod super_fields;
 pub mod superblock;
 pub mod symlink;
 #[cfg(test)]
 mod testblocks;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testfs;
+pub mod tx;
 pub mod types;
+pub mod wstate;
 pub mod xattr;
+pub mod zones;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Space};
 pub use fs::Fs;
 pub use num::{GroupNo, InodeNo, Lblk, Pblk};
-pub use types::{DirEntry, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO};
+pub use types::{
+    DirEntry, ErrorBehavior, FileKind, OpenOptions, Stat, StatFs, Timestamp, ROOT_INO,
+};

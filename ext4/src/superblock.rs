@@ -27,8 +27,8 @@ pub const EXT4_MAGIC: u16 = 0xEF53;
 const S_INODES_COUNT: usize = 0x0;
 const S_BLOCKS_COUNT_LO: usize = 0x4;
 const S_R_BLOCKS_COUNT_LO: usize = 0x8;
-const S_FREE_BLOCKS_COUNT_LO: usize = 0xC;
-const S_FREE_INODES_COUNT: usize = 0x10;
+pub(crate) const S_FREE_BLOCKS_COUNT_LO: usize = 0xC;
+pub(crate) const S_FREE_INODES_COUNT: usize = 0x10;
 const S_FIRST_DATA_BLOCK: usize = 0x14;
 const S_LOG_BLOCK_SIZE: usize = 0x18;
 const S_LOG_CLUSTER_SIZE: usize = 0x1C;
@@ -36,32 +36,30 @@ const S_BLOCKS_PER_GROUP: usize = 0x20;
 const S_CLUSTERS_PER_GROUP: usize = 0x24;
 const S_INODES_PER_GROUP: usize = 0x28;
 const S_MAGIC: usize = 0x38;
-/// Offset of `s_state` ([`STATE_VALID`], [`STATE_ERROR`], ...).
-pub const S_STATE: usize = 0x3A;
-const S_ERRORS: usize = 0x3C;
+pub(crate) const S_STATE: usize = 0x3A;
+pub(crate) const S_ERRORS: usize = 0x3C;
 const S_CREATOR_OS: usize = 0x48;
 const S_REV_LEVEL: usize = 0x4C;
 const S_FIRST_INO: usize = 0x54;
 const S_INODE_SIZE: usize = 0x58;
-const S_FEATURE_COMPAT: usize = 0x5C;
-/// Offset of `s_feature_incompat`.
-pub const S_FEATURE_INCOMPAT: usize = 0x60;
-const S_FEATURE_RO_COMPAT: usize = 0x64;
+pub(crate) const S_FEATURE_COMPAT: usize = 0x5C;
+pub(crate) const S_FEATURE_INCOMPAT: usize = 0x60;
+pub(crate) const S_FEATURE_RO_COMPAT: usize = 0x64;
 const S_UUID: usize = 0x68;
 const S_VOLUME_NAME: usize = 0x78;
 const S_RESERVED_GDT_BLOCKS: usize = 0xCE;
 const S_JOURNAL_UUID: usize = 0xD0;
 const S_JOURNAL_INUM: usize = 0xE0;
 /// Offset of `s_journal_dev` (device number of an external journal).
-pub const S_JOURNAL_DEV: usize = 0xE4;
-const S_LAST_ORPHAN: usize = 0xE8;
+pub(crate) const S_JOURNAL_DEV: usize = 0xE4;
+pub(crate) const S_LAST_ORPHAN: usize = 0xE8;
 const S_HASH_SEED: usize = 0xEC;
 const S_DEF_HASH_VERSION: usize = 0xFC;
 const S_DESC_SIZE: usize = 0xFE;
 const S_FIRST_META_BG: usize = 0x104;
 const S_BLOCKS_COUNT_HI: usize = 0x150;
 const S_R_BLOCKS_COUNT_HI: usize = 0x154;
-const S_FREE_BLOCKS_COUNT_HI: usize = 0x158;
+pub(crate) const S_FREE_BLOCKS_COUNT_HI: usize = 0x158;
 const S_MIN_EXTRA_ISIZE: usize = 0x15C;
 const S_WANT_EXTRA_ISIZE: usize = 0x15E;
 const S_FLAGS: usize = 0x160;
@@ -76,10 +74,6 @@ const S_ENCODING: usize = 0x27C;
 const S_ORPHAN_FILE_INUM: usize = 0x280;
 /// Offset of `s_checksum`, the last field; the checksum covers everything before it.
 pub const S_CHECKSUM: usize = 0x3FC;
-/// The error-tracking fields, `s_error_count` up to `s_mount_opts`
-/// (`EXT4_S_ERR_START`, `EXT4_S_ERR_LEN`): first and last error times,
-/// places and codes.
-pub const ERROR_INFO: std::ops::Range<usize> = 0x194..0x200;
 
 /// `s_checksum_type` value for crc32c, the only one defined.
 pub const CHECKSUM_TYPE_CRC32C: u8 = 1;
@@ -219,14 +213,6 @@ pub struct Superblock {
     pub inodes_per_block: u32,
     /// Inode-table blocks per group.
     pub itable_blocks_per_group: u32,
-}
-
-/// Stores the metadata_csum checksum of raw superblock bytes in them.
-pub fn set_checksum(raw: &mut [u8]) {
-    let c = crc32c(!0, raw.get(..S_CHECKSUM).unwrap_or(&[]));
-    if let Some(d) = raw.get_mut(S_CHECKSUM..S_CHECKSUM + 4) {
-        d.copy_from_slice(&c.to_le_bytes());
-    }
 }
 
 fn corrupt(detail: impl Into<String>) -> Error {

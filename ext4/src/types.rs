@@ -15,13 +15,30 @@ pub const ROOT_INO: InodeNo = InodeNo::ROOT;
 /// How to open a filesystem.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
-    /// Open read-only (the only mode so far).
+    /// Open read-only: nothing is ever written. Read-write otherwise (see
+    /// `Fs::open` for what refuses it).
     pub read_only: bool,
     /// Do not look at the journal (`-o norecovery`/`noload`): a journal that
     /// needs recovery is ignored instead of refusing the mount.
     pub norecovery: bool,
     /// Bytes the metadata cache may hold (0 = the default).
     pub cache_bytes: usize,
+    /// What an error found while changing leads to (`errors=`); `None`:
+    /// what the superblock's `s_errors` says.
+    pub errors: Option<ErrorBehavior>,
+}
+
+/// What to do when corruption or an IO error is found while changing the
+/// filesystem (`errors=`; by default what the superblock's `s_errors` says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorBehavior {
+    /// Record the error and carry on.
+    Continue,
+    /// Record the error and refuse every later change.
+    RemountRo,
+    /// Record the error and stop serving (the server exits non-zero: a
+    /// userspace server cannot panic the kernel).
+    Panic,
 }
 
 /// A point in time as ext4 stores it (seconds since the epoch, possibly

@@ -8,9 +8,12 @@
 //! (first resource, so later steps cannot be redirected); split options;
 //! reach a server; converse. Exit codes are mount(8)'s: 0 mounted, 1 usage
 //! or permission, 32 mount failure; every failure prints one line.
+//!
+//! The same binary unmounts (`fsvc-mount -u DIR`, or installed as the
+//! umount(8) helper `/sbin/umount.fuse.fsvc`): see `unmount`.
 
-mod args;
 mod conn;
+mod klog;
 mod mount;
 mod options;
 mod policy;
@@ -18,19 +21,17 @@ mod server;
 mod session;
 mod source;
 mod sys;
+mod unmount;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 
+use fsvc_helper::cli::{self, Args, Command, EXIT_MOUNT_FAILURE, EXIT_USAGE};
+use fsvc_helper::policy_file::{self, Denial};
 use fsvc_protocol::MountInfo;
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
-
-/// mount(8): incorrect invocation or permissions.
-const EXIT_USAGE: u8 = 1;
-/// mount(8): mount failure.
-const EXIT_MOUNT_FAILURE: u8 = 32;
 
 /// A failure with its exit code and the line to print.
 #[derive(Debug)]
@@ -75,15 +76,79 @@ fn pin_mountpoint(dir: &str) -> Result<OwnedFd, Failure> {
 }
 
 fn run() -> Result<(), Failure> {
-    let args = args::parse(std::env::args().skip(1)).map_err(|e| usage(e.0))?;
-    let caller = policy::caller().map_err(failed)?;
-    policy::check_caller(&caller).map_err(usage)?;
-    let knobs = policy::knobs(&caller, |k| std::env::var_os(k)).map_err(usage)?;
+    // The helper may run setuid root: the caller's umask is theirs, not a
+    // say over the modes of what root creates here (the runtime directory).
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    let mut argv = Vec::new();
+    for a in std::env::args_os() {
+        argv.push(
+            a.into_string()
+                .map_err(|a| usage(format!("argument {a:?} is not valid UTF-8")))?,
+        );
+    }
+    match cli::parse(argv).map_err(|e| usage(e.0))? {
+        Command::Print(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Command::Mount(args) => mount_cmd(&args),
+        Command::Unmount(u) => {
+            let caller = policy::caller().map_err(failed)?;
+            let knobs = policy::knobs(&caller, |k| std::env::var_os(k)).map_err(usage)?;
+            unmount::run(&u, &caller, &knobs)
+        }
+    }
+}
 
-    let dir = pin_mountpoint(&args.mountpoint)?;
+fn mount_cmd(args: &Args) -> Result<(), Failure> {
+    let caller = policy::caller().map_err(failed)?;
+    let knobs = policy::knobs(&caller, |k| std::env::var_os(k)).map_err(usage)?;
+    // Decided before anything is opened: a caller the policy does not
+    // serve learns nothing about the paths it named.
+    let user = policy::check_caller(&caller).map_err(usage)?;
+
+    // Looked up as the caller: a user may not mount on, or probe, a
+    // directory they could not reach themselves.
+    let dir = match &user {
+        Some(u) => policy::as_caller(&u.caller, || pin_mountpoint(&args.mountpoint))?,
+        None => pin_mountpoint(&args.mountpoint)?,
+    };
     let opts = options::split(&args.options).map_err(|e| usage(e.0))?;
-    if let Err(e) = std::fs::metadata(&args.source) {
-        return Err(failed(format!("cannot open {}: {e}", args.source)));
+    let wants_allow_other = opts.fs_options.split(',').any(|o| o == "allow_other");
+    // Held until exit, so counting this user's mounts and adding one is atomic.
+    let mut _user_lock = None;
+    if let Some(u) = &user {
+        let facts = policy::mountpoint_facts(dir.as_fd()).map_err(failed)?;
+        fsvc_helper::policy_file::check_mountpoint(u.caller.uid, &args.mountpoint, &facts)
+            .map_err(|d| usage(d.to_string()))?;
+        if wants_allow_other {
+            u.policy
+                .check_allow_other()
+                .map_err(|d| usage(d.to_string()))?;
+        }
+        _user_lock = Some(policy::lock_user_mounts().map_err(failed)?);
+        let current = policy::count_user_mounts(u.caller.uid).map_err(failed)?;
+        u.policy
+            .check_limit(current)
+            .map_err(|d| usage(d.to_string()))?;
+    }
+    let exists = match &user {
+        Some(u) => policy::as_caller(&u.caller, || std::fs::metadata(&args.source)),
+        None => std::fs::metadata(&args.source),
+    };
+    match exists {
+        Ok(_) => {}
+        // Denied to the caller: a policy refusal, said as one.
+        Err(e) if user.is_some() && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(usage(
+                Denial {
+                    rule: policy_file::RULE_SOURCE_ACCESS,
+                    detail: format!("cannot open {}: {e}", args.source),
+                }
+                .to_string(),
+            ))
+        }
+        Err(e) => return Err(failed(format!("cannot open {}: {e}", args.source))),
     }
     if args.fake {
         if args.verbose {
@@ -97,16 +162,29 @@ fn run() -> Result<(), Failure> {
         return Ok(());
     }
 
+    // What mountinfo, findmnt and ps show: absolute, so a person (and
+    // umount) can tell which file it is. No symlink is resolved here; the
+    // file actually opened is judged from its fd.
+    let shown_source = std::path::absolute(&args.source)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| args.source.clone());
+    let shown_dir = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| args.mountpoint.clone());
+    let title = format!("fsvc-server: {shown_source} on {shown_dir}");
     let reached = match server::connect_socket(&knobs.socket_dir, args.fs_type).map_err(failed)? {
         Some(r) => r,
-        None => server::spawn(&knobs.log).map_err(failed)?,
+        None => server::spawn(&knobs.log, &title).map_err(failed)?,
     };
     let info = MountInfo {
-        allow_other_permitted: policy::is_root(&caller),
+        allow_other_permitted: match &user {
+            None => true,
+            Some(u) => u.policy.users.allow_other,
+        },
         caller,
         fs_type: args.fs_type,
-        source: args.source.clone(),
-        mountpoint: args.mountpoint.clone(),
+        source: shown_source.clone(),
+        mountpoint: shown_dir.clone(),
         fs_options: opts.fs_options.clone(),
         read_only: opts.read_only,
         verbose: args.verbose,
@@ -116,6 +194,8 @@ fn run() -> Result<(), Failure> {
     let ctx = session::Context {
         dir: dir.as_fd(),
         options: &opts,
+        shown_source: &shown_source,
+        user: user.as_ref(),
     };
     let result = session::run(&conn, &info, &ctx);
     // Closing our end tells a failed server to stop.
@@ -137,13 +217,17 @@ fn run() -> Result<(), Failure> {
             Ok(())
         }
         Err(e) => {
-            let mut message = e.0;
+            let mut message = e.message;
             if let server::Route::Spawned(pid) = route {
                 if let Some(end) = server::reap_failed(pid) {
                     message.push_str(&format!(" [{end}]"));
                 }
             }
-            Err(failed(message))
+            Err(if e.by_policy {
+                usage(message)
+            } else {
+                failed(message)
+            })
         }
     }
 }

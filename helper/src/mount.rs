@@ -32,6 +32,13 @@ const FUSE_ROOTMODE: &str = "40000";
 /// Most fs_context log lines kept in an error message.
 const MAX_LOG_LINES: usize = 8;
 
+/// The FUSE subtype: `fsvc.ext4`, so mountinfo's type is `fuse.fsvc.ext4`:
+/// a person (and `findmnt -t`) sees the mount is fsvc's, and umount(8)
+/// finds `/sbin/umount.fuse.fsvc` for it (docs/design-notes.md).
+pub fn subtype(fs_type: FsType) -> String {
+    format!("fsvc.{}", fs_type.name())
+}
+
 /// Everything the mount needs, decided before the server asked.
 #[derive(Debug)]
 pub struct MountPlan<'a> {
@@ -155,9 +162,10 @@ fn new_api(
     let fs = fsfd.as_fd();
     let fd_num = fuse.as_raw_fd().to_string();
     let (uid, gid) = (plan.uid.to_string(), plan.gid.to_string());
+    let subtype = subtype(plan.fs_type);
     let strings: [(&std::ffi::CStr, &str); 6] = [
         (c"source", plan.source),
-        (c"subtype", plan.fs_type.name()),
+        (c"subtype", &subtype),
         (c"fd", &fd_num),
         (c"rootmode", FUSE_ROOTMODE),
         (c"user_id", &uid),
@@ -258,7 +266,7 @@ fn legacy(plan: &MountPlan<'_>, fuse: OwnedFd, attrs: u64) -> Result<Mounted, Re
         data.push_str(",allow_other");
     }
     let target = format!("/proc/self/fd/{}", plan.dir.as_raw_fd());
-    let fstype = format!("fuse.{}", plan.fs_type.name());
+    let fstype = format!("fuse.{}", subtype(plan.fs_type));
     nix::mount::mount(
         Some(plan.source),
         target.as_str(),

@@ -2,8 +2,9 @@
 //! `<sockdir>/<type>` when it exists and accepts, otherwise a server spawned
 //! over a socketpair.
 //!
-//! The spawned server's contract (the server's `--spawned` mode relies on
-//! it): argv `["fsvc-server", "--spawned"]`, an empty environment, fd 3 the
+//! The spawned server's contract (the server's spawned mode relies on
+//! it): argv `["fsvc-server: SOURCE on DIR"]` (the process title), the
+//! environment exactly `FSVC_SPAWNED=1`, fd 3 the
 //! `SOCK_SEQPACKET` socket, fd 4 the log (also on fd 2, so a panic message
 //! lands in the log), fds 0 and 1 `/dev/null`, no other fd; uid/gid the
 //! server ids, no supplementary groups, no capabilities, `no_new_privs`, its
@@ -24,12 +25,12 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-use nix::sys::stat::Mode;
+use nix::sys::stat::{lstat, Mode, SFlag};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::policy;
-use crate::sys;
+use crate::{klog, sys};
 
 /// How long a failed spawned server gets to exit on its own before SIGKILL.
 const REAP_GRACE: Duration = Duration::from_secs(2);
@@ -58,7 +59,18 @@ pub struct Reached {
 /// when there is nothing there (or a stale socket), so the caller spawns.
 pub fn connect_socket(socket_dir: &Path, fs_type: FsType) -> Result<Option<Reached>, String> {
     let path = socket_dir.join(fs_type.name());
-    if std::fs::symlink_metadata(&path).is_err() {
+    let (Ok(dir_st), Ok(sock_st)) = (lstat(socket_dir), lstat(&path)) else {
+        return Ok(None);
+    };
+    let is_socket = SFlag::from_bits_truncate(sock_st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK;
+    // What fsvc.socket makes: root's socket in a directory only root may
+    // write. Anything else could be someone posing as the server, who would
+    // be handed the source: spawn instead.
+    if !policy::trusted(&dir_st) || !is_socket || sock_st.st_uid != 0 {
+        klog::warn(&format!(
+            "ignoring the server socket {}: it and its directory must be root's and writable by root only",
+            path.display()
+        ));
         return Ok(None);
     }
     let addr =
@@ -89,7 +101,7 @@ pub fn connect_socket(socket_dir: &Path, fs_type: FsType) -> Result<Option<Reach
 }
 
 /// Spawns the server per the contract in the module doc.
-pub fn spawn(log_path: &Path) -> Result<Reached, String> {
+pub fn spawn(log_path: &Path, title: &str) -> Result<Reached, String> {
     let path = policy::server_path()?;
     let meta = std::fs::metadata(&path)
         .map_err(|e| format!("cannot find the server at {}: {e}", path.display()))?;
@@ -105,7 +117,8 @@ pub fn spawn(log_path: &Path) -> Result<Reached, String> {
     let plan = sys::SpawnPlan {
         path: CString::new(path.as_os_str().as_bytes())
             .map_err(|_| format!("server path {} contains a NUL byte", path.display()))?,
-        argv: vec![c"fsvc-server".to_owned(), c"--spawned".to_owned()],
+        argv: vec![process_title(title)],
+        envp: vec![c"FSVC_SPAWNED=1".to_owned()],
         sock: theirs,
         log,
         null,
@@ -120,6 +133,23 @@ pub fn spawn(log_path: &Path) -> Result<Reached, String> {
         sock: ours,
         route: Route::Spawned(Pid::from_raw(pid)),
     })
+}
+
+/// Longest process title passed (ps shows the whole command line).
+const MAX_TITLE: usize = 512;
+
+/// argv\[0\] of the spawned server: `fsvc-server: SOURCE on DIR`, so that
+/// `ps` says which server serves what. Control characters become `?` and
+/// the length is capped; a NUL cannot occur (paths from argv have none).
+fn process_title(title: &str) -> CString {
+    let mut t: String = title
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    while t.len() > MAX_TITLE {
+        t.pop();
+    }
+    CString::new(t).unwrap_or_else(|_| c"fsvc-server".to_owned())
 }
 
 /// The log fd for a spawned server: `path`, else /dev/null when it cannot be opened.

@@ -18,6 +18,7 @@ use fsvc_protocol::{
 use crate::conn::{Conn, ConnError};
 use crate::mount::{self, MountPlan, Mounted};
 use crate::options::SplitOptions;
+use crate::policy::UserMount;
 use crate::source;
 
 /// Most file requests served in one conversation. The protocol needs one or
@@ -43,12 +44,31 @@ pub struct Context<'a> {
     pub dir: BorrowedFd<'a>,
     /// The split options (mount attributes, superblock flags).
     pub options: &'a SplitOptions,
+    /// The source as mountinfo shows it (absolute).
+    pub shown_source: &'a str,
+    /// A non-root caller's policy (`None` for root).
+    pub user: Option<&'a UserMount>,
 }
 
 /// How a failed session ended: the message to print.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SessionError(pub String);
+#[error("{message}")]
+pub struct SessionError {
+    /// One line for the person.
+    pub message: String,
+    /// A policy rule of the helper's refused the source (exit 1, not 32):
+    /// the message is then the helper's own denial, not the server's words.
+    pub by_policy: bool,
+}
+
+impl SessionError {
+    fn new(message: impl Into<String>) -> SessionError {
+        SessionError {
+            message: message.into(),
+            by_policy: false,
+        }
+    }
+}
 
 /// Runs the conversation; `Ok(())` means mounted and served.
 pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<(), SessionError> {
@@ -58,21 +78,24 @@ pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<(), Sessi
         (Ok(()), _) => Ok(()),
         (Err(e), None) => Err(e),
         (Err(e), Some(m)) => match m.detach() {
-            Ok(()) => Err(SessionError(format!("{} (the mount was undone)", e.0))),
-            Err(d) => Err(SessionError(format!(
-                "{}; and {d}: run umount -l {}",
-                e.0, info.mountpoint
-            ))),
+            Ok(()) => Err(SessionError {
+                message: format!("{} (the mount was undone)", e.message),
+                ..e
+            }),
+            Err(d) => Err(SessionError {
+                message: format!("{}; and {d}: run umount -l {}", e.message, info.mountpoint),
+                ..e
+            }),
         },
     }
 }
 
 fn conn_err(e: ConnError) -> SessionError {
-    SessionError(e.to_string())
+    SessionError::new(e.to_string())
 }
 
 fn protocol(what: String) -> SessionError {
-    SessionError(format!(
+    SessionError::new(format!(
         "protocol error: {what}; nothing was mounted by this exchange"
     ))
 }
@@ -112,7 +135,7 @@ fn converse(
                 "the server chose protocol version {version}, outside {PROTOCOL_VERSION_MIN}..={PROTOCOL_VERSION_MAX}"
             )))
         }
-        ServerMsg::Goodbye { status, reason } => return Err(goodbye_error(status, &reason, None)),
+        ServerMsg::Goodbye { status, reason } => return Err(goodbye_error(status, &reason, None, None)),
         other => return Err(protocol(format!("expected Hello, got {}", kind(&other)))),
     }
     conn.send(&HelperMsg::MountInfo(info.clone()), &[])
@@ -120,10 +143,13 @@ fn converse(
 
     let mut phase = Phase::Files;
     let mut last_refusal: Option<String> = None;
+    // The policy denial of the latest file request, if it was one: when the
+    // server then gives up, that denial is the reason.
+    let mut policy_denial: Option<String> = None;
     let mut file_requests = 0usize;
     loop {
         let msg = conn.recv().map_err(|e| match (&e, mounted.is_some()) {
-            (ConnError::Closed, true) => SessionError("the server exited after mounting, without saying it serves (see the kernel log / FSVC_LOG)".into()),
+            (ConnError::Closed, true) => SessionError::new("the server exited after mounting, without saying it serves (see the kernel log / FSVC_LOG)"),
             _ => conn_err(e),
         })?;
         match msg {
@@ -138,7 +164,8 @@ fn converse(
                     Err(refuse(
                         libc::EPERM,
                         "file requests are over (the server said FilesDone)".into(),
-                    ))
+                    )
+                    .into())
                 } else if path != info.source {
                     Err(refuse(
                         libc::EACCES,
@@ -147,11 +174,16 @@ fn converse(
                             printable(&path),
                             info.source
                         ),
-                    ))
+                    )
+                    .into())
                 } else {
-                    source::open_source(&info.source, access)
+                    source::open_source(&info.source, access, ctx.user)
                 };
-                match reply {
+                policy_denial = match &reply {
+                    Err(r) if r.by_policy => Some(r.refusal.message.clone()),
+                    _ => None,
+                };
+                match reply.map_err(|r| r.refusal) {
                     Ok((fd, grant)) => {
                         conn.send(&HelperMsg::FileReply(Ok(grant)), &[fd.as_fd()])
                             .map_err(conn_err)?;
@@ -194,7 +226,12 @@ fn converse(
                 ))
             }
             ServerMsg::Goodbye { status, reason } => {
-                return Err(goodbye_error(status, &reason, last_refusal.as_deref()))
+                return Err(goodbye_error(
+                    status,
+                    &reason,
+                    last_refusal.as_deref(),
+                    policy_denial,
+                ))
             }
             other => {
                 return Err(protocol(format!(
@@ -211,14 +248,25 @@ fn converse(
     }
 }
 
-fn goodbye_error(status: i32, reason: &str, last_refusal: Option<&str>) -> SessionError {
+fn goodbye_error(
+    status: i32,
+    reason: &str,
+    last_refusal: Option<&str>,
+    policy_denial: Option<String>,
+) -> SessionError {
+    if let Some(message) = policy_denial {
+        return SessionError {
+            message,
+            by_policy: true,
+        };
+    }
     let reason = printable(reason.trim());
     let text = match (reason.is_empty(), last_refusal) {
         (false, _) => reason,
         (true, Some(r)) => r.to_string(),
         (true, None) => format!("the server failed with status {status} and gave no reason"),
     };
-    SessionError(text)
+    SessionError::new(text)
 }
 
 fn kind(msg: &ServerMsg) -> &'static str {
@@ -239,7 +287,7 @@ fn do_mount(req: &MountRequest, info: &MountInfo, ctx: &Context<'_>) -> Result<M
         ));
     }
     let plan = MountPlan {
-        source: &info.source,
+        source: ctx.shown_source,
         mountpoint: &info.mountpoint,
         dir: ctx.dir,
         fs_type: info.fs_type,

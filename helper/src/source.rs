@@ -8,6 +8,11 @@
 //! every [`RETRY_INTERVAL`] until [`BUSY_DEADLINE`], because a previous
 //! server may still be releasing it. Anything else is neither opened nor
 //! touched (a char device or fifo could have side effects on open).
+//!
+//! For a non-root caller the open itself is made with the caller's
+//! filesystem ids (rule `source-access`: they must be able to open it
+//! themselves, with the access asked), and the policy's source rules judge
+//! the file that was opened, from its fd, never the path again.
 
 use std::path::Path;
 use std::thread::sleep;
@@ -15,11 +20,13 @@ use std::time::{Duration, Instant};
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use fsvc_helper::policy_file::{self, Denial};
 use fsvc_protocol::{Access, FileGrant, Refusal};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::{fstat, stat, FileStat, Mode, SFlag};
 
+use crate::policy::{self, UserMount};
 use crate::sys;
 
 /// How often a busy source is tried again.
@@ -56,13 +63,62 @@ enum Attempt {
     Failed(Refusal),
 }
 
-/// Opens `path` with `access` for the server, retrying while busy.
-pub fn open_source(path: &str, access: Access) -> Result<(OwnedFd, FileGrant), Refusal> {
+/// Why the source was not opened: the refusal sent to the server, and
+/// whether a policy rule made it (the helper then reports that rule
+/// itself, with exit 1, rather than whatever the server says).
+#[derive(Debug)]
+pub struct SourceRefusal {
+    /// What the server is told.
+    pub refusal: Refusal,
+    /// A policy rule refused (a non-root caller's mount).
+    pub by_policy: bool,
+}
+
+impl From<Refusal> for SourceRefusal {
+    fn from(refusal: Refusal) -> SourceRefusal {
+        SourceRefusal {
+            refusal,
+            by_policy: false,
+        }
+    }
+}
+
+/// Opens `path` with `access` for the server, retrying while busy; for a
+/// non-root caller (`user`), as that caller and only what the policy allows.
+pub fn open_source(
+    path: &str,
+    access: Access,
+    user: Option<&UserMount>,
+) -> Result<(OwnedFd, FileGrant), SourceRefusal> {
     let deadline = Instant::now() + BUSY_DEADLINE;
     loop {
-        match attempt(path, access) {
-            Attempt::Done(fd, grant) => return Ok((fd, grant)),
-            Attempt::Failed(r) => return Err(r),
+        let tried = match user {
+            Some(u) => policy::as_caller(&u.caller, || attempt(path, access)),
+            None => attempt(path, access),
+        };
+        match tried {
+            Attempt::Done(fd, grant) => {
+                if let Some(u) = user {
+                    judge(&fd, u)?;
+                }
+                return Ok((fd, grant));
+            }
+            Attempt::Failed(r)
+                if user.is_some() && [libc::EACCES, libc::EPERM].contains(&r.errno) =>
+            {
+                return Err(SourceRefusal {
+                    refusal: Refusal {
+                        message: Denial {
+                            rule: policy_file::RULE_SOURCE_ACCESS,
+                            detail: r.message,
+                        }
+                        .to_string(),
+                        ..r
+                    },
+                    by_policy: true,
+                })
+            }
+            Attempt::Failed(r) => return Err(r.into()),
             Attempt::Busy if Instant::now() >= deadline => {
                 return Err(refusal(
                     Errno::EBUSY,
@@ -70,11 +126,21 @@ pub fn open_source(path: &str, access: Access) -> Result<(OwnedFd, FileGrant), R
                         "{path} is in use (mounted elsewhere?); still busy after {} s",
                         BUSY_DEADLINE.as_secs()
                     ),
-                ))
+                )
+                .into())
             }
             Attempt::Busy => sleep(RETRY_INTERVAL),
         }
     }
+}
+
+/// Applies the policy's source rules to the opened file.
+fn judge(fd: &OwnedFd, u: &UserMount) -> Result<(), SourceRefusal> {
+    let facts = policy::source_facts(fd.as_fd()).map_err(|m| refusal(Errno::EIO, m))?;
+    u.policy.check_source(&facts).map_err(|d| SourceRefusal {
+        refusal: refusal(Errno::EACCES, d.to_string()),
+        by_policy: true,
+    })
 }
 
 fn attempt(path: &str, access: Access) -> Attempt {
@@ -157,6 +223,7 @@ fn open_error(path: &str, access: Access, e: Errno) -> Attempt {
                 ),
             ))
         }
+
         _ => Attempt::Failed(refusal(e, format!("cannot open {path}: {}", e.desc()))),
     }
 }
@@ -181,7 +248,7 @@ mod tests {
             .and_then(|mut f| f.write_all(&[0u8; 4096]))
             .expect("img");
         let path = img.to_str().expect("utf8");
-        let (fd, grant) = open_source(path, Access::ReadWrite).expect("opens");
+        let (fd, grant) = open_source(path, Access::ReadWrite, None).expect("opens");
         assert!(!grant.read_only && !grant.block_device);
         // The exclusive lock is held: a second opener (shared) would block.
         let second = open(
@@ -207,7 +274,9 @@ mod tests {
             (missing.to_str().expect("utf8"), libc::ENOENT),
         ];
         for (path, errno) in cases {
-            let r = open_source(path, Access::ReadOnly).expect_err(path);
+            let r = open_source(path, Access::ReadOnly, None)
+                .expect_err(path)
+                .refusal;
             assert_eq!(r.errno, *errno, "{path}: {}", r.message);
             assert!(r.message.contains(path), "{}", r.message);
         }

@@ -152,14 +152,38 @@ pub fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::flock(fd.as_raw_fd(), op) }.into()).map(drop)
 }
 
+/// `pidfd_open(pid, 0)`: a handle that keeps naming this process, and
+/// becomes readable when it exits, whatever happens to the pid.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain integer arguments.
+    owned(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
+}
+
+/// `pidfd_send_signal(pidfd, sig, NULL, 0)`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: the pidfd is open; a NULL siginfo is what the call wants.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// Everything the spawned child needs, prepared before `fork` so that the
 /// child allocates nothing.
 #[derive(Debug)]
 pub struct SpawnPlan {
     /// Absolute path of the server binary.
     pub path: CString,
-    /// argv strings (kept alive for `argv_ptrs`).
+    /// argv strings (kept alive for the pointer array).
     pub argv: Vec<CString>,
+    /// The environment (`NAME=value`), fixed by the helper, never inherited.
+    pub envp: Vec<CString>,
     /// The server's end of the socket; becomes fd 3.
     pub sock: OwnedFd,
     /// The log fd; becomes fd 4 and fd 2.
@@ -202,7 +226,7 @@ fn dup_high(fd: &OwnedFd) -> io::Result<OwnedFd> {
 /// (so nothing of the helper leaks), signals back to default, `chdir("/")`
 /// (pins nothing), `setgroups([])` then gid then uid (groups and gid need
 /// privilege, so they go first), a check that every capability is gone,
-/// `no_new_privs`, and `execve` with an empty environment.
+/// `no_new_privs`, and `execve` with the helper's own fixed environment.
 pub fn spawn_server(plan: &SpawnPlan) -> io::Result<libc::pid_t> {
     if plan.uid == 0 || plan.gid == 0 {
         return Err(io::Error::new(
@@ -215,7 +239,8 @@ pub fn spawn_server(plan: &SpawnPlan) -> io::Result<libc::pid_t> {
     let null = dup_high(&plan.null)?;
     let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
-    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
     let (uid, gid) = (plan.uid, plan.gid);
     let (sock_fd, log_fd, null_fd) = (sock.as_raw_fd(), log.as_raw_fd(), null.as_raw_fd());
     let path = plan.path.as_ptr();
@@ -256,7 +281,7 @@ unsafe fn die(msg: &CStr, code: i32) -> ! {
 unsafe fn child(
     path: *const libc::c_char,
     argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char; 1],
+    envp: &[*const libc::c_char],
     sock: RawFd,
     log: RawFd,
     null: RawFd,

@@ -94,7 +94,7 @@ fn mount_is_made_with_flags_and_fuse_fd() {
     assert!(out.stdout.contains("mounted"), "-v says so: {out:?}");
     let (fuse, seen) = got.flatten().expect("server got the fuse fd");
     let (opts, fstype, source, sopts) = seen.expect("mounted while serving");
-    assert_eq!(fstype, "fuse.ext4");
+    assert_eq!(fstype, "fuse.fsvc.ext4");
     assert_eq!(source, f.img_str());
     for o in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
         assert!(opts.split(',').any(|x| x == o), "{o} in {opts}");

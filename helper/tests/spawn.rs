@@ -116,12 +116,14 @@ fn spawned_server_gets_the_contract() {
             .unwrap_or_else(|| panic!("no {key} line: {text}"))
             .to_string()
     };
-    assert_eq!(line("argv"), "--spawned");
+    // argv[0] is the process title, which a #! script does not see; no
+    // other argument is passed (the environment says "spawned").
+    assert_eq!(line("argv"), "");
     assert_eq!(line("ids"), "65534 65534 groups=65534");
     let env = line("env");
     assert!(
-        !env.contains("FSVC_") && !env.contains("PATH="),
-        "empty environment: {env}"
+        env.contains("FSVC_SPAWNED=1") && !env.contains("FSVC_CANARY") && !env.contains("PATH="),
+        "only the helper's own environment: {env}"
     );
     for cap in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
         let v = text

@@ -10,6 +10,9 @@
 //! - the destination gets a syslog priority prefix (`<3>`, `<6>`, ...) when
 //!   it understands one (`/dev/kmsg`, and the journal's stderr stream), and
 //!   the spawned server's lines name it: `fsvc-server[pid]: `;
+//! - once the mount is known ([`set_mount_label`]), every record names it
+//!   (`/dev/sdb1 on /mnt: ...`), so a log shared by several servers (the
+//!   kernel log) says which mount each line is about;
 //! - logging never fails the caller: a write error is dropped (there is
 //!   nowhere else to report it), and the logger needs no syscall beyond
 //!   `write` once installed, so it keeps working inside the seccomp sandbox.
@@ -18,6 +21,7 @@ use std::fmt::Write as _;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use nix::errno::Errno;
@@ -173,7 +177,10 @@ impl Log for FdLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let message = record.args().to_string();
+        let message = match MOUNT_LABEL.get() {
+            Some(label) => format!("{label}: {}", record.args()),
+            None => record.args().to_string(),
+        };
         self.write_record(&format_record(
             self.style,
             self.pid,
@@ -183,6 +190,15 @@ impl Log for FdLogger {
     }
 
     fn flush(&self) {}
+}
+
+/// The mount every record names, once known.
+static MOUNT_LABEL: OnceLock<String> = OnceLock::new();
+
+/// Names the mount in every later record (`SOURCE on DIR`). The first call
+/// wins: a server serves one mount.
+pub fn set_mount_label(label: &str) {
+    let _ = MOUNT_LABEL.set(label.to_owned());
 }
 
 /// Whether libraries' (non-fsvc) debug records pass: fuser logs every

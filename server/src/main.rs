@@ -20,9 +20,9 @@ use std::sync::Arc;
 use fsvc_ext4::io::unixfd::UnixFdChannel;
 use fsvc_ext4::io::IoChannel;
 use fsvc_ext4::journal::{self, Recovery};
-use fsvc_ext4::{orphan, Error as EngineError, Fs, OpenOptions};
+use fsvc_ext4::{orphan, Fs, OpenOptions};
 use fsvc_protocol::Access;
-use fsvc_server::fuse::{FuseServer, ServeOptions};
+use fsvc_server::fuse::{engine_errno, FuseServer, ServeOptions};
 use fsvc_server::logging::{self, FdLogger, Style};
 use fsvc_server::sandbox::{self, SandboxConfig};
 use fsvc_server::service::activation::{self, ActivationError, Mode};
@@ -52,20 +52,29 @@ impl Failure {
     }
 }
 
-/// The helper's status for an engine refusal: what the kernel would say
-/// for the same image.
-fn engine_status(e: &EngineError) -> Errno {
-    match e {
-        EngineError::Io(_) => Errno::EIO,
-        EngineError::NotExt(_) => Errno::EINVAL,
-        EngineError::Unsupported(_) => Errno::EOPNOTSUPP,
-        EngineError::NeedsRecovery => Errno::EROFS,
-        EngineError::Corrupt { .. } | EngineError::Checksum { .. } => Errno::EUCLEAN,
-        _ => Errno::EINVAL,
+/// `fsvc-server --help` / `--version`: the only arguments a person passes
+/// (see fsvc-server(8)); anything else is the activation's business.
+fn print_info() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(arg), None) = (args.next(), args.next()) else {
+        return None;
+    };
+    match arg.to_str()? {
+        "--version" | "-V" => println!("fsvc-server {}", env!("CARGO_PKG_VERSION")),
+        "--help" | "-h" => println!(
+            "fsvc-server: the sandboxed ext2/3/4 server of fsvc (see fsvc-server(8)).\n\
+             It is started by fsvc-mount (spawned) or by systemd socket activation\n\
+             (fsvc.socket), never by hand. Options: --help, --version."
+        ),
+        _ => return None,
     }
+    Some(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = print_info() {
+        return code;
+    }
     let act = match activation::activate() {
         Ok(a) => a,
         Err(e @ ActivationError::Usage) => {
@@ -99,7 +108,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (server, label) = match mount(&mut svc, log_fd) {
+    let (server, fs) = match mount(&mut svc, log_fd) {
         Ok(mounted) => mounted,
         Err(f) => {
             log::error!("{}", f.reason);
@@ -119,31 +128,38 @@ fn main() -> ExitCode {
     // The conversation is over: close the socket rather than keep an fd
     // nothing will use again.
     drop(svc);
-    log::info!("serving {label}");
-    match server.run() {
-        Ok(()) => {
-            log::info!("{label}: unmounted");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            // Past the goodbye: nobody to tell but the log.
-            log::error!("{label}: serving ended with an error: {e}");
-            ExitCode::from(1)
-        }
+    log::info!("mounted and serving");
+    let served = server.run();
+    // The kernel connection has ended (unmount, or an abort). The engine's
+    // end-of-mount work comes first, then its verdict in the log, and only
+    // then is the device closed (the last `Fs` reference, dropped when this
+    // returns) and the process exits: an unmount that waits for this
+    // process (the umount helper) therefore returns after all of it.
+    let finished = fs.unmount();
+    match (&served, &finished) {
+        (Ok(()), Ok(())) => log::info!("unmounted: clean"),
+        (_, Err(e)) => log::error!("unmounted, but the filesystem was not closed cleanly: {e}"),
+        (Err(e), Ok(())) => log::error!("serving ended with an error: {e}"),
+    }
+    drop(fs);
+    if served.is_ok() && finished.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
 /// Everything between the handshake and the goodbye: returns the FUSE
-/// server past its kernel handshake and a label for the log ("SOURCE on
-/// DIR"), or the failure to report in the goodbye.
-fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failure> {
+/// server past its kernel handshake and the filesystem (for the unmount
+/// work), or the failure to report in the goodbye.
+fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Failure> {
     let info = svc.mount_info().clone();
+    // From here on every log line names the mount.
+    logging::set_mount_label(&format!("{} on {}", info.source, info.mountpoint));
     let opts = svc.options().clone();
     logging::set_verbose(info.verbose || opts.debug, opts.debug);
     log::info!(
-        "mounting {} on {} as {} for uid {}",
-        info.source,
-        info.mountpoint,
+        "mounting as {} for uid {}",
         info.fs_type.name(),
         info.caller.uid
     );
@@ -225,10 +241,10 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
             Ok(Recovery::NotNeeded) => {}
             Ok(Recovery::Recovered(r)) => log::info!("{}: {r}", info.source),
             Err(e) => {
-                return Err(Failure::new(
-                    engine_status(&e),
-                    format!("cannot mount {}: {e}", info.source),
-                ))
+                return Err(Failure {
+                    status: engine_errno(&e),
+                    reason: format!("cannot mount {}: {e}", info.source),
+                })
             }
         }
     }
@@ -239,12 +255,11 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
             .cache_bytes
             .and_then(|b| usize::try_from(b).ok())
             .unwrap_or(0),
+        ..OpenOptions::default()
     };
-    let fs = Fs::open(channel, &open).map_err(|e| {
-        Failure::new(
-            engine_status(&e),
-            format!("cannot mount {}: {e}", info.source),
-        )
+    let fs = Fs::open(channel, &open).map_err(|e| Failure {
+        status: engine_errno(&e),
+        reason: format!("cannot mount {}: {e}", info.source),
     })?;
     // Orphans need the write engine to be freed: say that they wait.
     match orphan::pending(&fs) {
@@ -273,7 +288,7 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, String), Failu
         read_only: true,
         allow_other: req.allow_other,
     };
-    let server = FuseServer::new(fs, fuse_fd, &serve_opts)
+    let server = FuseServer::new(Arc::clone(&fs), fuse_fd, &serve_opts)
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot start serving the mount: {e}")))?;
-    Ok((server, format!("{} on {}", info.source, info.mountpoint)))
+    Ok((server, fs))
 }

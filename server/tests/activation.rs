@@ -154,7 +154,7 @@ fn usage_errors_exit_2_or_1_without_touching_fds() {
     );
     let cases: &[Case<'_>] = &[
         (&[], None, None, 2, "usage"),
-        (&["--help"], None, None, 2, "usage"),
+        (&["--help", "extra"], None, None, 2, "usage"),
         (&["--spawned", "extra"], None, None, 2, "usage"),
         (
             &[],
@@ -178,6 +178,22 @@ fn usage_errors_exit_2_or_1_without_touching_fds() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
         assert!(err.contains(phrase), "{args:?}: {err:?} lacks {phrase:?}");
+    }
+    // --help and --version are answered (exit 0), on stdout.
+    for (arg, phrase) in [
+        ("--help", "fsvc-server(8)"),
+        ("--version", env!("CARGO_PKG_VERSION")),
+    ] {
+        let out = Command::new(SERVER)
+            .env_clear()
+            .arg(arg)
+            .output()
+            .expect("run server");
+        assert_eq!(out.status.code(), Some(0), "{arg}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(phrase),
+            "{arg}: {out:?}"
+        );
     }
 }
 

@@ -20,6 +20,8 @@ pub mod mount;
 pub mod oracle;
 pub mod privilege;
 pub mod sys;
+pub mod system;
+pub mod users;
 pub mod util;
 
 pub use privilege::require_privileged;

@@ -35,7 +35,7 @@ fn umount(dir: &Path, lazy: bool) -> bool {
 }
 
 /// Unmounts every mount at `dir` (stacked ones too), lazily when busy.
-fn unmount_all(dir: &Path) {
+pub fn unmount_all(dir: &Path) {
     for _ in 0..8 {
         if mounts_at(dir).map(|m| m.is_empty()).unwrap_or(true) {
             return;
@@ -264,7 +264,8 @@ pub fn find_server(image: &Path) -> Option<i32> {
     servers_of(&want).into_iter().next()
 }
 
-/// Every `fsvc-server` process holding an fd on `image` (canonical path).
+/// Every `fsvc-server` process (by `comm`: argv\[0\] is its process
+/// title) holding an fd on `image` (canonical path).
 pub fn servers_of(image: &Path) -> Vec<i32> {
     let mut pids = Vec::new();
     let Ok(dir) = fs::read_dir("/proc") else {
@@ -274,9 +275,8 @@ pub fn servers_of(image: &Path) -> Vec<i32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        if !argv0.ends_with(b"fsvc-server") {
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() != "fsvc-server" {
             continue;
         }
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -371,6 +371,13 @@ impl FsvcMount {
             self.server,
             self.run.diagnostics()
         )
+    }
+
+    /// Stops guarding the mount: the test unmounts it its own way (and
+    /// checks the server's end itself). Returns the server's pid.
+    pub fn disarm(mut self) -> Option<i32> {
+        self.active = false;
+        self.server.take()
     }
 
     /// Unmounts with plain `umount DIR` and waits (bounded) for the server to

@@ -200,6 +200,20 @@ pub struct MountEntry {
     pub source: String,
     /// Per-mount options (`ro,nosuid,...`).
     pub options: String,
+    /// Superblock options (`ro,user_id=1000,...`).
+    pub super_options: String,
+}
+
+impl MountEntry {
+    /// Whether `opt` is one of the per-mount options.
+    pub fn has_option(&self, opt: &str) -> bool {
+        self.options.split(',').any(|o| o == opt)
+    }
+
+    /// Whether `opt` is one of the superblock options.
+    pub fn has_super_option(&self, opt: &str) -> bool {
+        self.super_options.split(',').any(|o| o == opt)
+    }
 }
 
 /// Reads /proc/self/mountinfo.
@@ -219,6 +233,7 @@ pub fn mount_table() -> Result<Vec<MountEntry>> {
             options: fields[5].to_string(),
             fstype: fields[sep + 1].to_string(),
             source: String::from_utf8_lossy(&unescape_mountinfo(fields[sep + 2])).into_owned(),
+            super_options: fields.get(sep + 3).copied().unwrap_or_default().to_string(),
         });
     }
     Ok(v)

@@ -27,16 +27,28 @@
 //!   and to a fraction of the cache ([`WINDOW_CACHE_DIVISOR`]), so that a
 //!   small cache is never flushed by its own readahead.
 //!
+//! Write-back (the write path, see `writeback.rs`): a slot is `Clean` or
+//! dirty with the journal transaction id it belongs to (0 without a
+//! journal). A transaction's commit installs its blocks dirty
+//! ([`BlockDevice::install_dirty`]), replacing whatever copy was cached;
+//! dirty slots are pinned (never evicted) until writeback has written them
+//! home. [`BlockDevice::forget`] drops a freed block's copy, dirty or not.
+//! Data writes ([`BlockDevice::write_data`]) drop the cached copies of the
+//! blocks they overwrite.
+//!
 //! Invariants: a block number is checked against the device size before any
 //! backend access ([`IoError::OutOfRange`]); the cache never holds more
-//! than its budget (whole blocks; a budget under one block caches nothing);
-//! a failed read is never cached; a block already cached is never replaced
-//! by a copy read later (readahead never overwrites); one miss issues one
-//! device read of at most [`META_WINDOW_BYTES`] plus a sector on either
+//! clean blocks than its budget (whole blocks; a budget under one block
+//! caches nothing clean); dirty blocks are never evicted, so a shard whose
+//! slots are all dirty grows past its share until writeback cleans them
+//! (the filesystem writes back early when dirty bytes pass
+//! [`BlockDevice::dirty_limit`], so this stays bounded); a failed read is
+//! never cached; a block already cached is never replaced by a copy read
+//! later (readahead never overwrites, only a commit does); one miss issues
+//! one device read of at most [`META_WINDOW_BYTES`] plus a sector on either
 //! side. File data (`read_blocks`) bypasses the cache. Blocks near a
-//! metadata block may be cached although they are not metadata: any future
-//! write path must update or invalidate the cached copy of every block it
-//! writes, data included.
+//! metadata block may be cached although they are not metadata: every write
+//! updates or drops the cached copy of every block it writes, data included.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -80,23 +92,32 @@ const MAX_SHARDS: usize = 16;
 /// Fewest slots a shard should have before the cache is split further, so
 /// that small caches keep a useful CLOCK sweep instead of one slot per shard.
 const MIN_SLOTS_PER_SHARD: usize = 64;
+/// Dirty bytes may reach this fraction of the budget before writeback runs early.
+const DIRTY_LIMIT_DIVISOR: usize = 4;
 /// Fibonacci hashing multiplier (2^64 / golden ratio).
 const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
 #[derive(Debug)]
-struct Slot {
-    blk: u64,
-    data: Arc<[u8]>,
+pub(super) struct Slot {
+    pub(super) blk: u64,
+    pub(super) data: Arc<[u8]>,
     referenced: bool,
+    /// `Some(tid)` while the slot holds a copy newer than the device's
+    /// (pinned: never evicted); `tid` is the journal transaction it
+    /// belongs to, 0 without a journal.
+    pub(super) dirty: Option<u64>,
 }
 
 /// One CLOCK ring: `map` points into `slots`; `None` slots are free.
+/// `slots` may grow past `capacity` only with dirty slots (pinned).
 #[derive(Debug, Default)]
-struct Shard {
+pub(super) struct Shard {
     map: HashMap<u64, usize>,
-    slots: Vec<Option<Slot>>,
+    pub(super) slots: Vec<Option<Slot>>,
     hand: usize,
     capacity: usize,
+    /// Dirty slots in this shard.
+    pub(super) dirty: usize,
 }
 
 impl Shard {
@@ -111,60 +132,188 @@ impl Shard {
         Some(slot.data.clone())
     }
 
-    /// Inserts `data` unless `blk` is already cached; returns the cached copy.
+    /// Inserts a clean `data` unless `blk` is already cached; returns the
+    /// cached copy. When every slot is dirty the block is not cached.
     fn insert(&mut self, blk: u64, data: Arc<[u8]>) -> Arc<[u8]> {
         if let Some(existing) = self.get(blk) {
             return existing;
         }
-        if self.capacity == 0 {
-            return data;
+        if let Some(idx) = self.free_slot() {
+            self.put(idx, blk, data.clone(), None);
         }
-        let idx = if self.slots.len() < self.capacity {
-            self.slots.push(None);
-            self.slots.len() - 1
-        } else {
-            self.victim()
-        };
-        if let Some(old) = self.slots[idx].take() {
-            self.map.remove(&old.blk);
-        }
-        self.slots[idx] = Some(Slot {
-            blk,
-            data: data.clone(),
-            referenced: false,
-        });
-        self.map.insert(blk, idx);
         data
     }
 
-    /// CLOCK: the first free or unreferenced slot from the hand, clearing
-    /// reference bits on the way. Two sweeps always find one.
-    fn victim(&mut self) -> usize {
-        let n = self.slots.len();
-        for _ in 0..2 * n {
-            let idx = self.hand;
-            self.hand = (self.hand + 1) % n;
-            match &mut self.slots[idx] {
-                None => return idx,
-                Some(s) if s.referenced => s.referenced = false,
-                Some(_) => return idx,
+    /// Installs `data` as the dirty copy of `blk` (transaction `tid`),
+    /// replacing any cached copy; never fails for want of room (dirty slots
+    /// are pinned, so the shard grows past its capacity if it must).
+    pub(super) fn install_dirty(&mut self, blk: u64, data: Arc<[u8]>, tid: u64) {
+        if let Some(&idx) = self.map.get(&blk) {
+            if let Some(Some(slot)) = self.slots.get_mut(idx) {
+                if slot.dirty.is_none() {
+                    self.dirty += 1;
+                }
+                slot.data = data;
+                slot.dirty = Some(tid);
+                slot.referenced = true;
+                return;
             }
         }
-        self.hand
+        // A dirty block always gets a slot: a free or clean one if there
+        // is room, else a new one past the capacity.
+        let idx = match self.free_slot() {
+            Some(idx) => idx,
+            None => match self.slots.iter().position(Option::is_none) {
+                Some(idx) => idx,
+                None => {
+                    self.slots.push(None);
+                    self.slots.len() - 1
+                }
+            },
+        };
+        self.put(idx, blk, data, Some(tid));
     }
 
+    /// Marks `blk` clean if it still holds `data` (a newer commit may have
+    /// replaced it while writeback wrote the old copy: that one stays dirty).
+    pub(super) fn mark_clean(&mut self, blk: u64, data: &Arc<[u8]>) {
+        let Some(&idx) = self.map.get(&blk) else {
+            return;
+        };
+        if let Some(Some(slot)) = self.slots.get_mut(idx) {
+            if slot.dirty.is_some() && Arc::ptr_eq(&slot.data, data) {
+                slot.dirty = None;
+                self.dirty -= 1;
+            }
+        }
+        self.trim();
+    }
+
+    fn put(&mut self, idx: usize, blk: u64, data: Arc<[u8]>, dirty: Option<u64>) {
+        if let Some(old) = self.slots.get_mut(idx).and_then(Option::take) {
+            self.map.remove(&old.blk);
+            if old.dirty.is_some() {
+                self.dirty -= 1;
+            }
+        }
+        if dirty.is_some() {
+            self.dirty += 1;
+        }
+        if let Some(slot) = self.slots.get_mut(idx) {
+            *slot = Some(Slot {
+                blk,
+                data,
+                referenced: false,
+                dirty,
+            });
+            self.map.insert(blk, idx);
+        }
+    }
+
+    /// A slot for one more clean block: a free one while the shard holds
+    /// fewer blocks than its capacity, else the CLOCK victim's; `None` when
+    /// the shard is full and every block in it is dirty.
+    fn free_slot(&mut self) -> Option<usize> {
+        if self.map.len() < self.capacity {
+            if self.slots.len() == self.map.len() {
+                self.slots.push(None);
+                return Some(self.slots.len() - 1);
+            }
+            return self.victim_from(false);
+        }
+        self.victim_from(true)
+    }
+
+    /// CLOCK: the first free or unreferenced clean slot from the hand,
+    /// clearing reference bits on the way; dirty slots are skipped. Two
+    /// sweeps find one unless every slot is dirty. With `occupied`, free
+    /// slots are skipped too (for evicting).
+    fn victim_from(&mut self, occupied: bool) -> Option<usize> {
+        let n = self.slots.len();
+        if n == 0 {
+            return None;
+        }
+        for _ in 0..2 * n {
+            let idx = self.hand % n;
+            self.hand = (idx + 1) % n;
+            match &mut self.slots[idx] {
+                None if occupied => {}
+                None => return Some(idx),
+                Some(s) if s.dirty.is_some() => {}
+                Some(s) if s.referenced => s.referenced = false,
+                Some(_) => return Some(idx),
+            }
+        }
+        None
+    }
+
+    /// Evicts clean blocks until the shard is back within its capacity
+    /// (after dirty blocks that pushed it over were written home).
+    fn trim(&mut self) {
+        while self.map.len() > self.capacity {
+            let Some(idx) = self.victim_from(true) else {
+                return;
+            };
+            if let Some(blk) = self.slots.get(idx).and_then(|s| s.as_ref()).map(|s| s.blk) {
+                self.remove(blk);
+            }
+        }
+    }
+
+    /// Drops `blk`'s copy, dirty or not.
     fn remove(&mut self, blk: u64) {
         if let Some(idx) = self.map.remove(&blk) {
             if let Some(slot) = self.slots.get_mut(idx) {
+                if slot.as_ref().is_some_and(|s| s.dirty.is_some()) {
+                    self.dirty -= 1;
+                }
                 *slot = None;
+            }
+        }
+        // Slots past the capacity exist only for dirty blocks: give them
+        // back once they are free again.
+        while self.slots.len() > self.capacity && matches!(self.slots.last(), Some(None)) {
+            self.slots.pop();
+        }
+    }
+
+    /// Drops every cached block of `range` (cheaper of the two ways: by
+    /// number when the range is short, by a scan of the map otherwise).
+    fn remove_range(&mut self, range: &Range<u64>) {
+        let len = range.end.saturating_sub(range.start);
+        if len <= self.map.len() as u64 {
+            for b in range.clone() {
+                self.remove(b);
+            }
+        } else {
+            let hit: Vec<u64> = self
+                .map
+                .keys()
+                .copied()
+                .filter(|b| range.contains(b))
+                .collect();
+            for b in hit {
+                self.remove(b);
             }
         }
     }
 
-    fn clear(&mut self) {
-        self.map.clear();
-        self.slots.clear();
-        self.hand = 0;
+    /// Drops every clean block (dirty ones stay: they are not written yet).
+    fn clear_clean(&mut self) {
+        let clean: Vec<u64> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.dirty.is_none())
+            .map(|s| s.blk)
+            .collect();
+        for b in clean {
+            self.remove(b);
+        }
+        if self.map.is_empty() {
+            self.slots.clear();
+            self.hand = 0;
+        }
     }
 }
 
@@ -183,6 +332,8 @@ pub struct BlockDevice {
     meta_blocks_read: AtomicU64,
     data_reads: AtomicU64,
     data_blocks_read: AtomicU64,
+    /// Write-back state (see `writeback.rs`).
+    pub(super) wb: super::writeback::WritebackState,
 }
 
 impl BlockDevice {
@@ -223,6 +374,7 @@ impl BlockDevice {
             meta_blocks_read: AtomicU64::new(0),
             data_reads: AtomicU64::new(0),
             data_blocks_read: AtomicU64::new(0),
+            wb: super::writeback::WritebackState::default(),
         }
     }
 
@@ -241,7 +393,7 @@ impl BlockDevice {
         self.io.size() / u64::from(self.block_size)
     }
 
-    fn shard(&self, blk: u64) -> std::sync::MutexGuard<'_, Shard> {
+    pub(super) fn shard(&self, blk: u64) -> std::sync::MutexGuard<'_, Shard> {
         let idx = if self.shard_bits == 0 {
             0
         } else {
@@ -356,36 +508,79 @@ impl BlockDevice {
         Ok(())
     }
 
-    /// Forgets every cached block.
+    /// Every shard, for walks over the whole cache (writeback, counters).
+    pub(super) fn shards(&self) -> impl Iterator<Item = std::sync::MutexGuard<'_, Shard>> {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Forgets every clean cached block (dirty ones are kept: they are not
+    /// written home yet).
     pub fn invalidate_all(&self) {
-        for s in &self.shards {
-            s.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        for mut s in self.shards() {
+            s.clear_clean();
         }
     }
 
-    /// Forgets one cached block (for when it is freed or rewritten).
-    pub fn invalidate(&self, blk: u64) {
+    /// Drops the cached copy of `blk`, dirty or not: for a block that was
+    /// freed (a dirty copy of it must never be written home over whatever
+    /// the block holds next).
+    pub fn forget(&self, blk: u64) {
         self.shard(blk).remove(blk);
     }
 
-    /// Bytes of block data the cache holds now.
+    /// [`BlockDevice::forget`] for every block of `range`.
+    pub fn forget_range(&self, range: Range<u64>) {
+        if range.end.saturating_sub(range.start) <= MAX_SHARDS as u64 * 4 {
+            for b in range {
+                self.forget(b);
+            }
+        } else {
+            for mut s in self.shards() {
+                s.remove_range(&range);
+            }
+        }
+    }
+
+    /// Installs `data` (exactly one block) as the new, dirty copy of `blk`,
+    /// belonging to journal transaction `tid` (0 without a journal). Only a
+    /// transaction's commit calls this.
+    pub fn install_dirty(&self, blk: u64, data: Arc<[u8]>, tid: u64) -> Result<(), IoError> {
+        self.check_range(blk, 1)?;
+        if data.len() != self.block_size as usize {
+            return Err(IoError::BadBuffer {
+                want: self.block_size as usize,
+                got: data.len(),
+            });
+        }
+        self.shard(blk).install_dirty(blk, data, tid);
+        Ok(())
+    }
+
+    /// Bytes of block data the cache holds now (clean and dirty).
     pub fn cached_bytes(&self) -> usize {
-        let blocks: usize = self
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
-            .sum();
+        let blocks: usize = self.shards().map(|s| s.map.len()).sum();
         blocks * self.block_size as usize
     }
 
-    /// Most bytes the cache will ever hold.
+    /// Bytes of dirty (not yet written home) blocks the cache holds.
+    pub fn dirty_bytes(&self) -> usize {
+        let blocks: usize = self.shards().map(|s| s.dirty).sum();
+        blocks * self.block_size as usize
+    }
+
+    /// Most bytes the cache holds in clean blocks (its budget).
     pub fn cache_capacity_bytes(&self) -> usize {
-        let slots: usize = self
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).capacity)
-            .sum();
+        let slots: usize = self.shards().map(|s| s.capacity).sum();
         slots * self.block_size as usize
+    }
+
+    /// Dirty bytes past which the filesystem writes back early (a quarter
+    /// of the budget, at least one block): commits stop growing the cache
+    /// long before pinned blocks could crowd out the clean ones.
+    pub fn dirty_limit(&self) -> usize {
+        (self.cache_capacity_bytes() / DIRTY_LIMIT_DIVISOR).max(self.block_size as usize)
     }
 
     /// Traffic counters so far.
@@ -400,19 +595,31 @@ impl BlockDevice {
     }
 
     fn read_raw(&self, blk: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        let offset = self.check_bytes(blk, buf.len() as u64)?;
+        self.io.read_at(offset, buf)
+    }
+
+    /// Byte offset of block `blk` once `len` bytes from it are known to lie
+    /// on the device.
+    pub(super) fn check_bytes(&self, blk: u64, len: u64) -> Result<u64, IoError> {
         let bs = u64::from(self.block_size);
         let size = self.io.size();
         let out = || IoError::OutOfRange {
             offset: blk.saturating_mul(bs),
-            len: buf.len() as u64,
+            len,
             size,
         };
         let offset = blk.checked_mul(bs).ok_or_else(out)?;
-        let end = offset.checked_add(buf.len() as u64).ok_or_else(out)?;
+        let end = offset.checked_add(len).ok_or_else(out)?;
         if end > size {
             return Err(out());
         }
-        self.io.read_at(offset, buf)
+        Ok(offset)
+    }
+
+    /// [`BlockDevice::check_bytes`] for `count` whole blocks.
+    fn check_range(&self, blk: u64, count: u64) -> Result<u64, IoError> {
+        self.check_bytes(blk, count.saturating_mul(u64::from(self.block_size)))
     }
 }
 

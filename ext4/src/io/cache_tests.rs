@@ -172,7 +172,7 @@ fn readahead_never_replaces_a_cached_block() {
     let rec = Recorder::new(WIN, 4096);
     let dev = BlockDevice::new(rec.clone(), BS, 0);
     let five = dev.read_meta(5).unwrap();
-    dev.invalidate(4);
+    dev.forget(4);
     rec.take();
     dev.read_meta(4).unwrap();
     assert_eq!(rec.take(), vec![(4, 4)]);
@@ -197,7 +197,7 @@ fn hits_and_misses_are_counted() {
             data_blocks_read: 0
         }
     );
-    dev.invalidate(5);
+    dev.forget(5);
     dev.read_meta(5).unwrap();
     assert_eq!(dev.stats().meta_reads, 3);
     dev.invalidate_all();

@@ -23,12 +23,14 @@ mod sys;
 #[doc(hidden)]
 pub mod testutil;
 pub mod unixfd;
+pub mod writeback;
 
 pub use cache::BlockDevice;
 pub use faulty::FaultyChannel;
 pub use gate::AccessGate;
 pub use mem::MemChannel;
 pub use unixfd::UnixFdChannel;
+pub use writeback::WriteStats;
 
 /// Errors of the IO channel.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,51 @@ pub enum IoError {
         /// Byte offset of the failed access.
         offset: u64,
     },
+    /// A buffer handed to the block layer is not whole blocks.
+    #[error("a block buffer of {got} bytes where {want} were expected")]
+    BadBuffer {
+        /// Bytes expected.
+        want: usize,
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+/// A copy of an error, so that a write error can be both returned and kept
+/// (the sticky write error of writeback). The OS error keeps its errno.
+impl Clone for IoError {
+    fn clone(&self) -> IoError {
+        match self {
+            IoError::Os { offset, source } => IoError::Os {
+                offset: *offset,
+                source: match source.raw_os_error() {
+                    Some(code) => std::io::Error::from_raw_os_error(code),
+                    None => std::io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            IoError::ShortRead {
+                offset,
+                wanted,
+                got,
+            } => IoError::ShortRead {
+                offset: *offset,
+                wanted: *wanted,
+                got: *got,
+            },
+            IoError::OutOfRange { offset, len, size } => IoError::OutOfRange {
+                offset: *offset,
+                len: *len,
+                size: *size,
+            },
+            IoError::ReadOnly => IoError::ReadOnly,
+            IoError::NotSandboxed => IoError::NotSandboxed,
+            IoError::Injected { offset } => IoError::Injected { offset: *offset },
+            IoError::BadBuffer { want, got } => IoError::BadBuffer {
+                want: *want,
+                got: *got,
+            },
+        }
+    }
 }
 
 /// A device the engine reads and writes. Implementations are shared between

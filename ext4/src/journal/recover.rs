@@ -34,9 +34,9 @@ use crate::error::{Error, Result};
 use crate::inode::flags as iflags;
 use crate::io::IoChannel;
 use crate::num::{InodeNo, Lblk, Pblk};
+use crate::super_fields::SuperFields;
 use crate::superblock::{
-    compat, incompat, set_checksum, Superblock, ERROR_INFO, STATE_ERROR, SUPERBLOCK_OFFSET,
-    SUPERBLOCK_SIZE, S_FEATURE_INCOMPAT, S_JOURNAL_DEV, S_STATE,
+    compat, incompat, Superblock, STATE_ERROR, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, S_JOURNAL_DEV,
 };
 use crate::{FileKind, Fs, OpenOptions};
 
@@ -158,17 +158,19 @@ pub fn recover(io: &Arc<dyn IoChannel>) -> Result<Recovery> {
             format!("{e}; the journal was replayed: run e2fsck"),
         )
     })?;
-    restore_error_info(&before, &mut after);
-    let mut state = le16(&after, S_STATE) | (le16(&before, S_STATE) & STATE_ERROR);
+    let kept = SuperFields::decode(&sb, &before);
+    let mut fields = SuperFields::decode(&replayed, &after);
+    // `ext4_load_journal` keeps the error record across the replay: a
+    // replayed older superblock must not erase errors recorded since.
+    fields.error_count = kept.error_count;
+    fields.first_error = kept.first_error;
+    fields.last_error = kept.last_error;
+    fields.state |= kept.state & STATE_ERROR;
     if journal_errno != 0 {
-        state |= STATE_ERROR;
+        fields.state |= STATE_ERROR;
     }
-    put16(&mut after, S_STATE, state);
-    let features = le32(&after, S_FEATURE_INCOMPAT) & !incompat::RECOVER;
-    put32(&mut after, S_FEATURE_INCOMPAT, features);
-    if replayed.metadata_csum() {
-        set_checksum(&mut after);
-    }
+    fields.feature_incompat &= !incompat::RECOVER;
+    fields.encode(&replayed, &mut after)?;
     io.write_at(SUPERBLOCK_OFFSET, &after)?;
     io.flush()?;
     Ok(Recovery::Recovered(RecoveryReport {
@@ -217,6 +219,7 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
             read_only: true,
             norecovery: true,
             cache_bytes: PROBE_CACHE_BYTES,
+            errors: None,
         },
     )?;
     let ino = sb.journal_inum;
@@ -295,35 +298,6 @@ fn read_superblock(io: &Arc<dyn IoChannel>) -> Result<Vec<u8>> {
     let mut raw = vec![0u8; SUPERBLOCK_SIZE];
     io.read_at(SUPERBLOCK_OFFSET, &mut raw)?;
     Ok(raw)
-}
-
-/// The kernel keeps the superblock's error fields (first/last error time,
-/// function, line, inode, block, count, errcode) across the replay: a
-/// replayed older superblock must not erase errors recorded since.
-fn restore_error_info(before: &[u8], after: &mut [u8]) {
-    if let (Some(src), Some(dst)) = (before.get(ERROR_INFO), after.get_mut(ERROR_INFO)) {
-        dst.copy_from_slice(src);
-    }
-}
-
-fn le16(b: &[u8], off: usize) -> u16 {
-    crate::bytes::le16(b, off)
-}
-
-fn le32(b: &[u8], off: usize) -> u32 {
-    crate::bytes::le32(b, off)
-}
-
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    if let Some(d) = b.get_mut(off..off + 2) {
-        d.copy_from_slice(&v.to_le_bytes());
-    }
-}
-
-fn put32(b: &mut [u8], off: usize, v: u32) {
-    if let Some(d) = b.get_mut(off..off + 4) {
-        d.copy_from_slice(&v.to_le_bytes());
-    }
 }
 
 fn uuid_string(u: &[u8; 16]) -> String {

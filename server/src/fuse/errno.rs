@@ -1,6 +1,13 @@
 //! The one place engine errors become errno, and where damaged objects are
 //! reported to the log.
 //!
+//! Both users of an engine error's errno take it from [`errno_of`]: the
+//! FUSE replies (through [`ErrorLog::errno`]) and the status the server
+//! reports to the helper when opening the filesystem fails
+//! ([`engine_errno`], used by `main.rs`). The values follow what the
+//! kernel's ext4 answers for the same condition, at mount time as well as
+//! per request.
+//!
 //! Invariant: a corrupt or checksum-failing object is logged once (keyed by
 //! the object the engine names, e.g. "inode 12"), however many requests hit
 //! it, and the set of remembered objects is bounded so a thoroughly broken
@@ -42,12 +49,27 @@ pub(crate) fn errno_of(e: &Error) -> Errno {
         // a directory entry instead, the caller maps this to EUCLEAN.)
         Error::NoSuchInode(_) => Errno::ESTALE,
         Error::Unsupported(_) => Errno::EOPNOTSUPP,
-        Error::NeedsRecovery | Error::NotExt(_) => Errno::EIO,
+        // Mount-time refusals, as the kernel's ext4 gives them: a journal
+        // it may not replay is "read-only file system"; a bad superblock is
+        // "invalid argument" (mount(8): "wrong fs type, bad superblock").
+        Error::NeedsRecovery => Errno::EROFS,
+        Error::NotExt(_) => Errno::EINVAL,
+        Error::ReadOnly | Error::RwRefused(_) => Errno::EROFS,
+        Error::NoSpace(_) => Errno::ENOSPC,
+        Error::FileTooBig => Errno::EFBIG,
+        Error::Stopped | Error::Internal(_) => Errno::EIO,
         // The engine's error enum is non_exhaustive: anything new is an I/O
         // error until someone decides better.
         #[allow(unreachable_patterns)]
         _ => Errno::EIO,
     }
+}
+
+/// The errno value (a positive `errno` number) for an engine error: what
+/// the server reports to the helper when the engine refuses to open the
+/// filesystem. The same table as every FUSE reply (see [`errno_of`]).
+pub fn engine_errno(e: &Error) -> i32 {
+    errno_of(e).code()
 }
 
 /// Remembers which damaged objects were already reported.
@@ -120,11 +142,14 @@ mod tests {
             (Error::Invalid("x".into()), libc::EINVAL),
             (Error::NoSuchInode(fsvc_ext4::InodeNo(99)), libc::ESTALE),
             (Error::Unsupported("casefold".into()), libc::EOPNOTSUPP),
-            (Error::NeedsRecovery, libc::EIO),
-            (Error::NotExt("bad magic".into()), libc::EIO),
+            (Error::NeedsRecovery, libc::EROFS),
+            (Error::NotExt("bad magic".into()), libc::EINVAL),
         ];
+        let log = ErrorLog::default();
         for (e, want) in table {
-            assert_eq!(errno_of(&e).code(), want, "{e:?}");
+            // The helper's status and the FUSE reply come from one table.
+            assert_eq!(engine_errno(&e), want, "status for {e:?}");
+            assert_eq!(log.errno(&e, "test").code(), want, "reply for {e:?}");
         }
     }
 

@@ -20,11 +20,19 @@
 
 mod attr;
 mod backend;
+mod datagen;
 #[cfg(test)]
 mod engine_tests;
 mod errno;
+mod files;
+mod filesystem;
+mod handles;
+mod nodes;
 mod ops;
 mod readahead;
+mod readbuf;
+#[cfg(test)]
+mod state_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +41,7 @@ use std::sync::Arc;
 
 use fuser::{Config, Session, SessionACL};
 
+pub use errno::engine_errno;
 use fsvc_ext4::Fs;
 use ops::Adapter;
 
@@ -84,7 +93,14 @@ impl FuseServer {
         fuse_fd: OwnedFd,
         opts: &ServeOptions,
     ) -> std::io::Result<FuseServer> {
-        let adapter = Adapter::new(fs, opts.read_only);
+        FuseServer::from_adapter(Adapter::new(fs, opts.read_only), fuse_fd, opts)
+    }
+
+    fn from_adapter(
+        adapter: Adapter,
+        fuse_fd: OwnedFd,
+        opts: &ServeOptions,
+    ) -> std::io::Result<FuseServer> {
         let mut config = Config::default();
         config.n_threads = Some(if opts.threads == 0 {
             DEFAULT_THREADS

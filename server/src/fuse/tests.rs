@@ -34,10 +34,10 @@ struct FakeInode {
 
 /// An in-memory filesystem with the engine's contract, counting directory work.
 #[derive(Debug, Default)]
-struct FakeFs {
+pub(crate) struct FakeFs {
     inodes: HashMap<InodeNo, FakeInode>,
-    read_dir_calls: AtomicU64,
-    entries_emitted: AtomicU64,
+    pub(crate) read_dir_calls: AtomicU64,
+    pub(crate) entries_emitted: AtomicU64,
 }
 
 fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
@@ -73,21 +73,21 @@ fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat 
     }
 }
 
-const HELLO: InodeNo = InodeNo(12);
-const SUB: InodeNo = InodeNo(13);
-const LINK: InodeNo = InodeNo(14);
-const NULL: InodeNo = InodeNo(15);
-const FIFO: InodeNo = InodeNo(16);
-const BROKEN: InodeNo = InodeNo(17);
-const GHOST: InodeNo = InodeNo(18);
-const LINKED: InodeNo = InodeNo(19);
-const SUB_ENTRIES: usize = 500;
+pub(crate) const HELLO: InodeNo = InodeNo(12);
+pub(crate) const SUB: InodeNo = InodeNo(13);
+pub(crate) const LINK: InodeNo = InodeNo(14);
+pub(crate) const NULL: InodeNo = InodeNo(15);
+pub(crate) const FIFO: InodeNo = InodeNo(16);
+pub(crate) const BROKEN: InodeNo = InodeNo(17);
+pub(crate) const GHOST: InodeNo = InodeNo(18);
+pub(crate) const LINKED: InodeNo = InodeNo(19);
+pub(crate) const SUB_ENTRIES: usize = 500;
 
-fn hello_data() -> Vec<u8> {
+pub(crate) fn hello_data() -> Vec<u8> {
     pattern(300_000, 42)
 }
 
-fn fake() -> FakeFs {
+pub(crate) fn fake() -> FakeFs {
     let mut fs = FakeFs::default();
     let mut put = |ino: InodeNo, node: FakeInode| fs.inodes.insert(ino, node);
     let dir = |ino, entries: Vec<(&str, InodeNo, FileKind)>, parent| FakeInode {
@@ -276,12 +276,12 @@ impl Backend for FakeFs {
     }
 }
 
-fn adapter() -> (Arc<FakeFs>, Adapter) {
+pub(crate) fn adapter() -> (Arc<FakeFs>, Adapter) {
     let fs = Arc::new(fake());
     (fs.clone(), Adapter::new(fs, true))
 }
 
-fn node(ino: InodeNo) -> INodeNo {
+pub(crate) fn node(ino: InodeNo) -> INodeNo {
     super::attr::fuse_ino(ino).unwrap()
 }
 
@@ -354,7 +354,7 @@ fn readdir_hides_reserved_inodes_and_marks_broken_entries() {
     }
 }
 
-fn code<T>(r: std::result::Result<T, Errno>) -> Option<i32> {
+pub(crate) fn code<T>(r: std::result::Result<T, Errno>) -> Option<i32> {
     r.err().map(Errno::code)
 }
 
@@ -380,15 +380,18 @@ fn lookup_and_getattr_errors() {
     assert_eq!(code(a.do_getattr(INodeNo(2))), Some(libc::ESTALE));
     assert_eq!(code(a.do_getattr(INodeNo(1000))), Some(libc::ESTALE));
     assert_eq!(code(a.do_getattr(node(BROKEN))), Some(EUCLEAN));
-    assert_eq!(code(a.do_read(node(SUB), 0, 10)), Some(libc::EISDIR));
-    let r = a.do_read(node(HELLO), 299_990, 100).unwrap();
+    let ro = OpenFlags(libc::O_RDONLY);
+    let sub = a.do_open(node(SUB), ro).unwrap();
+    assert_eq!(code(a.do_read(node(SUB), sub, 0, 10)), Some(libc::EISDIR));
+    let fh = a.do_open(node(HELLO), ro).unwrap();
+    let r = a.do_read(node(HELLO), fh, 299_990, 100).unwrap();
     assert_eq!(&*r, &hello_data()[299_990..]);
     assert_eq!(
         r.as_ptr() as usize % 4096,
         0,
         "read buffers are page-aligned"
     );
-    assert!(a.do_read(node(HELLO), 400_000, 100).unwrap().is_empty());
+    assert!(a.do_read(node(HELLO), fh, 400_000, 100).unwrap().is_empty());
 }
 
 #[test]
@@ -438,12 +441,12 @@ fn write_opens_are_refused() {
         (libc::O_RDONLY | libc::O_TRUNC, Some(libc::EROFS)),
     ];
     for (flags, want) in table {
-        assert_eq!(
-            a.open_refused(OpenFlags(flags)).map(Errno::code),
-            want,
-            "{flags:#x}"
-        );
+        let res = a.do_open(node(HELLO), OpenFlags(flags));
+        assert_eq!(res.err().map(Errno::code), want, "{flags:#x}");
     }
+    // Only the two read-only opens hold the inode; the refused ones left
+    // nothing behind.
+    assert_eq!(a.nodes.refs(HELLO).opens, 2);
 }
 
 #[test]
@@ -510,6 +513,15 @@ impl TestMount {
         vfs_read_only: bool,
         opts: &ServeOptions,
     ) -> Option<TestMount> {
+        TestMount::with_adapter(Adapter::new(fs, opts.read_only), vfs_read_only, opts)
+    }
+
+    /// Mounts and serves `adapter` (whose shared state the caller may keep).
+    pub(crate) fn with_adapter(
+        adapter: Adapter,
+        vfs_read_only: bool,
+        opts: &ServeOptions,
+    ) -> Option<TestMount> {
         if !is_root() {
             skip("mounting FUSE needs root");
             return None;
@@ -545,7 +557,7 @@ impl TestMount {
             return None;
         }
         let mut m = TestMount { dir, thread: None };
-        let server = FuseServer::with_backend(fs, fuse, opts).expect("FUSE INIT");
+        let server = FuseServer::from_adapter(adapter, fuse, opts).expect("FUSE INIT");
         m.thread = Some(std::thread::spawn(move || server.run()));
         Some(m)
     }

@@ -4,9 +4,12 @@
 //! - **systemd socket activation** (`Accept=yes`): `LISTEN_PID` is our pid,
 //!   `LISTEN_FDS=1`, and fd 3 is the accepted connection. Logs go to stderr
 //!   (the journal).
-//! - **spawned by the helper**: argv is exactly `fsvc-server --spawned`;
-//!   fd 3 is the socket and fd 4, if open, the log fd (the kernel log by
-//!   default; see the helper's spawn contract in `helper/src/server.rs`).
+//! - **spawned by the helper**: the environment has `FSVC_SPAWNED=1` and
+//!   argv\[0\] is the process title (`fsvc-server: SOURCE on DIR`, so `ps`
+//!   says what this server serves), or (older helpers) argv is exactly
+//!   `fsvc-server --spawned`; fd 3 is the socket and fd 4, if open, the log
+//!   fd (the kernel log by default; see the helper's spawn contract in
+//!   `helper/src/server.rs`).
 //!
 //! Anything else is a usage error. Either way fd 3 must be an `AF_UNIX`
 //! `SOCK_SEQPACKET` socket: a server that would talk the protocol to
@@ -26,8 +29,10 @@ use super::inherited;
 pub const SOCKET_FD: RawFd = 3;
 /// The fd the helper puts the log on in spawned mode.
 pub const LOG_FD: RawFd = 4;
-/// The argument the helper passes.
+/// The argument older helpers pass.
 pub const SPAWNED_ARG: &str = "--spawned";
+/// The environment variable the helper sets (to `1`) when it spawns us.
+pub const SPAWNED_ENV: &str = "FSVC_SPAWNED";
 
 /// How the server was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,10 +85,11 @@ pub enum ActivationError {
     NotSeqpacket(String),
 }
 
-/// Decides the mode from argv (including `argv[0]`) and the values of
-/// `LISTEN_PID` and `LISTEN_FDS`.
+/// Decides the mode from argv (including `argv[0]`), the value of
+/// [`SPAWNED_ENV`] and those of `LISTEN_PID` and `LISTEN_FDS`.
 pub fn decide(
     args: &[OsString],
+    spawned: Option<&str>,
     listen_pid: Option<&str>,
     listen_fds: Option<&str>,
     our_pid: u32,
@@ -91,6 +97,7 @@ pub fn decide(
     let rest = args.get(1..).unwrap_or(&[]);
     match rest {
         [one] if one == SPAWNED_ARG => return Ok(Mode::Spawned),
+        [] if spawned == Some("1") => return Ok(Mode::Spawned),
         [] => {}
         _ => return Err(ActivationError::Usage),
     }
@@ -135,8 +142,15 @@ pub fn activate() -> Result<Activation, ActivationError> {
     let args: Vec<OsString> = std::env::args_os().collect();
     let pid = std::env::var("LISTEN_PID").ok();
     let fds = std::env::var("LISTEN_FDS").ok();
-    let mode = decide(&args, pid.as_deref(), fds.as_deref(), std::process::id())?;
-    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+    let spawned = std::env::var(SPAWNED_ENV).ok();
+    let mode = decide(
+        &args,
+        spawned.as_deref(),
+        pid.as_deref(),
+        fds.as_deref(),
+        std::process::id(),
+    )?;
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", SPAWNED_ENV] {
         std::env::remove_var(var);
     }
     let sock = inherited::take(SOCKET_FD).ok_or(ActivationError::NoSocket)?;
@@ -169,6 +183,12 @@ mod tests {
         let cases: &[Case] = &[
             (&["fsvc-server", "--spawned"], None, None, Ok(Mode::Spawned)),
             (
+                &["fsvc-server: /img on /mnt"],
+                None,
+                None,
+                Ok(Mode::Spawned),
+            ),
+            (
                 &["fsvc-server", "--spawned"],
                 Some("1"),
                 Some("1"),
@@ -192,7 +212,11 @@ mod tests {
             (&["fsvc-server"], None, Some("1"), Err("HalfActivated")),
         ];
         for (args, pid, fds, want) in cases {
-            let got = decide(&argv(args), *pid, *fds, 42);
+            // Only the title case relies on FSVC_SPAWNED; the rest decide
+            // the same either way, except that the variable alone does not
+            // turn extra arguments into a spawn.
+            let spawned = args.first().is_some_and(|a| a.contains(':')).then_some("1");
+            let got = decide(&argv(args), spawned, *pid, *fds, 42);
             match (want, &got) {
                 (Ok(m), Ok(g)) => assert_eq!(m, g),
                 (Err(name), Err(e)) => {

@@ -1,0 +1,526 @@
+//! The write side of what the kernel keeps in super.c: opening read-write
+//! (the refusals, marking the superblock mounted), beginning transactions,
+//! the reader guard, writeback, sync, unmount, and the error policy
+//! (`fail`, `errors=continue|remount-ro|panic`).
+//!
+//! Decisions (docs/design-notes.md, "Write path"):
+//! - A read-write open is refused ([`Error::RwRefused`], saying what to
+//!   do) on a read-only device, when the superblock records errors, with
+//!   unknown ro_compat features, with features whose on-disk upkeep the
+//!   engine does not do (bigalloc, quota, project, shared_blocks, the
+//!   `readonly` feature, orphan_present, MMP), and when the journal needs
+//!   recovery (already refused by `Fs::open` unless `norecovery`, which
+//!   implies read-only).
+//! - Mounted read-write, the superblock says not clean (`s_state` without
+//!   VALID), `s_mnt_count` + 1, `s_mtime` now: as the kernel does without a
+//!   journal. Journaled filesystems are marked the same way (not with
+//!   needs_recovery) until the engine journals its transactions: an
+//!   unclean stop then makes e2fsck check everything, and nothing asks for
+//!   a replay of a journal that holds none of our changes.
+//! - Unmount writes the state back as it was at mount (plus ERROR_FS if an
+//!   error was recorded), the exact free counts, `s_wtime` and
+//!   `s_kbytes_written`, after writing every dirty block home, then flushes.
+//! - After an error with `errors=remount-ro`, no new change is accepted,
+//!   but changes already committed (complete operations the caller was
+//!   told succeeded) are still written home at sync and unmount.
+
+use crate::error::{Error, Result};
+use crate::extent;
+use crate::fs::Fs;
+use crate::group::GroupDesc;
+use crate::indirect;
+use crate::inode::flags;
+use crate::io::IoError;
+use crate::locks::{InodeLocks, ReadGuard};
+use crate::num::{GroupNo, InodeNo, Lblk, Pblk};
+use crate::super_fields::{errcode, ErrorInfo};
+use crate::superblock::{compat, incompat, ro_compat, STATE_ERROR, STATE_VALID};
+use crate::tx::{Creds, Tx};
+use crate::wstate::{ErrorBehavior, Mode, WriteState};
+use crate::zones::{SystemZones, Zone, ZoneKind};
+
+/// Kernel limit on the reserved pool of clusters (`ext4_calculate_resv_clusters`).
+const RESV_CLUSTERS_MAX: u64 = 4096;
+/// The reserved pool is this fraction (1/50 = 2%) of the clusters.
+const RESV_CLUSTERS_DIVISOR: u64 = 50;
+/// Most extent runs of the journal inode walked for the system zones.
+pub const MAX_JOURNAL_RUNS: u32 = 1 << 16;
+/// `s_max_mnt_count` the kernel writes when it finds 0.
+const DEFAULT_MAX_MNT_COUNT: u16 = 20;
+
+/// ro_compat features whose on-disk upkeep the engine does not do, with
+/// what the refusal says.
+const RW_UNSUPPORTED_RO_COMPAT: &[(u32, &str)] = &[
+    (ro_compat::BIGALLOC, "bigalloc (clusters of blocks)"),
+    (ro_compat::QUOTA, "quota (usage is not kept up to date)"),
+    (
+        ro_compat::PROJECT,
+        "project quota (usage is not kept up to date)",
+    ),
+    (ro_compat::SHARED_BLOCKS, "shared_blocks"),
+    (
+        ro_compat::READONLY,
+        "readonly (the image asks to stay read-only)",
+    ),
+    (
+        ro_compat::ORPHAN_PRESENT,
+        "orphan_present (orphan file entries to process)",
+    ),
+];
+
+/// Where an error was found, for the superblock's error record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ErrorAt {
+    /// The operation ("create", "writeback", ...), at most 32 bytes kept.
+    pub func: &'static str,
+    /// The inode involved, 0 if none.
+    pub ino: InodeNo,
+    /// The block involved, 0 if none.
+    pub block: Pblk,
+}
+
+impl ErrorAt {
+    /// An error in operation `func`.
+    pub fn func(func: &'static str) -> ErrorAt {
+        ErrorAt {
+            func,
+            ..ErrorAt::default()
+        }
+    }
+}
+
+impl Fs {
+    /// Why this filesystem cannot be opened read-write, if it cannot.
+    pub(crate) fn rw_refusal(&self) -> Option<String> {
+        let sb = self.sb();
+        if self.dev().io().is_read_only() {
+            return Some("the device or image is read-only; mount it with -o ro".into());
+        }
+        if sb.state & STATE_ERROR != 0 {
+            return Some(
+                "the superblock records errors; run e2fsck on it first, or mount it read-only (-o ro)"
+                    .into(),
+            );
+        }
+        if sb.unknown_ro_compat != 0 {
+            return Some(format!(
+                "unknown read-only-compatible features {:#x}; mount it read-only (-o ro)",
+                sb.unknown_ro_compat
+            ));
+        }
+        if let Some((_, name)) = RW_UNSUPPORTED_RO_COMPAT
+            .iter()
+            .find(|(bit, _)| sb.has_ro_compat(*bit))
+        {
+            return Some(format!(
+                "fsvc does not write filesystems with {name}; mount it read-only (-o ro)"
+            ));
+        }
+        if sb.has_incompat(incompat::MMP) {
+            return Some(
+                "multi-mount protection (mmp) is not supported read-write yet; mount it read-only (-o ro)"
+                    .into(),
+            );
+        }
+        if sb.has_incompat(incompat::RECOVER) {
+            return Some(
+                "the journal needs recovery (norecovery implies read-only); run e2fsck, or mount read-only"
+                    .into(),
+            );
+        }
+        None
+    }
+
+    /// Makes the filesystem read-write (called by `Fs::open`): refusals,
+    /// then the superblock marked mounted and written home at once.
+    pub(crate) fn open_rw(&self) -> Result<()> {
+        if let Some(why) = self.rw_refusal() {
+            return Err(Error::RwRefused(why));
+        }
+        self.w.set_mode(Mode::ReadWrite);
+        let mut tx = self.begin_internal()?;
+        let now = tx.now().sec;
+        let f = tx.sb_fields_mut();
+        f.state &= !STATE_VALID;
+        f.mnt_count = f.mnt_count.wrapping_add(1);
+        if f.max_mnt_count == 0 {
+            f.max_mnt_count = DEFAULT_MAX_MNT_COUNT;
+        }
+        f.mtime = now;
+        tx.commit()?;
+        self.write_home().map_err(Error::Io)
+    }
+
+    /// The write state when opening (free counts summed from `groups`).
+    pub(crate) fn initial_write_state(&self, groups: &[GroupDesc]) -> WriteState {
+        let sb = self.sb();
+        let mut sbf = crate::super_fields::SuperFields::decode(sb, &sb.raw);
+        sbf.free_blocks = groups.iter().map(|g| u64::from(g.free_blocks)).sum();
+        sbf.free_inodes = groups.iter().map(|g| g.free_inodes).sum();
+        let seed = u64::from(sb.hash_seed[0]) << 32 | u64::from(sb.hash_seed[1]) | 1;
+        WriteState {
+            mount_state: sbf.state,
+            kbytes_at_open: sbf.kbytes_written,
+            sbf,
+            alloc: crate::alloc_state::AllocState::new(sb.group_count, seed),
+        }
+    }
+
+    /// The system zones of this filesystem: the fixed layout, every
+    /// group's bitmaps and inode table, and the internal journal's blocks
+    /// (with its mapping blocks). A journal inode that cannot be read or
+    /// mapped adds nothing (its blocks are then only protected by the
+    /// bitmaps); the walk is bounded by [`MAX_JOURNAL_RUNS`] runs.
+    pub(crate) fn build_zones(&self) -> SystemZones {
+        let sb = self.sb();
+        let groups: Vec<(Pblk, Pblk, Pblk)> = (0..sb.group_count)
+            .filter_map(|g| self.group(GroupNo(g)).ok())
+            .map(|gd| (gd.block_bitmap, gd.inode_bitmap, gd.inode_table))
+            .collect();
+        let mut extra = Vec::new();
+        if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum.0 != 0 {
+            self.journal_blocks(&mut extra);
+        }
+        SystemZones::build(sb, groups.into_iter(), extra)
+    }
+
+    /// Adds the journal inode's data and mapping blocks to `out`.
+    fn journal_blocks(&self, out: &mut Vec<Zone>) {
+        let sb = self.sb();
+        let Ok(inode) = self.inode(sb.journal_inum) else {
+            return;
+        };
+        let z = |start: Pblk, len: u64| Zone {
+            start,
+            len,
+            kind: ZoneKind::Journal,
+        };
+        let mapping_blocks = std::cell::RefCell::new(Vec::new());
+        let read = |b: Pblk| {
+            mapping_blocks.borrow_mut().push(b);
+            self.meta_block(b)
+        };
+        let what = "journal inode";
+        let bs = u64::from(sb.block_size);
+        let end = inode.size.div_ceil(bs);
+        let mut lblk = 0u64;
+        for _ in 0..MAX_JOURNAL_RUNS {
+            if lblk >= end {
+                break;
+            }
+            let Ok(l) = u32::try_from(lblk).map(Lblk) else {
+                break;
+            };
+            let m = if inode.has_flag(flags::EXTENTS) {
+                extent::map(sb, inode.i_block(), inode.csum_seed, l, &read, what)
+            } else {
+                indirect::map(sb, inode.i_block(), l, &read, what)
+            };
+            let Ok(m) = m else { break };
+            let len = m.len.min(end - lblk);
+            if let Some(p) = m.pblk {
+                out.push(z(p, len));
+            }
+            lblk = lblk.saturating_add(len.max(1));
+        }
+        out.extend(mapping_blocks.into_inner().into_iter().map(|b| z(b, 1)));
+    }
+
+    /// How the filesystem is serving now.
+    pub fn mode(&self) -> Mode {
+        self.w.mode()
+    }
+
+    /// Whether changes are refused (opened read-only, turned read-only by
+    /// an error, stopped, or unmounted).
+    pub fn is_read_only(&self) -> bool {
+        self.mode() != Mode::ReadWrite
+    }
+
+    /// Whether `errors=panic` stopped the filesystem: the server must stop
+    /// serving and exit non-zero.
+    pub fn is_stopped(&self) -> bool {
+        self.mode() == Mode::Stopped
+    }
+
+    /// What errors found while changing lead to.
+    pub fn error_behavior(&self) -> ErrorBehavior {
+        self.w.errors
+    }
+
+    /// The system zones (metadata areas no file block may be in).
+    pub fn zones(&self) -> &SystemZones {
+        &self.w.zones
+    }
+
+    /// The per-inode lock table (take inode locks before `begin`).
+    pub fn inode_locks(&self) -> &InodeLocks {
+        &self.w.inode_locks
+    }
+
+    /// The kernel's reserved pool of clusters (2% of them, at most 4096,
+    /// extent filesystems only): kept from every allocation but those that
+    /// must not fail.
+    pub fn reserved_pool(&self) -> u64 {
+        let sb = self.sb();
+        if !sb.has_incompat(incompat::EXTENTS) {
+            return 0;
+        }
+        ((sb.blocks_count >> sb.log_cluster_ratio) / RESV_CLUSTERS_DIVISOR).min(RESV_CLUSTERS_MAX)
+    }
+
+    /// The journal transaction committed blocks join (0: no journal yet).
+    pub(crate) fn journal_tid(&self) -> u64 {
+        0
+    }
+
+    /// Holds the change lock shared while metadata is looked at: a reader
+    /// never sees half of a commit. Take it around each engine read call
+    /// that looks at metadata (not across a long data read); never call
+    /// `begin`, `sync` or `unmount` while holding it (refused). Nested
+    /// guards on one thread are free.
+    pub fn read_guard(&self) -> Result<ReadGuard<'_, WriteState>> {
+        if self.mode() == Mode::Stopped {
+            return Err(Error::Stopped);
+        }
+        self.w.change.read()
+    }
+
+    /// Begins a transaction for a change asked by `creds` (inode locks
+    /// first: see `locks`). Refused ([`Error::ReadOnly`]) unless the
+    /// filesystem is read-write.
+    pub fn begin(&self, creds: Creds) -> Result<Tx<'_>> {
+        self.check_writable()?;
+        let guard = self.w.change.write()?;
+        // An error may have turned the filesystem read-only while waiting.
+        self.check_writable()?;
+        Ok(Tx::start(self, guard, creds))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        match self.mode() {
+            Mode::ReadWrite => Ok(()),
+            Mode::Stopped => Err(Error::Stopped),
+            _ => Err(Error::ReadOnly),
+        }
+    }
+
+    /// A transaction of the engine itself (mount, sync, unmount, error
+    /// records), allowed in any mode that still writes.
+    fn begin_internal(&self) -> Result<Tx<'_>> {
+        let guard = self.w.change.write()?;
+        Ok(Tx::start(self, guard, Creds::ROOT))
+    }
+
+    /// Installs descriptors a transaction changed into the group table.
+    pub(crate) fn publish_groups(&self, changed: Vec<GroupDesc>) {
+        if changed.is_empty() {
+            return;
+        }
+        let mut table = self.groups_mut();
+        for gd in changed {
+            if let Some(slot) = table.get_mut(gd.group.index()) {
+                *slot = gd;
+            }
+        }
+    }
+
+    /// After a commit (change lock released): write back early when dirty
+    /// blocks pass the cache's limit.
+    pub(crate) fn after_commit(&self) {
+        if self.dev().dirty_bytes() > self.dev().dirty_limit() {
+            // An error is kept (sticky) and recorded by `writeback`.
+            let _ = self.writeback();
+        }
+    }
+
+    /// Writes every dirty block home (no device flush). Holds the change
+    /// lock shared meanwhile, so that no commit can free and reuse a block
+    /// whose old copy is being written. A write error is recorded as a
+    /// filesystem error (`fail`) and stays pending for the next sync.
+    pub fn writeback(&self) -> Result<()> {
+        let res = {
+            let _no_commits = self.w.change.read()?;
+            self.dev().writeback()
+        };
+        res.map(|_| ()).map_err(|e| {
+            let err = Error::Io(e);
+            self.fail(&err, ErrorAt::func("writeback"));
+            err
+        })
+    }
+
+    /// Writeback and device flush without the error policy (for the
+    /// engine's own records).
+    fn write_home(&self) -> std::result::Result<(), IoError> {
+        {
+            let _no_commits = self.w.change.read().map_err(|_| IoError::ReadOnly)?;
+            self.dev().writeback()?;
+        }
+        self.dev().flush()
+    }
+
+    /// File data: writes `buf` (whole blocks) at block `blk` straight to
+    /// the device, refusing blocks outside the filesystem or inside a
+    /// system zone ([`Error::Corrupt`]: the mapping that led there is
+    /// damaged). Drops cached copies of the blocks written. The caller
+    /// holds the file's inode lock; the blocks are the file's (allocated
+    /// and mapped, or about to be mapped by a transaction that commits
+    /// after this write: data=ordered).
+    pub fn write_data(&self, blk: Pblk, buf: &[u8]) -> Result<()> {
+        self.check_writable()?;
+        let bs = u64::from(self.block_size());
+        let n = (buf.len() as u64).div_ceil(bs);
+        if !self.sb().range_in_fs(blk, n) {
+            return Err(Error::corrupt(
+                format!("data block {blk}"),
+                format!("{n} blocks past the end of the filesystem"),
+            ));
+        }
+        if let Some(z) = self.zones().find(blk, n) {
+            return Err(Error::corrupt(
+                format!("data block {blk}"),
+                format!(
+                    "a data write into the system zone ({:?} at {})",
+                    z.kind, z.start
+                ),
+            ));
+        }
+        Ok(self.dev().write_data(blk.0, buf)?)
+    }
+
+    /// Makes every completed change durable: the superblock (exact free
+    /// counts, write time), every dirty block written home, the device
+    /// flushed. Returns the first write error since the last sync, if any
+    /// (also one from an early or background writeback). On a read-only
+    /// filesystem it only reports pending errors.
+    pub fn sync(&self) -> Result<()> {
+        match self.mode() {
+            Mode::ReadWrite | Mode::ErrorsReadOnly => {
+                self.commit_super(None)?;
+                let res = self.write_home();
+                if let Err(e) = &res {
+                    self.fail(&Error::Io(e.clone()), ErrorAt::func("sync"));
+                }
+            }
+            Mode::ReadOnly | Mode::Unmounted | Mode::Stopped => {}
+        }
+        match self.dev().take_write_error() {
+            Some(e) => Err(Error::Io(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Rewrites the superblock: exact free counts, write time, bytes
+    /// written; `state`, when given, replaces `s_state`.
+    fn commit_super(&self, state: Option<u16>) -> Result<()> {
+        let mut tx = self.begin_internal()?;
+        let written = self.dev().write_stats();
+        let kbytes = tx.state().kbytes_at_open.saturating_add(
+            (written.meta_blocks_written + written.data_blocks_written)
+                .saturating_mul(u64::from(self.block_size()))
+                >> 10,
+        );
+        let now = tx.now().sec;
+        let f = tx.sb_fields_mut();
+        f.wtime = now;
+        f.kbytes_written = kbytes;
+        if let Some(s) = state {
+            f.state = s;
+        }
+        tx.commit()
+    }
+
+    /// The end of the mount (called once by the server when the kernel
+    /// connection has ended, before it closes the device and exits; the
+    /// server logs the outcome and only then releases the device, so an
+    /// unmount that waits for the server returns after this): every dirty block
+    /// written home, the superblock marked as it was at mount (clean,
+    /// unless an error was recorded meanwhile) with exact counts, the
+    /// device flushed. Returns the first write error since the last sync
+    /// (the filesystem is then not marked clean). A second call, or a call
+    /// on a read-only mount, does nothing. After `errors=panic` stopped the
+    /// filesystem nothing is written ([`Error::Stopped`]).
+    pub fn unmount(&self) -> Result<()> {
+        match self.mode() {
+            Mode::ReadOnly | Mode::Unmounted => return Ok(()),
+            Mode::Stopped => return Err(Error::Stopped),
+            Mode::ReadWrite | Mode::ErrorsReadOnly => {}
+        }
+        // Everything committed goes home first: the clean mark must not
+        // reach the device before the changes it vouches for.
+        let first = self.write_home().err();
+        let pending = self.dev().take_write_error().or(first);
+        if let Some(e) = pending {
+            self.w.set_mode(Mode::Unmounted);
+            return Err(Error::Io(e));
+        }
+        let clean = {
+            let guard = self.w.change.write()?;
+            let st = guard.state();
+            st.mount_state | (st.sbf.state & STATE_ERROR)
+        };
+        let res = self
+            .commit_super(Some(clean))
+            .and_then(|()| self.write_home().map_err(Error::Io));
+        self.w.set_mode(Mode::Unmounted);
+        res?;
+        match self.dev().take_write_error() {
+            Some(e) => Err(Error::Io(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records an error found while changing the filesystem (corruption,
+    /// a bad checksum, an IO error; other errors are not the filesystem's
+    /// and are ignored here) in the superblock, as the kernel does (state
+    /// ERROR_FS, error count, first and last error time, inode, block,
+    /// function, code), written home at once; then applies `errors=`:
+    /// continue; remount-ro (every later change refused); panic (stopped:
+    /// nothing more served or written). Call it after the failed
+    /// transaction was dropped (it is refused inside one).
+    pub fn fail(&self, err: &Error, at: ErrorAt) {
+        let code = match err {
+            Error::Io(_) => errcode::EIO,
+            Error::Checksum { .. } => errcode::EFSBADCRC,
+            Error::Corrupt { .. } => errcode::EFSCORRUPTED,
+            _ => return,
+        };
+        match self.mode() {
+            Mode::ReadWrite | Mode::ErrorsReadOnly => {}
+            Mode::ReadOnly | Mode::Stopped | Mode::Unmounted => return,
+        }
+        if let Ok(mut tx) = self.begin_internal() {
+            let info = ErrorInfo {
+                time: tx.now().sec,
+                ino: at.ino.0,
+                block: at.block.0,
+                func: at.func.as_bytes().to_vec(),
+                line: 0,
+                errcode: code,
+            };
+            tx.sb_fields_mut().record_error(info);
+            if tx.commit().is_ok() {
+                // Best effort: the device may be what failed.
+                let _ = self.write_home();
+            }
+        }
+        match self.w.errors {
+            ErrorBehavior::Continue => {}
+            ErrorBehavior::RemountRo => self.w.set_mode(Mode::ErrorsReadOnly),
+            ErrorBehavior::Panic => self.w.set_mode(Mode::Stopped),
+        }
+    }
+}
+
+impl Fs {
+    /// The superblock's changing fields as last committed (state, counts,
+    /// error record), for tools and tests.
+    pub fn super_fields(&self) -> crate::super_fields::SuperFields {
+        self.w.published()
+    }
+}
+
+#[cfg(test)]
+#[path = "mount_tests.rs"]
+mod tests;

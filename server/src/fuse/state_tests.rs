@@ -1,0 +1,181 @@
+//! The adapter's per-mount state against the fake filesystem of `tests`:
+//! the node table's counts as the kernel would see them, file handles
+//! (a bad one is EBADF), and the readahead's data generations.
+
+use fuser::{Errno, FileHandle, INodeNo, OpenFlags};
+
+use super::files::ReadAnswer;
+use super::tests::{adapter, code, node, BROKEN, HELLO, LINK, SUB};
+use fsvc_ext4::ROOT_INO;
+
+const RO: OpenFlags = OpenFlags(libc::O_RDONLY);
+
+#[test]
+fn entries_handed_to_the_kernel_are_counted_until_forgotten() {
+    let (_, a) = adapter();
+    // Lookups count; a negative or failed lookup hands nothing over.
+    a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
+    a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
+    assert_eq!(a.do_lookup(INodeNo::ROOT, b"nope").unwrap(), None);
+    assert!(a.do_lookup(INodeNo::ROOT, b"broken").is_err());
+    assert_eq!(a.nodes.refs(HELLO).lookups, 2);
+    assert_eq!(a.nodes.refs(BROKEN).lookups, 0);
+
+    // A plain readdir hands over no entries.
+    a.fill_dir(INodeNo::ROOT, 0, false, &mut |_| false).unwrap();
+    assert_eq!(a.nodes.refs(LINK).lookups, 0);
+    // Readdirplus: every entry taken counts, except "." and "..".
+    let mut taken = Vec::new();
+    a.fill_dir(INodeNo::ROOT, 0, true, &mut |it| {
+        taken.push(it.name.to_vec());
+        false
+    })
+    .unwrap();
+    assert!(taken.len() > 3, "{taken:?}");
+    assert_eq!(a.nodes.refs(HELLO).lookups, 3);
+    assert_eq!(a.nodes.refs(LINK).lookups, 1);
+    // Placeholders for unreadable inodes carry a node id too.
+    assert_eq!(a.nodes.refs(BROKEN).lookups, 1);
+    assert_eq!(
+        a.nodes.refs(ROOT_INO).lookups,
+        0,
+        "'.' and '..' do not count"
+    );
+
+    // A page cut short counts only what it took.
+    let mut first = None;
+    a.fill_dir(node(SUB), 0, true, &mut |it| {
+        if first.is_some() {
+            return true;
+        }
+        first = Some(it.name.to_vec());
+        false
+    })
+    .unwrap();
+    assert_eq!(first.as_deref(), Some(&b"."[..]));
+    assert_eq!(a.nodes.refs(super::tests::LINKED).lookups, 0);
+
+    a.do_forget(node(HELLO), 3);
+    assert!(!a.nodes.is_referenced(HELLO));
+    // Forgetting what we never issued changes nothing and does not panic.
+    a.do_forget(INodeNo(2), 1);
+    a.do_forget(INodeNo(u64::MAX), u64::MAX);
+    a.do_forget(node(LINK), 10);
+    assert!(!a.nodes.is_referenced(LINK));
+}
+
+#[test]
+fn open_handles_hold_their_inode_until_released() {
+    let (_, a) = adapter();
+    let f = a.do_open(node(HELLO), RO).unwrap();
+    let d = a.do_opendir(node(SUB)).unwrap();
+    assert!(a.nodes.is_referenced(HELLO) && a.nodes.is_referenced(SUB));
+    a.do_release(node(HELLO), f).unwrap();
+    a.do_releasedir(node(SUB), d).unwrap();
+    assert!(!a.nodes.is_referenced(HELLO) && !a.nodes.is_referenced(SUB));
+}
+
+#[test]
+fn a_handle_the_adapter_did_not_issue_is_ebadf() {
+    let (_, a) = adapter();
+    let f = a.do_open(node(HELLO), RO).unwrap();
+    let d = a.do_opendir(node(SUB)).unwrap();
+    let ebadf = Some(libc::EBADF);
+    let bogus = [FileHandle(0), FileHandle(12345), FileHandle(u64::MAX)];
+    for fh in bogus.into_iter().chain([d]) {
+        assert_eq!(code(a.do_read(node(HELLO), fh, 0, 10)), ebadf, "read {fh}");
+        assert_eq!(code(a.check_file(node(HELLO), fh)), ebadf, "fsync {fh}");
+        assert_eq!(code(a.do_release(node(HELLO), fh)), ebadf, "release {fh}");
+    }
+    for fh in bogus.into_iter().chain([f]) {
+        assert_eq!(code(a.check_dir(node(SUB), fh)), ebadf, "readdir {fh}");
+        assert_eq!(
+            code(a.do_releasedir(node(SUB), fh)),
+            ebadf,
+            "releasedir {fh}"
+        );
+    }
+    // A real handle presented for another inode.
+    assert_eq!(code(a.do_read(node(LINK), f, 0, 10)), ebadf);
+    assert_eq!(code(a.check_any(node(HELLO), d)), ebadf);
+    assert!(a.check_any(node(HELLO), f).is_ok() && a.check_any(node(SUB), d).is_ok());
+    // None of that released anything.
+    assert!(a.do_read(node(HELLO), f, 0, 10).is_ok());
+    a.do_release(node(HELLO), f).unwrap();
+    a.do_releasedir(node(SUB), d).unwrap();
+    // Released handles are gone: a second release, or a use, is EBADF.
+    assert_eq!(code(a.do_release(node(HELLO), f)), ebadf);
+    assert_eq!(code(a.do_read(node(HELLO), f, 0, 10)), ebadf);
+    assert_eq!(code(a.do_releasedir(node(SUB), d)), ebadf);
+    assert!(
+        !a.nodes.is_referenced(HELLO),
+        "the failed releases kept nothing"
+    );
+}
+
+/// Reads through `fh` like the FUSE `read` handler does; true when a
+/// readahead window answered.
+fn read(a: &super::ops::Adapter, fh: FileHandle, offset: u64) -> Result<bool, Errno> {
+    const REQ: u32 = 128 << 10;
+    let answer = a.do_read(node(HELLO), fh, offset, REQ)?;
+    let hit = matches!(answer, ReadAnswer::Window(_));
+    a.read_done(node(HELLO), fh, offset, REQ, answer);
+    Ok(hit)
+}
+
+#[test]
+fn a_write_makes_the_open_files_windows_stale() {
+    let (_, a) = adapter();
+    let fh = a.do_open(node(HELLO), RO).unwrap();
+    assert!(
+        !read(&a, fh, 0).unwrap(),
+        "the first read goes to the engine"
+    );
+    assert!(read(&a, fh, 128 << 10).unwrap(), "then the window answers");
+    // Another open of the same file has a stream of its own.
+    let other = a.do_open(node(HELLO), RO).unwrap();
+    assert!(!read(&a, other, 128 << 10).unwrap());
+    // A write of the file (the write requests hold this guard).
+    drop(a.gens.begin_write(HELLO));
+    assert!(!read(&a, fh, 256 << 10).unwrap(), "a stale window answered");
+    // Released: the stream is gone with the handle.
+    a.do_release(node(HELLO), fh).unwrap();
+    a.do_release(node(HELLO), other).unwrap();
+    assert_eq!(a.ra.held_bytes(), 0);
+}
+
+#[test]
+fn the_kernels_forgets_balance_the_counts() {
+    let fs = std::sync::Arc::new(super::tests::fake());
+    let a = super::ops::Adapter::new(fs, true);
+    let nodes = a.nodes.clone();
+    let opts = super::ServeOptions::default();
+    let Some(m) = super::tests::TestMount::with_adapter(a, true, &opts) else {
+        return;
+    };
+    // Readdirplus pages (500 entries naming one inode), lookups, opens.
+    let listed = std::fs::read_dir(m.path("sub")).unwrap().count();
+    assert_eq!(listed, super::tests::SUB_ENTRIES);
+    std::fs::metadata(m.path("sub/f0007")).unwrap();
+    assert_eq!(std::fs::read(m.path("hello")).unwrap().len(), 300_000);
+    assert!(nodes.is_referenced(super::tests::LINKED));
+    assert!(nodes.is_referenced(HELLO) && nodes.is_referenced(SUB));
+    // Make the kernel drop its unused dentries and inodes: it forgets
+    // every node it holds (but the root), in FORGET/BATCH_FORGET requests.
+    let drop_caches = || std::fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+    drop_caches();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while nodes.len() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop_caches();
+    }
+    // Everything counted was forgotten (no count too high), and nothing
+    // was forgotten that was not counted (no count too low).
+    assert_eq!(
+        nodes.len(),
+        0,
+        "inodes still counted after the kernel forgot them"
+    );
+    assert_eq!(nodes.over_forgotten(), 0);
+    m.finish();
+}
