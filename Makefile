@@ -6,7 +6,9 @@
 #   sudo make uninstall                    # same variables as the install
 #
 # The helper goes to $(SBINDIR)/mount.service (mount(8) looks for helpers in
-# /sbin only) with the umount(8) helper link umount.fuse.fsvc beside it; the
+# /sbin only) with the umount(8) helper link umount.fuse.fsvc beside it, and
+# fsck.service.ext4 (ext3, ext2) links to e2fsck, so that fstab's pass number
+# works for service.* lines (fsck(8) and systemd look for fsck.TYPE); the
 # server to $(LIBEXECDIR), a path fixed into the helper at build time
 # (FSVC_SERVER_PATH); the units with ExecStart pointing at it; the man pages,
 # completions and an example policy.
@@ -31,6 +33,9 @@ HELPER_MODE := $(if $(filter 1,$(SETUID)),4755,0755)
 INSTALLED := \
 	$(SBINDIR)/mount.service \
 	$(SBINDIR)/umount.fuse.fsvc \
+	$(SBINDIR)/fsck.service.ext4 \
+	$(SBINDIR)/fsck.service.ext3 \
+	$(SBINDIR)/fsck.service.ext2 \
 	$(LIBEXECDIR)/fsvc-server \
 	$(UNITDIR)/fsvc.socket \
 	$(UNITDIR)/fsvc@.service \
@@ -59,6 +64,7 @@ install: build
 		$(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(SYSCONFDIR)/fsvc
 	install -m $(HELPER_MODE) $(BUILD)/fsvc-mount $(DESTDIR)$(SBINDIR)/mount.service
 	ln -sf mount.service $(DESTDIR)$(SBINDIR)/umount.fuse.fsvc
+	for t in ext4 ext3 ext2; do ln -sf e2fsck $(DESTDIR)$(SBINDIR)/fsck.service.$$t; done
 	install -m 0755 $(BUILD)/fsvc-server $(DESTDIR)$(LIBEXECDIR)/fsvc-server
 	install -m 0644 units/fsvc.socket $(DESTDIR)$(UNITDIR)/fsvc.socket
 	sed 's|^ExecStart=.*|ExecStart=$(LIBEXECDIR)/fsvc-server|' units/fsvc@.service \

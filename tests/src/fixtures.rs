@@ -395,6 +395,10 @@ pub struct Mkfs {
     pub size_mib: u64,
     /// Journal size in MiB (`-J size=`), when not mkfs's default.
     pub journal_mib: Option<u64>,
+    /// Volume label (`-L`).
+    pub label: Option<String>,
+    /// Filesystem UUID (`-U`).
+    pub uuid: Option<String>,
 }
 
 impl Mkfs {
@@ -409,7 +413,19 @@ impl Mkfs {
             inodes: None,
             size_mib: 64,
             journal_mib: None,
+            label: None,
+            uuid: None,
         }
+    }
+    /// Sets the volume label.
+    pub fn label(mut self, l: &str) -> Mkfs {
+        self.label = Some(l.to_string());
+        self
+    }
+    /// Sets the filesystem UUID.
+    pub fn uuid(mut self, u: &str) -> Mkfs {
+        self.uuid = Some(u.to_string());
+        self
     }
     /// Sets the block size.
     pub fn block_size(mut self, b: u32) -> Mkfs {
@@ -473,6 +489,12 @@ impl Mkfs {
         }
         if let Some(j) = self.journal_mib {
             c.arg("-J").arg(format!("size={j}"));
+        }
+        if let Some(l) = &self.label {
+            c.arg("-L").arg(l);
+        }
+        if let Some(u) = &self.uuid {
+            c.arg("-U").arg(u);
         }
         if let Some(t) = tree {
             c.arg("-d").arg(t);

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::system::SystemLock;
-use crate::util::{bin, run, wait_bounded, TempDir};
+use crate::util::{bin, output_bounded, run, TempDir};
 
 /// Where the test build of the helper reads its policy.
 pub const POLICY_PATH: &str = fsvc_helper::policy_file::DEFAULT_POLICY_PATH;
@@ -106,31 +106,10 @@ impl<'a> TestUser<'a> {
             .envs(env.iter().copied())
             .current_dir("/")
             .uid(self.uid)
-            .gid(self.gid)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c
-            .spawn()
-            .with_context(|| format!("run {} as {}", program.display(), self.name))?;
-        // Outputs are a few lines: they fit the pipes, so waiting first
-        // cannot block the child.
-        let status = wait_bounded(&mut child, USER_RUN_LIMIT, &program.display().to_string())?;
-        Ok(Output {
-            status,
-            stdout: drain(child.stdout.take()),
-            stderr: drain(child.stderr.take()),
-        })
+            .gid(self.gid);
+        output_bounded(&mut c, USER_RUN_LIMIT)
+            .with_context(|| format!("run {} as {}", program.display(), self.name))
     }
-}
-
-/// Everything left in a pipe (empty when there is none).
-fn drain<R: std::io::Read>(pipe: Option<R>) -> Vec<u8> {
-    let mut v = Vec::new();
-    if let Some(mut p) = pipe {
-        let _ = p.read_to_end(&mut v);
-    }
-    v
 }
 
 impl Drop for TestUser<'_> {

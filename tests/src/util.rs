@@ -153,6 +153,33 @@ pub fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> Result<Ex
     }
 }
 
+/// Runs `cmd` with its stdout and stderr captured, for at most `limit`
+/// (a hang is an error). For commands that print a few lines: the output
+/// must fit the pipes, since it is read after the exit.
+pub fn output_bounded(cmd: &mut Command, limit: Duration) -> Result<Output> {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = wait_bounded(&mut child, limit, &format!("{cmd:?}"))?;
+    Ok(Output {
+        status,
+        stdout: drain(child.stdout.take()),
+        stderr: drain(child.stderr.take()),
+    })
+}
+
+/// Everything left in a pipe (empty when there is none).
+fn drain<R: std::io::Read>(pipe: Option<R>) -> Vec<u8> {
+    let mut v = Vec::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_end(&mut v);
+    }
+    v
+}
+
 /// Polls `cond` every 20 ms for at most `limit`; true when it became true.
 pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -218,7 +245,14 @@ impl MountEntry {
 
 /// Reads /proc/self/mountinfo.
 pub fn mount_table() -> Result<Vec<MountEntry>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
+    mount_table_of(Path::new("/proc/self/mountinfo"))
+}
+
+/// Reads a mountinfo file (`/proc/PID/mountinfo`: that process's mount
+/// namespace).
+pub fn mount_table_of(mountinfo: &Path) -> Result<Vec<MountEntry>> {
+    let text = std::fs::read_to_string(mountinfo)
+        .with_context(|| format!("read {}", mountinfo.display()))?;
     let mut v = Vec::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
