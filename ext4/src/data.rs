@@ -12,9 +12,9 @@ use super::error::{Error, Result};
 use super::extent;
 use super::fs::Fs;
 use super::indirect;
-use super::inode::{flags, Inode, I_BLOCK_LEN};
+use super::inode::{flags, Inode};
 use super::num::{InodeNo, Lblk, Pblk};
-use super::types::{FileKind, Mapping};
+use super::types::Mapping;
 
 impl Fs {
     /// Logical → physical mapping of one block with the length of the run.
@@ -88,7 +88,7 @@ impl Fs {
         }
         let want = (inode.size - offset).min(buf.len() as u64) as usize;
         let buf = buf.get_mut(..want).unwrap_or(&mut []);
-        if self.is_fast_symlink(inode) {
+        if inode.is_fast_symlink(self.sb()) {
             let src = inode.i_block().get(offset as usize..).unwrap_or(&[]);
             let n = src.len().min(buf.len());
             buf.get_mut(..n)
@@ -134,22 +134,5 @@ impl Fs {
             done += n;
         }
         Ok(want)
-    }
-
-    /// A symlink whose target lives in `i_block` (no data blocks).
-    fn is_fast_symlink(&self, inode: &Inode) -> bool {
-        if inode.kind() != FileKind::Symlink
-            || inode.has_flag(flags::EXTENTS)
-            || inode.size >= I_BLOCK_LEN as u64
-        {
-            return false;
-        }
-        // An external xattr block is counted in i_blocks too.
-        let xattr_sectors = if inode.file_acl.0 != 0 {
-            u64::from(self.sb().block_size / 512)
-        } else {
-            0
-        };
-        inode.blocks.saturating_sub(xattr_sectors) == 0
     }
 }

@@ -14,9 +14,10 @@
 //! position in the inline address space (see `inline.rs`), which is ≥ 4.
 //!
 //! Invariants: every walk over directory blocks is bounded by the
-//! directory's size, and a run of more than [`MAX_HOLE_RUN`] holes is
-//! corruption; every block is checksum-verified (leaf tail or dx tail)
-//! before its entries are used.
+//! directory's structure, not its size field alone: a hole costs one step
+//! however long, and a directory mapping more blocks than the filesystem
+//! has is corruption; every block is checksum-verified (leaf tail or dx
+//! tail) before its entries are used.
 
 use std::sync::Arc;
 
@@ -30,11 +31,17 @@ use super::inode::{flags as iflags, Inode};
 use super::num::{InodeNo, Lblk};
 use super::types::{DirEntry, FileKind};
 
-/// Longest run of holes read_dir or a linear lookup walks before calling the
-/// directory corrupt: holes in directories are tolerated as empty blocks
-/// (as the kernel does for linear directories) but a huge sparse directory
-/// must not turn into an unbounded walk.
-pub const MAX_HOLE_RUN: u64 = 4096;
+/// Called by `walk_blocks` with each mapped block's number and contents;
+/// returns whether to go on.
+type BlockVisitor<'a> = dyn FnMut(Lblk, &Arc<[u8]>) -> Result<bool> + 'a;
+
+/// One step of a walk over a directory's blocks.
+enum DirRun {
+    /// A hole of this many blocks (at least 1): skipped in one step.
+    Hole(u64),
+    /// A mapped block.
+    Block(Arc<[u8]>),
+}
 
 /// What the directory walkers need to know about one directory.
 #[derive(Debug, Clone, Copy)]
@@ -92,9 +99,58 @@ impl Fs {
 
     /// Directory block `lblk` (through the metadata cache), `None` for a hole.
     fn dir_block(&self, inode: &Inode, lblk: Lblk) -> Result<Option<Arc<[u8]>>> {
+        Ok(match self.dir_run(inode, lblk)? {
+            DirRun::Hole(_) => None,
+            DirRun::Block(b) => Some(b),
+        })
+    }
+
+    /// Walks the blocks `first..end` of a block directory, calling `f` with
+    /// each mapped block's number and contents until it returns false.
+    ///
+    /// Bounded by the directory's real structure, never by its size field
+    /// alone: a hole costs one step however long it is (the kernel's
+    /// readdir skips holes by their mapped length too), and a directory
+    /// mapping more blocks than the filesystem holds (which only blocks
+    /// shared between its extents or pointers can do) is corrupt.
+    fn walk_blocks(
+        &self,
+        inode: &Inode,
+        first: u32,
+        end: u32,
+        f: &mut BlockVisitor<'_>,
+    ) -> Result<()> {
+        let mut lblk = u64::from(first);
+        let mut mapped = 0u64;
+        while lblk < u64::from(end) {
+            // Below `end`, so it fits 32 bits.
+            let at = Lblk(u32::try_from(lblk).unwrap_or(u32::MAX));
+            match self.dir_run(inode, at)? {
+                DirRun::Hole(len) => lblk = lblk.saturating_add(len),
+                DirRun::Block(b) => {
+                    mapped += 1;
+                    if mapped > self.sb().blocks_count {
+                        return Err(Error::corrupt(
+                            format!("directory {}", inode.ino),
+                            "maps more blocks than the filesystem has",
+                        ));
+                    }
+                    if !f(at, &b)? {
+                        return Ok(());
+                    }
+                    lblk += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Directory block `lblk` (through the metadata cache), or the length
+    /// of the hole there.
+    fn dir_run(&self, inode: &Inode, lblk: Lblk) -> Result<DirRun> {
         let m = self.map_extent(inode, lblk)?;
         match m.pblk {
-            None => Ok(None),
+            None => Ok(DirRun::Hole(m.len.max(1))),
             Some(p) => {
                 // A miss reads ahead along this contiguous run of the directory.
                 let b = self.meta_block_ahead(p, p..p.saturating_add(m.len))?;
@@ -104,7 +160,7 @@ impl Fs {
                         "block of the wrong size",
                     ));
                 }
-                Ok(Some(b))
+                Ok(DirRun::Block(b))
             }
         }
     }
@@ -182,25 +238,16 @@ impl Fs {
         }
         // "." and ".." live in block 0 (of indexed directories too).
         let last = if dots { g.nblocks.min(1) } else { g.nblocks };
-        let mut holes = 0u64;
-        for lblk in (0..last).map(Lblk) {
-            let Some(block) = self.dir_block(&inode, lblk)? else {
-                holes += 1;
-                if holes > MAX_HOLE_RUN {
-                    return Err(Error::corrupt(format!("directory {dir}"), "too many holes"));
-                }
-                continue;
-            };
-            holes = 0;
-            let found = self
-                .block_entries(&inode, &g, lblk, &block)?
+        let mut found = None;
+        self.walk_blocks(&inode, 0, last, &mut |lblk, block| {
+            found = self
+                .block_entries(&inode, &g, lblk, block)?
                 .into_iter()
-                .find(|e| e.in_use() && e.name == name);
-            if let Some(e) = found {
-                return Ok(e.ino);
-            }
-        }
-        Err(Error::NotFound)
+                .find(|e| e.in_use() && e.name == name)
+                .map(|e| e.ino);
+            Ok(found.is_none())
+        })?;
+        found.ok_or(Error::NotFound)
     }
 
     fn lookup_htree(&self, inode: &Inode, g: &DirGeometry, name: &[u8]) -> Result<InodeNo> {
@@ -252,19 +299,10 @@ impl Fs {
         let Ok(first) = u32::try_from(cookie / bs) else {
             return Ok(());
         };
-        let mut skip_before = (cookie % bs) as usize;
-        let mut holes = 0u64;
-        for lblk in (first..g.nblocks).map(Lblk) {
-            let Some(block) = self.dir_block(&inode, lblk)? else {
-                holes += 1;
-                if holes > MAX_HOLE_RUN {
-                    return Err(Error::corrupt(format!("directory {dir}"), "too many holes"));
-                }
-                skip_before = 0;
-                continue;
-            };
-            holes = 0;
-            for e in self.block_entries(&inode, &g, lblk, &block)? {
+        let skip_in_first = (cookie % bs) as usize;
+        self.walk_blocks(&inode, first, g.nblocks, &mut |lblk, block| {
+            let skip_before = if lblk.0 == first { skip_in_first } else { 0 };
+            for e in self.block_entries(&inode, &g, lblk, block)? {
                 if e.offset < skip_before || !e.in_use() {
                     continue;
                 }
@@ -275,11 +313,10 @@ impl Fs {
                     next_cookie: lblk.as_u64() * bs + (e.offset + e.rec_len) as u64,
                 };
                 if !f(entry) {
-                    return Ok(());
+                    return Ok(false);
                 }
             }
-            skip_before = 0;
-        }
-        Ok(())
+            Ok(true)
+        })
     }
 }

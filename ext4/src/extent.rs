@@ -87,6 +87,18 @@ fn parse_header(node: &[u8], capacity: usize, what: &dyn Fn() -> String) -> Resu
     })
 }
 
+/// `eh_entries ≤ eh_max`: the entries a walk reads are bounded by the
+/// node's capacity.
+fn check_entries(h: &Header, what: &dyn Fn() -> String) -> Result<()> {
+    if h.entries > h.max {
+        return Err(Error::corrupt(
+            what(),
+            format!("extent node has {} entries, max {}", h.entries, h.max),
+        ));
+    }
+    Ok(())
+}
+
 fn entry(node: &[u8], i: usize) -> &[u8] {
     let off = HEADER_LEN + i * ENTRY_LEN;
     node.get(off..off + ENTRY_LEN).unwrap_or(&[])
@@ -155,12 +167,7 @@ pub fn map(
         if owned.is_some() && sb.metadata_csum() {
             check_tail(node, h.max, seed, &name)?;
         }
-        if h.entries > h.max {
-            return Err(Error::corrupt(
-                name(),
-                format!("extent node has {} entries, max {}", h.entries, h.max),
-            ));
-        }
+        check_entries(&h, &name)?;
         match expect_depth {
             None if h.depth > MAX_DEPTH => {
                 return Err(Error::corrupt(
@@ -185,24 +192,7 @@ pub fn map(
         if h.entries == 0 {
             return Err(Error::corrupt(name(), "index node without entries"));
         }
-        // Validate all keys (strictly increasing, inside [lo, hi)) and pick
-        // the last one <= lblk.
-        let mut chosen: Option<usize> = None;
-        let mut prev: Option<u64> = None;
-        for i in 0..h.entries {
-            let k = u64::from(le32(entry(node, i), E_BLOCK));
-            if prev.is_some_and(|p| k <= p) || k < lo || k >= hi {
-                return Err(Error::corrupt(
-                    name(),
-                    format!("index key {k} out of order"),
-                ));
-            }
-            prev = Some(k);
-            if k <= lblk {
-                chosen = Some(i);
-            }
-        }
-        let Some(i) = chosen else {
+        let Some(i) = pick_index(sb, node, h.entries, lblk, lo, hi, &name)? else {
             // Before the first key: a hole up to it.
             let first = u64::from(le32(entry(node, 0), E_BLOCK));
             return Ok(Mapping {
@@ -211,13 +201,7 @@ pub fn map(
             });
         };
         let e = entry(node, i);
-        let child = Pblk(u64::from(le32(e, EI_LEAF_LO)) | (u64::from(le16(e, EI_LEAF_HI)) << 32));
-        if !sb.block_in_fs(child) {
-            return Err(Error::corrupt(
-                name(),
-                format!("index points to block {child} outside the filesystem"),
-            ));
-        }
+        let child = index_child(e);
         lo = u64::from(le32(e, E_BLOCK));
         if i + 1 < h.entries {
             hi = u64::from(le32(entry(node, i + 1), E_BLOCK));
@@ -226,6 +210,77 @@ pub fn map(
         owned = Some(read(child)?);
     }
     Err(Error::corrupt(name(), "tree deeper than the depth limit"))
+}
+
+/// The child block of an index entry.
+fn index_child(e: &[u8]) -> Pblk {
+    Pblk(u64::from(le32(e, EI_LEAF_LO)) | (u64::from(le16(e, EI_LEAF_HI)) << 32))
+}
+
+/// Validates every entry of an index node (keys strictly increasing and
+/// inside `[lo, hi)`, children inside the filesystem, as the kernel's
+/// `ext4_valid_extent_entries` does for index nodes) and picks the last
+/// entry whose key is ≤ `lblk` (`None`: `lblk` lies before the first key).
+fn pick_index(
+    sb: &Superblock,
+    node: &[u8],
+    entries: usize,
+    lblk: u64,
+    lo: u64,
+    hi: u64,
+    name: &dyn Fn() -> String,
+) -> Result<Option<usize>> {
+    let mut chosen = None;
+    let mut prev: Option<u64> = None;
+    for i in 0..entries {
+        let e = entry(node, i);
+        let k = u64::from(le32(e, E_BLOCK));
+        if prev.is_some_and(|p| k <= p) || k < lo || k >= hi {
+            return Err(Error::corrupt(
+                name(),
+                format!("index key {k} out of order"),
+            ));
+        }
+        let child = index_child(e);
+        if !sb.block_in_fs(child) {
+            return Err(Error::corrupt(
+                name(),
+                format!("index points to block {child} outside the filesystem"),
+            ));
+        }
+        prev = Some(k);
+        if k <= lblk {
+            chosen = Some(i);
+        }
+    }
+    Ok(chosen)
+}
+
+/// Checks the extent root in `i_block` the way the kernel does when it
+/// reads the inode (`ext4_ext_check_inode`): the header (magic, `max`
+/// within the root's capacity, `entries ≤ max`, depth at most
+/// [`MAX_DEPTH`], entries in an index root) and every entry (extents
+/// non-empty, in order, not overlapping, inside the filesystem; index keys
+/// in order, children inside the filesystem). Deeper nodes are checked
+/// when a read reaches them.
+pub fn check_root(sb: &Superblock, i_block: &[u8], what: &str) -> Result<()> {
+    let name = || format!("extent tree of {what}");
+    let capacity = (i_block.len().saturating_sub(HEADER_LEN)) / ENTRY_LEN;
+    let h = parse_header(i_block, capacity, &name)?;
+    check_entries(&h, &name)?;
+    if h.depth > MAX_DEPTH {
+        return Err(Error::corrupt(
+            name(),
+            format!("depth {} too deep", h.depth),
+        ));
+    }
+    if h.depth == 0 {
+        return map_leaf(sb, i_block, h.entries, 0, 0, LOGICAL_LIMIT, &name).map(drop);
+    }
+    if h.entries == 0 {
+        return Err(Error::corrupt(name(), "index node without entries"));
+    }
+    pick_index(sb, i_block, h.entries, 0, 0, LOGICAL_LIMIT, &name).map(drop)
 }
 
 fn map_leaf(

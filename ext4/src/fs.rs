@@ -28,6 +28,7 @@ use super::group::{self, GroupDesc};
 use super::num::{GroupNo, Pblk};
 use super::superblock::{compat, incompat, Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use super::types::{OpenOptions, StatFs};
+use super::zones::{self, ZoneCheck};
 use crate::io::{BlockDevice, IoChannel};
 
 /// An open filesystem. Shared by FUSE worker threads (`Send + Sync`).
@@ -103,9 +104,13 @@ impl Fs {
                 "group descriptor checksum mismatch in groups {bad:?}: their inodes are refused"
             ));
         }
+        // The kernel's overlap check of group metadata, before anything
+        // is read through the descriptors.
+        let mut check = ZoneCheck::of_groups(&fs.sb, &groups)?;
         let state = fs.initial_write_state(&groups);
         *fs.groups_mut() = groups;
-        let zones = fs.build_zones();
+        let journal = fs.protect_journal(&mut check)?;
+        let zones = fs.build_zones(journal);
         fs.w = crate::wstate::WriteSide::new(state, errors, zones);
         if !opts.read_only {
             fs.open_rw()?;
@@ -256,32 +261,12 @@ impl Fs {
             return u64::from(sb.overhead_clusters) * sb.cluster_ratio();
         }
         let mut total = u64::from(sb.first_data_block);
-        let meta = sb.has_incompat(incompat::META_BG);
-        let dpb = sb.descs_per_block();
-        let gdb_count = u64::from(sb.group_count.div_ceil(dpb));
         for g in 0..sb.group_count {
-            let has_super = sb.group_has_super(GroupNo(g));
-            // Superblock copy, descriptor blocks and (in the classic GDT
-            // layout) the reserved GDT blocks count where a backup is.
-            let base = if !meta || g / dpb < sb.first_meta_bg {
-                if has_super {
-                    let gdb = if meta {
-                        u64::from(sb.first_meta_bg)
-                    } else {
-                        gdb_count
-                    };
-                    1 + gdb + u64::from(sb.reserved_gdt_blocks)
-                } else {
-                    0
-                }
-            } else {
-                let r = g % dpb;
-                u64::from(has_super) + u64::from(r == 0 || r == 1 || r == dpb - 1)
-            };
+            let base = zones::base_meta_blocks(sb, GroupNo(g));
             total += base + u64::from(sb.itable_blocks_per_group) + 2;
         }
         if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum.0 != 0 {
-            if let Ok(j) = self.inode(sb.journal_inum) {
+            if let Ok(j) = self.special_inode(sb.journal_inum) {
                 total += j.size / u64::from(sb.block_size);
             }
         }

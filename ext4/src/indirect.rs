@@ -22,6 +22,23 @@ const DIND_SLOT: usize = 13;
 /// Index of the triple-indirect pointer.
 const TIND_SLOT: usize = 14;
 
+/// Checks the direct pointers of `i_block` as the kernel does when it reads
+/// a block-mapped inode (`ext4_ind_check_inode`: the 12 direct pointers,
+/// not the indirect ones, which are checked when a read follows them):
+/// each is a hole or a block inside the filesystem.
+pub fn check_direct(sb: &Superblock, i_block: &[u8], what: &str) -> Result<()> {
+    for slot in 0..DIRECT_BLOCKS as usize {
+        let p = Pblk(u64::from(le32(i_block, slot * 4)));
+        if p.0 != 0 && !sb.block_in_fs(p) {
+            return Err(Error::corrupt(
+                format!("block map of {what}"),
+                format!("direct pointer {slot} to block {p} outside the filesystem"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Maps logical block `lblk` of a block-mapped inode. The returned length
 /// extends over following pointers of the same pointer block that continue
 /// the run (physically contiguous, or holes).
@@ -63,7 +80,12 @@ pub fn map(
             let r = r - per - p2;
             (TIND_SLOT, vec![r / p2, (r / per) % per, r % per])
         } else {
-            return Ok(Mapping { pblk: None, len: 1 });
+            // Past what the map can address: one hole to the end of the
+            // offset space (a walk over it is one step).
+            return Ok(Mapping {
+                pblk: None,
+                len: (u64::MAX - lblk).max(1),
+            });
         }
     };
 
@@ -208,7 +230,10 @@ mod tests {
             (12 + per + per * per + 7, m(Some(1234), 1)), // triple
             (12 + per + per * per + 8, m(None, per - 8)),
             (12 + per + per * per + per, m(None, per)), // absent 2nd-level entry
-            (12 + per + per * per + per * per * per, m(None, 1)), // past the map
+            (
+                12 + per + per * per + per * per * per,
+                m(None, u64::MAX - (12 + per + per * per + per * per * per)),
+            ), // past the map
         ];
         for (l, want) in cases {
             assert_eq!(map(&sb, &ib, l, &read, "t").unwrap(), want, "lblk {l}");

@@ -13,7 +13,7 @@ use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::fs::Fs;
 use super::num::{InodeNo, Pblk};
-use super::superblock::{ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
+use super::superblock::{compat, incompat, ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
 use super::types::{FileKind, Stat, Timestamp};
 
 // Field offsets (kernel Documentation/filesystems/ext4/inodes.rst).
@@ -276,9 +276,24 @@ impl Inode {
             ));
         }
         let flags = le32(raw, I_FLAGS);
-        let size = u64::from(le32(raw, I_SIZE_LO)) | (u64::from(le32(raw, I_SIZE_HIGH)) << 32);
-        if size > i64::MAX as u64 {
-            return Err(Error::corrupt(what(), format!("size {size} too large")));
+        let limits = sb.limits();
+        // ext4_isize: i_size_high counts for regular files, and for the
+        // rest only with largedir (ext2 kept the directory ACL there).
+        let size_lo = u64::from(le32(raw, I_SIZE_LO));
+        let size = if limits.size_high_counts(mode & S_IFMT == S_IFREG) {
+            size_lo | (u64::from(le32(raw, I_SIZE_HIGH)) << 32)
+        } else {
+            size_lo
+        };
+        // __ext4_iget refuses a size past ext4_get_maxbytes: served, it
+        // would make a read of a hole-only file (or a directory walk) as
+        // long as the image asks.
+        let max = limits.max_file_bytes(flags & flags::EXTENTS != 0);
+        if size > max {
+            return Err(Error::corrupt(
+                what(),
+                format!("size {size} past the format's limit of {max} bytes"),
+            ));
         }
         let blocks_lo = u64::from(le32(raw, I_BLOCKS_LO));
         let blocks = if sb.has_ro_compat(ro_compat::HUGE_FILE) {
@@ -307,7 +322,7 @@ impl Inode {
             Some(sec) => decode_time(sec, extra(I_CRTIME_EXTRA)),
             None => Timestamp::default(),
         };
-        Ok(Inode {
+        let inode = Inode {
             ino,
             raw: raw.to_vec(),
             mode,
@@ -326,7 +341,78 @@ impl Inode {
             crtime,
             dtime,
             csum_seed,
-        })
+        };
+        inode.check_references(sb)?;
+        Ok(inode)
+    }
+
+    /// The checks `__ext4_iget` makes on a parsed inode before it hands it
+    /// out: flags that contradict the filesystem or the file type, the
+    /// external xattr block, and the block references kept in the inode
+    /// (the extent root, or the direct pointers of a block map).
+    fn check_references(&self, sb: &Superblock) -> Result<()> {
+        let what = || format!("inode {}", self.ino);
+        if self.has_flag(flags::INDEX) && sb.metadata_csum() && !sb.has_compat(compat::DIR_INDEX) {
+            // Read as a linear directory, its index blocks would fail their checksums.
+            return Err(Error::corrupt(what(), "htree flag without dir_index"));
+        }
+        if self.has_flag(flags::CASEFOLD) {
+            // casefold filesystems are refused at mount.
+            return Err(Error::corrupt(what(), "casefold flag without casefold"));
+        }
+        let kind = self.kind();
+        if kind == FileKind::Symlink && self.has_flag(flags::APPEND | flags::IMMUTABLE) {
+            return Err(Error::corrupt(
+                what(),
+                "immutable or append flag on a symlink",
+            ));
+        }
+        if self.file_acl.0 != 0 && !sb.block_in_fs(self.file_acl) {
+            return Err(Error::corrupt(
+                what(),
+                format!(
+                    "extended attribute block {} outside the filesystem",
+                    self.file_acl
+                ),
+            ));
+        }
+        let mapped = match kind {
+            FileKind::File | FileKind::Dir => true,
+            FileKind::Symlink => !self.is_fast_symlink(sb),
+            _ => false,
+        };
+        if mapped && !self.has_flag(flags::INLINE_DATA) {
+            let w = what();
+            if self.has_flag(flags::EXTENTS) {
+                super::extent::check_root(sb, self.i_block(), &w)?;
+            } else {
+                super::indirect::check_direct(sb, self.i_block(), &w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A symlink whose target lives in `i_block`, as the kernel tells
+    /// (`ext4_inode_is_fast_symlink`): with `ea_inode`, by its length;
+    /// otherwise by owning no blocks but its xattr block's cluster.
+    /// Inline-data symlinks are not fast.
+    pub fn is_fast_symlink(&self, sb: &Superblock) -> bool {
+        if self.kind() != FileKind::Symlink {
+            return false;
+        }
+        if sb.has_incompat(incompat::EA_INODE) {
+            return self.size != 0 && self.size < I_BLOCK_LEN as u64;
+        }
+        if self.has_flag(flags::INLINE_DATA) {
+            return false;
+        }
+        let cluster_sectors = (u64::from(sb.block_size) * sb.cluster_ratio()) >> 9;
+        let ea = if self.file_acl.0 != 0 {
+            cluster_sectors
+        } else {
+            0
+        };
+        self.blocks.checked_sub(ea) == Some(0)
     }
 
     /// The file type (validated at parse).
@@ -585,8 +671,46 @@ impl Inode {
 }
 
 impl Fs {
-    /// Reads, bounds-checks and checksum-verifies inode `ino`.
+    /// Inode `ino` as a name or a file handle reaches it (the kernel's
+    /// `EXT4_IGET_NORMAL`): read, bounds-checked and checksum-verified by
+    /// [`Fs::special_inode`], and refused as corrupt when it is one no name
+    /// may lead to: a reserved inode other than the root (`ino <
+    /// s_first_ino`), a quota or orphan-file inode, or an EA inode (which
+    /// only holds an xattr value).
     pub fn inode(&self, ino: InodeNo) -> Result<Inode> {
+        let inode = self.special_inode(self.check_reachable(ino)?)?;
+        if inode.has_flag(flags::EA_INODE) {
+            return Err(Error::corrupt(
+                format!("inode {ino}"),
+                "an EA inode (an xattr value) reached by name",
+            ));
+        }
+        Ok(inode)
+    }
+
+    /// `ino` if a directory entry, a file handle or an xattr entry may name
+    /// it (the kernel's "illegal inode #" rule in `__ext4_iget`).
+    pub(crate) fn check_reachable(&self, ino: InodeNo) -> Result<InodeNo> {
+        let sb = self.sb();
+        if ino.0 == 0 || ino.0 > sb.inodes_count {
+            return Err(Error::NoSuchInode(ino));
+        }
+        if (ino < sb.first_ino && ino != InodeNo::ROOT)
+            || ino == sb.orphan_file_inum
+            || sb.quota_inums.contains(&ino)
+        {
+            return Err(Error::corrupt(
+                format!("inode {ino}"),
+                "a reserved inode reached by name",
+            ));
+        }
+        Ok(ino)
+    }
+
+    /// Reads, bounds-checks and checksum-verifies inode `ino`, reserved
+    /// ones included (the kernel's `EXT4_IGET_SPECIAL`: the journal, the
+    /// resize inode).
+    pub fn special_inode(&self, ino: InodeNo) -> Result<Inode> {
         let sb = self.sb();
         if ino.0 > sb.inodes_count {
             return Err(Error::NoSuchInode(ino));
@@ -630,6 +754,10 @@ impl Fs {
         Ok(self.inode(ino)?.stat())
     }
 }
+
+#[cfg(test)]
+#[path = "inode_bounds_tests.rs"]
+mod bounds_tests;
 
 #[cfg(test)]
 mod tests {
@@ -677,7 +805,7 @@ mod tests {
     }
 
     /// A 256-byte regular-file inode with a valid checksum for `sb`.
-    fn raw_inode(sb: &Superblock, ino: u32) -> Vec<u8> {
+    pub(super) fn raw_inode(sb: &Superblock, ino: u32) -> Vec<u8> {
         let mut r = vec![0u8; 256];
         r[I_MODE..I_MODE + 2].copy_from_slice(&(S_IFREG | 0o644).to_le_bytes());
         r[I_LINKS_COUNT..I_LINKS_COUNT + 2].copy_from_slice(&1u16.to_le_bytes());
@@ -695,7 +823,7 @@ mod tests {
         r
     }
 
-    fn set_csum(sb: &Superblock, ino: u32, r: &mut [u8]) {
+    pub(super) fn set_csum(sb: &Superblock, ino: u32, r: &mut [u8]) {
         r[I_CHECKSUM_LO..I_CHECKSUM_LO + 2].fill(0);
         r[I_CHECKSUM_HI..I_CHECKSUM_HI + 2].fill(0);
         let gen = le32(r, I_GENERATION);
@@ -774,7 +902,9 @@ mod tests {
         assert_eq!(i.encode(&sb).unwrap(), raw, "byte-identical round trip");
         // Every modelled field survives a change and an encode.
         let mut j = i.clone();
-        j.mode = S_IFDIR | 0o1777;
+        // A regular file: i_size_high counts only for those without
+        // largedir, and an extent flag needs a valid (here empty) root.
+        j.mode = S_IFREG | 0o1777;
         j.uid = 0x0002_0003;
         j.gid = 0x0004_0005;
         j.size = (7 << 32) + 9;
@@ -793,13 +923,15 @@ mod tests {
             nsec: 0,
         };
         j.crtime = Timestamp { sec: 42, nsec: 43 };
-        j.i_block_mut()[..4].copy_from_slice(b"abcd");
+        // Extent header: magic 0xf30a, no entries, room for 4, depth 0.
+        let root = [0x0a, 0xf3, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0];
+        j.i_block_mut()[..12].copy_from_slice(&root);
         let back = Inode::parse(&sb, InodeNo(12), &j.encode(&sb).unwrap()).unwrap();
         let mut want = j.clone();
         want.csum_seed = inode_csum_seed(&sb, InodeNo(12), 1234);
         want.raw = back.raw.clone();
         assert_eq!(back, want);
-        assert_eq!(&back.i_block()[..4], b"abcd");
+        assert_eq!(&back.i_block()[..12], &root);
         // Unlinked inodes parse only through parse_unlinked.
         j.links = 0;
         let raw0 = j.encode(&sb).unwrap();

@@ -35,7 +35,8 @@
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
 //! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
 //! use), [`locks`] (inode lock table, change lock), [`zones`] (system
-//! zones), [`wstate`] (mount mode and write state), [`super_fields`] (the
+//! zones; also checked for overlaps at mount, as the kernel does),
+//! [`wstate`] (mount mode and write state), [`super_fields`] (the
 //! superblock's changing fields), `balloc`/`ialloc` (the allocators),
 //! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
 //! the `test-util` feature).
@@ -48,6 +49,8 @@
 //! crc16), [`error`]; beside them: [`types`] (the API's shared types) and
 //! [`num`] (`InodeNo`, `Lblk`, `Pblk`, `GroupNo`). [`io`] is the device
 //! (channel trait, unixfd/memory/fault backends, block cache, access gate).
+//! [`limits`] computes the format's size limits from the superblock as the
+//! kernel does (docs/design-notes.md, "Engine": hostile-image bounds).
 //!
 //! The journal: [`journal`] (jbd2's on-disk layouts, decode and encode, and
 //! recovery: `journal::recover`, the step run before `Fs::open`, which
@@ -79,6 +82,7 @@ pub mod inline;
 pub mod inode;
 pub mod io;
 pub mod journal;
+pub mod limits;
 pub mod locks;
 pub mod mount;
 pub mod num;

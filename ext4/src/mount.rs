@@ -37,7 +37,7 @@ use crate::super_fields::{errcode, ErrorInfo};
 use crate::superblock::{compat, incompat, ro_compat, STATE_ERROR, STATE_VALID};
 use crate::tx::{Creds, Tx};
 use crate::wstate::{ErrorBehavior, Mode, WriteState};
-use crate::zones::{SystemZones, Zone, ZoneKind};
+use crate::zones::{SystemZones, Zone, ZoneCheck, ZoneKind};
 
 /// Kernel limit on the reserved pool of clusters (`ext4_calculate_resv_clusters`).
 const RESV_CLUSTERS_MAX: u64 = 4096;
@@ -167,29 +167,39 @@ impl Fs {
     }
 
     /// The system zones of this filesystem: the fixed layout, every
-    /// group's bitmaps and inode table, and the internal journal's blocks
-    /// (with its mapping blocks). A journal inode that cannot be read or
-    /// mapped adds nothing (its blocks are then only protected by the
-    /// bitmaps); the walk is bounded by [`MAX_JOURNAL_RUNS`] runs.
-    pub(crate) fn build_zones(&self) -> SystemZones {
+    /// group's bitmaps and inode table, and `journal` (the internal
+    /// journal's blocks, from [`Fs::protect_journal`]).
+    pub(crate) fn build_zones(&self, journal: Vec<Zone>) -> SystemZones {
         let sb = self.sb();
         let groups: Vec<(Pblk, Pblk, Pblk)> = (0..sb.group_count)
             .filter_map(|g| self.group(GroupNo(g)).ok())
             .map(|gd| (gd.block_bitmap, gd.inode_bitmap, gd.inode_table))
             .collect();
-        let mut extra = Vec::new();
-        if sb.has_compat(compat::HAS_JOURNAL) && sb.journal_inum.0 != 0 {
-            self.journal_blocks(&mut extra);
-        }
-        SystemZones::build(sb, groups.into_iter(), extra)
+        SystemZones::build(sb, groups.into_iter(), journal)
     }
 
-    /// Adds the journal inode's data and mapping blocks to `out`.
-    fn journal_blocks(&self, out: &mut Vec<Zone>) {
+    /// The internal journal's blocks (its mapped runs, then the blocks of
+    /// its extent tree or indirect map), checked against `check` as the
+    /// kernel does at every mount, replay or not
+    /// (`ext4_protect_reserved_inode`): the journal must be an inode in use
+    /// whose mapped runs overlap no group metadata and none of its own.
+    /// Empty without a journal inode. The walk costs one step per mapped
+    /// run or hole, never one per block of a size field, and stops after
+    /// [`MAX_JOURNAL_RUNS`] runs.
+    pub(crate) fn protect_journal(&self, check: &mut ZoneCheck) -> Result<Vec<Zone>> {
         let sb = self.sb();
-        let Ok(inode) = self.inode(sb.journal_inum) else {
-            return;
-        };
+        let ino = sb.journal_inum;
+        if !sb.has_compat(compat::HAS_JOURNAL) || ino.0 == 0 {
+            return Ok(Vec::new());
+        }
+        let what = || format!("journal inode {ino}");
+        if ino < InodeNo::ROOT || ino.0 > sb.inodes_count {
+            return Err(Error::corrupt(what(), "out of range"));
+        }
+        let inode = self.special_inode(ino).map_err(|e| match e {
+            Error::NoSuchInode(_) => Error::corrupt(what(), "not in use"),
+            e => e,
+        })?;
         let z = |start: Pblk, len: u64| Zone {
             start,
             len,
@@ -200,30 +210,32 @@ impl Fs {
             mapping_blocks.borrow_mut().push(b);
             self.meta_block(b)
         };
-        let what = "journal inode";
-        let bs = u64::from(sb.block_size);
-        let end = inode.size.div_ceil(bs);
+        let name = "journal inode";
+        let end = inode.size.div_ceil(u64::from(sb.block_size));
+        let mut out = Vec::new();
         let mut lblk = 0u64;
         for _ in 0..MAX_JOURNAL_RUNS {
             if lblk >= end {
                 break;
             }
+            // Below the size's block count, which fits the 32-bit space.
             let Ok(l) = u32::try_from(lblk).map(Lblk) else {
                 break;
             };
             let m = if inode.has_flag(flags::EXTENTS) {
-                extent::map(sb, inode.i_block(), inode.csum_seed, l, &read, what)
+                extent::map(sb, inode.i_block(), inode.csum_seed, l, &read, name)
             } else {
-                indirect::map(sb, inode.i_block(), l, &read, what)
-            };
-            let Ok(m) = m else { break };
-            let len = m.len.min(end - lblk);
+                indirect::map(sb, inode.i_block(), l, &read, name)
+            }?;
+            let len = m.len.max(1).min(end - lblk);
             if let Some(p) = m.pblk {
+                check.add_inode_run(p.0, len, &what)?;
                 out.push(z(p, len));
             }
-            lblk = lblk.saturating_add(len.max(1));
+            lblk += len;
         }
         out.extend(mapping_blocks.into_inner().into_iter().map(|b| z(b, 1)));
+        Ok(out)
     }
 
     /// How the filesystem is serving now.

@@ -67,8 +67,11 @@ const S_MMP_INTERVAL: usize = 0x166;
 const S_MMP_BLOCK: usize = 0x168;
 const S_LOG_GROUPS_PER_FLEX: usize = 0x174;
 const S_CHECKSUM_TYPE: usize = 0x175;
+const S_USR_QUOTA_INUM: usize = 0x240;
+const S_GRP_QUOTA_INUM: usize = 0x244;
 const S_OVERHEAD_CLUSTERS: usize = 0x248;
 const S_BACKUP_BGS: usize = 0x24C;
+const S_PRJ_QUOTA_INUM: usize = 0x26C;
 const S_CHECKSUM_SEED: usize = 0x270;
 const S_ENCODING: usize = 0x27C;
 const S_ORPHAN_FILE_INUM: usize = 0x280;
@@ -94,6 +97,10 @@ const MAX_LOG_CLUSTER_SIZE: u32 = 20;
 pub const DESC_SIZE_32: u16 = 32;
 const MIN_DESC_SIZE_64BIT: u16 = 64;
 const MAX_DESC_SIZE: u16 = 1024;
+/// Largest `s_log_groups_per_flex` the kernel mounts with flex_bg (its
+/// allocator refuses 32 and up: "too many log groups per flexible block
+/// group"); without flex_bg the field is ignored.
+const MAX_LOG_GROUPS_PER_FLEX: u8 = 31;
 
 /// `s_state` bit: cleanly unmounted.
 pub const STATE_VALID: u16 = 0x1;
@@ -207,6 +214,8 @@ pub struct Superblock {
     pub encoding: u16,
     /// Orphan file inode.
     pub orphan_file_inum: InodeNo,
+    /// User, group and project quota inodes (0 = none).
+    pub quota_inums: [InodeNo; 3],
     /// Number of block groups.
     pub group_count: u32,
     /// Inodes per inode-table block.
@@ -310,7 +319,9 @@ impl Superblock {
         {
             return Err(corrupt(format!("invalid inode size {inode_size}")));
         }
-        if first_ino < GOOD_OLD_FIRST_INO || first_ino > inodes_count {
+        // The kernel refuses only a first inode below 11; past the inode
+        // count it mounts, and every name then leads to an illegal inode.
+        if first_ino < GOOD_OLD_FIRST_INO {
             return Err(corrupt(format!("invalid first inode {first_ino}")));
         }
 
@@ -403,6 +414,15 @@ impl Superblock {
             )));
         }
 
+        let log_groups_per_flex = u8_at(raw, S_LOG_GROUPS_PER_FLEX);
+        if feature_incompat & incompat::FLEX_BG != 0
+            && log_groups_per_flex > MAX_LOG_GROUPS_PER_FLEX
+        {
+            return Err(corrupt(format!(
+                "{log_groups_per_flex} log groups per flex group (at most {MAX_LOG_GROUPS_PER_FLEX})"
+            )));
+        }
+
         let min_extra_isize = le16(raw, S_MIN_EXTRA_ISIZE);
         let want_extra_isize = le16(raw, S_WANT_EXTRA_ISIZE);
         let extra_room = inode_size - GOOD_OLD_INODE_SIZE;
@@ -475,12 +495,17 @@ impl Superblock {
             mmp_block: Pblk(
                 u64::from(le32(raw, S_MMP_BLOCK)) | (u64::from(le32(raw, S_MMP_BLOCK + 4)) << 32),
             ),
-            log_groups_per_flex: u8_at(raw, S_LOG_GROUPS_PER_FLEX),
+            log_groups_per_flex,
             overhead_clusters: le32(raw, S_OVERHEAD_CLUSTERS),
             backup_bgs: [le32(raw, S_BACKUP_BGS), le32(raw, S_BACKUP_BGS + 4)],
             csum_seed,
             encoding: le16(raw, S_ENCODING),
             orphan_file_inum: InodeNo(le32(raw, S_ORPHAN_FILE_INUM)),
+            quota_inums: [
+                InodeNo(le32(raw, S_USR_QUOTA_INUM)),
+                InodeNo(le32(raw, S_GRP_QUOTA_INUM)),
+                InodeNo(le32(raw, S_PRJ_QUOTA_INUM)),
+            ],
             group_count,
             inodes_per_block,
             itable_blocks_per_group,

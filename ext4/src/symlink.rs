@@ -12,13 +12,11 @@
 
 use super::error::{Error, Result};
 use super::fs::Fs;
-use super::inline::INLINE_IBLOCK_SIZE;
 use super::inode::flags as iflags;
 use super::num::{InodeNo, Lblk};
 use super::types::FileKind;
 
-/// Longest path the VFS accepts, including the terminating NUL.
-pub const PATH_MAX: u64 = 4096;
+pub use super::limits::PATH_MAX;
 
 impl Fs {
     /// The target of symlink `ino`.
@@ -42,15 +40,10 @@ impl Fs {
             return Ok(buf);
         }
         let sb = self.sb();
-        let cluster_sectors = (u64::from(sb.block_size) * sb.cluster_ratio()) >> 9;
-        let ea_sectors = if inode.file_acl.0 != 0 {
-            cluster_sectors
-        } else {
-            0
-        };
-        if !inode.has_flag(iflags::EA_INODE) && inode.blocks == ea_sectors {
+        let limits = sb.limits();
+        if inode.is_fast_symlink(sb) {
             // Fast symlink: the target is in i_block.
-            if size >= INLINE_IBLOCK_SIZE {
+            if inode.size > limits.max_symlink_len(true) {
                 return Err(Error::corrupt(what(), "fast symlink longer than i_block"));
             }
             let target = inode
@@ -62,7 +55,7 @@ impl Fs {
             }
             return Ok(target.to_vec());
         }
-        if size >= sb.block_size as usize {
+        if inode.size > limits.max_symlink_len(false) {
             return Err(Error::corrupt(what(), "target longer than a block"));
         }
         if self.map_block(&inode, Lblk(0))?.is_none() {

@@ -26,6 +26,10 @@ pub struct OpenOptions {
     /// What an error found while changing leads to (`errors=`); `None`:
     /// what the superblock's `s_errors` says.
     pub errors: Option<ErrorBehavior>,
+    /// Longest time committed changes may wait before they are written
+    /// (`-o commit=`, the journal's commit interval); `None`: the default
+    /// (the kernel's 5 seconds).
+    pub commit_interval: Option<std::time::Duration>,
 }
 
 /// What to do when corruption or an IO error is found while changing the

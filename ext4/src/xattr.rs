@@ -43,8 +43,7 @@ const H_CHECKSUM: usize = 16;
 pub const IBODY_HEADER_SIZE: usize = 4;
 /// Fixed part of an entry.
 pub const ENTRY_HEADER_SIZE: usize = 16;
-/// Largest value the format allows (the kernel's limit).
-pub const XATTR_SIZE_MAX: u32 = 1 << 24;
+pub use super::limits::XATTR_SIZE_MAX;
 
 /// Name indexes.
 pub mod index {
@@ -138,6 +137,9 @@ pub struct XattrFormat {
     pub ea_inode: bool,
     /// Highest valid inode number.
     pub max_ino: u32,
+    /// First inode a name may reach besides the root (`s_first_ino`): an
+    /// EA inode is an ordinary inode, never a reserved one.
+    pub first_ino: u32,
 }
 
 /// Walks the entries of an area. `entries_start` is where the first entry
@@ -173,6 +175,10 @@ fn parse_entries(
         let name = area
             .get(pos + ENTRY_HEADER_SIZE..pos + ENTRY_HEADER_SIZE + name_len)
             .ok_or_else(|| bad(format!("xattr name at {pos} past the area")))?;
+        if name.contains(&0) {
+            // The kernel's check_xattrs: "bad e_name length".
+            return Err(bad(format!("xattr name at {pos} holds a NUL")));
+        }
         raw.push((
             hdr[1],
             name.to_vec(),
@@ -197,8 +203,11 @@ fn parse_entries(
             if !fmt.ea_inode {
                 return Err(bad("EA inode value without the ea_inode feature".into()));
             }
-            if InodeNo(inum) == super::types::ROOT_INO || inum > fmt.max_ino {
+            if inum < fmt.first_ino || inum > fmt.max_ino {
                 return Err(bad(format!("invalid EA inode {inum}")));
+            }
+            if size == 0 {
+                return Err(bad(format!("EA inode {inum} holds an empty value")));
             }
             XattrValue::Inode {
                 ino: InodeNo(inum),
@@ -281,6 +290,7 @@ impl Fs {
         XattrFormat {
             ea_inode: self.sb().has_incompat(incompat::EA_INODE),
             max_ino: self.sb().inodes_count,
+            first_ino: self.sb().first_ino.0,
         }
     }
 
@@ -339,7 +349,9 @@ impl Fs {
                 .get(start..start + len)
                 .ok_or_else(|| Error::corrupt(what(), "value out of bounds"))?
                 .to_vec(),
-            (XattrValue::Inode { ino: ea, size }, _) => self.ea_inode_value(ea, size, &what)?,
+            (XattrValue::Inode { ino: ea, size }, _) => {
+                self.ea_inode_value(&inode, ea, size, &what)?
+            }
         };
         if idx == index::POSIX_ACL_ACCESS || idx == index::POSIX_ACL_DEFAULT {
             return acl::disk_to_xattr(&value, &what)?.ok_or(Error::NoXattr);
@@ -349,12 +361,30 @@ impl Fs {
 
     /// Reads a value stored in EA inode `ea` and checks it against the
     /// inode's flag, size and stored hash.
-    fn ea_inode_value(&self, ea: InodeNo, size: u32, what: &dyn Fn() -> String) -> Result<Vec<u8>> {
-        let inode = self.inode(ea)?;
+    fn ea_inode_value(
+        &self,
+        owner: &Inode,
+        ea: InodeNo,
+        size: u32,
+        what: &dyn Fn() -> String,
+    ) -> Result<Vec<u8>> {
+        // As the kernel's ext4_xattr_inode_iget and check_igot_inode: not
+        // the owner itself, an inode a name could reach, flagged EA_INODE,
+        // and without attributes of its own (no chain of EA inodes).
+        if ea == owner.ino {
+            return Err(Error::corrupt(what(), "the EA inode is its owner"));
+        }
+        let inode = self.special_inode(self.check_reachable(ea)?)?;
         if !inode.has_flag(iflags::EA_INODE) {
             return Err(Error::corrupt(
                 what(),
                 format!("inode {ea} is not an EA inode"),
+            ));
+        }
+        if inode.file_acl.0 != 0 || get_le32(inode.inline_xattr_area(), 0) == Some(XATTR_MAGIC) {
+            return Err(Error::corrupt(
+                what(),
+                format!("EA inode {ea} has extended attributes"),
             ));
         }
         if inode.size != u64::from(size) {
@@ -369,7 +399,7 @@ impl Fs {
         let mut buf = vec![0u8; size as usize];
         let mut done = 0;
         while done < buf.len() {
-            let n = self.read(ea, done as u64, &mut buf[done..])?;
+            let n = self.read_inode_data(&inode, done as u64, &mut buf[done..])?;
             if n == 0 {
                 return Err(Error::corrupt(what(), format!("EA inode {ea} ends early")));
             }
@@ -397,6 +427,7 @@ mod tests {
     const FMT: XattrFormat = XattrFormat {
         ea_inode: false,
         max_ino: 100,
+        first_ino: 11,
     };
 
     fn what() -> String {
@@ -446,6 +477,44 @@ mod tests {
         let mut a = ibody();
         a[4] = 200; // name past the area
         assert!(parse_ibody(&a, FMT, &what).is_err());
+    }
+
+    #[test]
+    fn names_and_ea_inode_references_as_the_kernel_checks_them() {
+        let ea = XattrFormat {
+            ea_inode: true,
+            ..FMT
+        };
+        // (edit of the one-entry area, format, accepted?)
+        type Edit = fn(&mut Vec<u8>);
+        let cases: &[(Edit, XattrFormat, bool)] = &[
+            (|_| {}, FMT, true),
+            (|a| a[21] = 0, FMT, false), // a NUL inside the name "ab"
+            // Value in EA inode 20 (5 bytes): fine with the feature.
+            (|a| a[8..12].copy_from_slice(&20u32.to_le_bytes()), ea, true),
+            // A reserved inode, the root, or past the inode count.
+            (|a| a[8..12].copy_from_slice(&7u32.to_le_bytes()), ea, false),
+            (|a| a[8..12].copy_from_slice(&2u32.to_le_bytes()), ea, false),
+            (
+                |a| a[8..12].copy_from_slice(&101u32.to_le_bytes()),
+                ea,
+                false,
+            ),
+            // An EA inode holding an empty value.
+            (
+                |a| {
+                    a[8..12].copy_from_slice(&20u32.to_le_bytes());
+                    a[12..16].fill(0);
+                },
+                ea,
+                false,
+            ),
+        ];
+        for (i, &(edit, fmt, ok)) in cases.iter().enumerate() {
+            let mut a = ibody();
+            edit(&mut a);
+            assert_eq!(parse_ibody(&a, fmt, &what).is_ok(), ok, "case {i}");
+        }
     }
 
     #[test]

@@ -15,9 +15,49 @@
 //! Invariants: intervals are sorted, non-empty and disjoint; two
 //! overlapping intervals (possible only on a hostile image) are merged into
 //! one whose kind is [`ZoneKind::Overlap`], which no owner may modify.
+//!
+//! Before any of that, [`ZoneCheck`] makes the check the kernel makes when
+//! it mounts (`ext4_setup_system_zone`): no group's metadata may start
+//! inside another's, and the journal's blocks (`ext4_protect_reserved_inode`,
+//! journal replay or not) may overlap none. Overlapping metadata means one
+//! structure's blocks are another's, so nothing read from either can be
+//! trusted; the kernel refuses such a filesystem ("failed to initialize
+//! system zone"), and so does `Fs::open`. The check costs O(groups × log
+//! zones) time and, as the kernel's tree does, merges adjacent zones, so its
+//! memory stays small for the usual layouts (flex_bg packs bitmaps and
+//! tables together).
 
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+use crate::group::GroupDesc;
 use crate::num::{GroupNo, Pblk};
-use crate::superblock::Superblock;
+use crate::superblock::{incompat, Superblock};
+
+/// Blocks at the start of group `g` holding a superblock copy, the
+/// descriptor table (or, with meta_bg, the group's share of it) and the
+/// reserved descriptor blocks (the kernel's `ext4_num_base_meta_blocks`).
+pub fn base_meta_blocks(sb: &Superblock, g: GroupNo) -> u64 {
+    let has_super = sb.group_has_super(g);
+    let dpb = sb.descs_per_block();
+    let meta = sb.has_incompat(incompat::META_BG);
+    if !meta || g.0 / dpb < sb.first_meta_bg {
+        if !has_super {
+            return 0;
+        }
+        let gdb = if meta {
+            u64::from(sb.first_meta_bg)
+        } else {
+            u64::from(sb.group_count.div_ceil(dpb))
+        };
+        1 + gdb + u64::from(sb.reserved_gdt_blocks)
+    } else {
+        // meta_bg: the first, second and last group of each meta group
+        // hold a copy of its one descriptor block.
+        let r = g.0 % dpb;
+        u64::from(has_super) + u64::from(r == 0 || r == 1 || r == dpb - 1)
+    }
+}
 
 /// What a system zone holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,35 +143,17 @@ impl SystemZones {
         let mut zones = extra;
         let z = |start: Pblk, len: u64, kind: ZoneKind| Zone { start, len, kind };
         // Everything before the first data block, and the primary superblock.
-        let sb_blk = sb.superblock_block();
-        zones.push(z(Pblk(0), sb_blk.0 + 1, ZoneKind::Super));
-        let dpb = u64::from(sb.descs_per_block());
-        let gdt_blocks = u64::from(sb.group_count).div_ceil(dpb);
-        let meta_bg = sb.has_incompat(crate::superblock::incompat::META_BG);
-        let first_meta_bg = u64::from(sb.first_meta_bg);
+        zones.push(z(Pblk(0), sb.superblock_block().0 + 1, ZoneKind::Super));
         for g in (0..sb.group_count).map(GroupNo) {
+            // A group's base metadata: its superblock copy (group 0's is
+            // above), then its descriptor blocks and reserved GDT blocks.
             let first = sb.group_first_block(g);
-            let has_super = sb.group_has_super(g);
-            if has_super && g.0 != 0 {
+            let has_super = u64::from(sb.group_has_super(g));
+            if has_super == 1 && g.0 != 0 {
                 zones.push(z(first, 1, ZoneKind::Super));
             }
-            // Where this group's superblock copy ends: descriptors follow it.
-            let after_super = if g.0 == 0 { sb_blk } else { first }.saturating_add(1);
-            if has_super {
-                let classic = if meta_bg { first_meta_bg } else { gdt_blocks };
-                let reserved = u64::from(sb.reserved_gdt_blocks);
-                zones.push(z(after_super, classic + reserved, ZoneKind::Gdt));
-            }
-            if meta_bg {
-                // A meta group's descriptor block sits in its first, second
-                // and last groups, after a superblock copy if there is one.
-                let index = u64::from(g.0) / dpb;
-                let r = u64::from(g.0) % dpb;
-                if index >= first_meta_bg && (r == 0 || r == 1 || r == dpb - 1) {
-                    let at = if has_super { after_super } else { first };
-                    zones.push(z(at, 1, ZoneKind::Gdt));
-                }
-            }
+            let gdt = base_meta_blocks(sb, g).saturating_sub(has_super);
+            zones.push(z(first.saturating_add(has_super), gdt, ZoneKind::Gdt));
         }
         for (bb, ib, it) in groups {
             zones.push(z(bb, 1, ZoneKind::BlockBitmap));
@@ -174,6 +196,93 @@ impl SystemZones {
     /// Blocks in all zones.
     pub fn total_blocks(&self) -> u64 {
         self.zones.iter().map(|z| z.len).sum()
+    }
+}
+
+/// The mount-time check of the system zones (module doc): start → end
+/// (exclusive) of disjoint block ranges, adjacent ones merged.
+#[derive(Debug, Default)]
+pub struct ZoneCheck(BTreeMap<u64, u64>);
+
+impl ZoneCheck {
+    /// The zone of every group's metadata, built in the kernel's order (a
+    /// group's base metadata, block bitmap, inode bitmap, inode table):
+    /// an error when one starts inside another.
+    pub fn of_groups(sb: &Superblock, groups: &[GroupDesc]) -> Result<ZoneCheck> {
+        let mut zones = ZoneCheck::default();
+        let itable = u64::from(sb.itable_blocks_per_group);
+        for gd in groups {
+            let g = gd.group;
+            zones.add(sb.group_first_block(g).0, base_meta_blocks(sb, g), &|| {
+                format!("the superblock and descriptors of group {g}")
+            })?;
+            zones.add(gd.block_bitmap.0, 1, &|| {
+                format!("block bitmap of group {g}")
+            })?;
+            zones.add(gd.inode_bitmap.0, 1, &|| {
+                format!("inode bitmap of group {g}")
+            })?;
+            zones.add(gd.inode_table.0, itable, &|| {
+                format!("inode table of group {g}")
+            })?;
+        }
+        Ok(zones)
+    }
+
+    /// Adds the blocks `[start, start + len)` of a reserved inode (the
+    /// journal): an error when they overlap anything already in the zone
+    /// (the kernel's `ext4_sb_block_valid` test).
+    pub fn add_inode_run(&mut self, start: u64, len: u64, what: &dyn Fn() -> String) -> Result<()> {
+        let end = start.saturating_add(len);
+        if let Some((&s, &e)) = self.0.range(..end).next_back() {
+            if len > 0 && e > start {
+                return Err(Error::corrupt(
+                    what(),
+                    format!("blocks {start}..{end} overlap metadata at blocks {s}..{e}"),
+                ));
+            }
+        }
+        self.add(start, len, what)
+    }
+
+    /// Adds `[start, start + len)`; an error when `start` lies inside a
+    /// zone already added (the kernel's `add_system_zone` test).
+    fn add(&mut self, start: u64, len: u64, what: &dyn Fn() -> String) -> Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = start.saturating_add(len);
+        let before = self.0.range(..=start).next_back().map(|(&s, &e)| (s, e));
+        if let Some((s, e)) = before {
+            if start < e {
+                return Err(Error::corrupt(
+                    "group descriptors",
+                    format!(
+                        "{} (blocks {start}..{end}) overlaps metadata at blocks {s}..{e}",
+                        what()
+                    ),
+                ));
+            }
+        }
+        // Merge with the zone ending where this one starts and the one
+        // starting where it ends.
+        let mut new_start = start;
+        let mut new_end = end;
+        if let Some((s, e)) = before.filter(|&(_, e)| e == start) {
+            self.0.remove(&s);
+            new_start = s;
+            new_end = new_end.max(e);
+        }
+        // Zones this one covers or touches from the right (only a zone the
+        // kernel's start test lets through can cover others) are absorbed,
+        // so the map stays a set of disjoint intervals.
+        let absorbed: Vec<(u64, u64)> = self.0.range(start..=end).map(|(&s, &e)| (s, e)).collect();
+        for (s, e) in absorbed {
+            self.0.remove(&s);
+            new_end = new_end.max(e);
+        }
+        self.0.insert(new_start, new_end);
+        Ok(())
     }
 }
 
@@ -228,5 +337,40 @@ mod tests {
         assert_eq!(set.kind_of(Pblk(6)), Some(BlockBitmap));
         assert_eq!(set.kind_of(Pblk(8)), None);
         assert_eq!(set.total_blocks(), 18);
+    }
+
+    #[test]
+    fn zones_refuse_a_start_inside_and_merge_neighbours() {
+        let w = || "t".to_string();
+        // (zones added in order, index of the first refused, if any)
+        type Case = (&'static [(u64, u64)], Option<usize>);
+        let cases: &[Case] = &[
+            (&[(0, 10), (10, 5), (20, 1)], None),
+            (&[(0, 10), (5, 1)], Some(1)),
+            (&[(0, 10), (9, 5)], Some(1)),
+            (&[(0, 10), (10, 5), (14, 1)], Some(2)), // inside the merged zone
+            (&[(20, 5), (10, 10), (15, 1)], Some(2)),
+            // The kernel only tests the new zone's start: one that starts
+            // before an existing zone and runs over it is accepted.
+            (&[(20, 5), (10, 15)], None),
+            (&[(5, 0), (5, 1)], None), // empty zones add nothing
+        ];
+        for (i, (adds, refused)) in cases.iter().enumerate() {
+            let mut z = ZoneCheck::default();
+            let got = adds.iter().position(|&(s, l)| z.add(s, l, &w).is_err());
+            assert_eq!(got, *refused, "case {i}");
+        }
+        let mut z = ZoneCheck::default();
+        for &(s, l) in &[(0u64, 10u64), (20, 5), (10, 10), (40, 2), (30, 20)] {
+            z.add(s, l, &w).unwrap();
+        }
+        let got: Vec<(u64, u64)> = z.0.into_iter().collect();
+        assert_eq!(got, vec![(0, 25), (30, 50)], "merged and absorbed");
+        // An inode's run must overlap nothing at all.
+        let mut z = ZoneCheck::default();
+        z.add(10, 10, &w).unwrap();
+        for (s, l, ok) in [(0, 10, true), (5, 6, false), (19, 3, false), (20, 4, true)] {
+            assert_eq!(z.add_inode_run(s, l, &w).is_ok(), ok, "run {s}+{l}");
+        }
     }
 }

@@ -201,7 +201,11 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     // Closing our end tells a failed server to stop.
     drop(conn);
     match result {
-        Ok(()) => {
+        Ok(note) => {
+            // mount(8)'s words for a write-protected source, say.
+            if let Some(note) = note {
+                eprintln!("fsvc-mount: warning: {note}");
+            }
             if args.verbose {
                 let how = match &route {
                     server::Route::Socket(p) => format!("via {p}"),

@@ -3,6 +3,12 @@
 //! nothing to a filesystem (dropped), and filesystem options that go to the
 //! server verbatim, which refuses unknown ones by name.
 //!
+//! The VFS flags that change what the server itself must do are applied
+//! *and* forwarded ([`FORWARDED`]): the atime mode (FUSE leaves atime
+//! updates to the server) and `sync`/`dirsync`/`lazytime` (durability is
+//! the server's: the kernel's flags do not reach a FUSE server). They go in
+//! the order given, so the server's "later wins" agrees with ours.
+//!
 //! Pure: no IO. Later words win over earlier ones, as with mount(8).
 
 use crate::sys::{
@@ -65,6 +71,23 @@ fn is_mount8_only(word: &str) -> bool {
         || word.starts_with("user=")
         || word.starts_with("helper=")
 }
+
+/// VFS flags the server must know as well as the mount (see the module
+/// documentation).
+pub const FORWARDED: &[&str] = &[
+    "sync",
+    "async",
+    "dirsync",
+    "lazytime",
+    "nolazytime",
+    "noatime",
+    "atime",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nodiratime",
+    "diratime",
+];
 
 /// Splits a comma-separated option string.
 pub fn split(options: &str) -> Result<SplitOptions, OptionError> {
@@ -136,6 +159,9 @@ pub fn split(options: &str) -> Result<SplitOptions, OptionError> {
             }
         };
         out.mount_attrs = (out.mount_attrs | set) & !clear;
+        if FORWARDED.contains(&word) {
+            fs.push(word);
+        }
     }
     out.mount_attrs = (out.mount_attrs & !MOUNT_ATTR_ATIME_MASK) | atime;
     out.fs_options = fs.join(",");
@@ -156,10 +182,11 @@ mod tests {
             ("rw,ro", MOUNT_ATTR_RDONLY, true, ""),
             ("nosuid,nodev,noexec", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, false, ""),
             ("nosuid,suid", 0, false, ""),
-            ("noatime", MOUNT_ATTR_NOATIME, false, ""),
-            ("noatime,relatime", MOUNT_ATTR_RELATIME, false, ""),
-            ("strictatime,nodiratime", MOUNT_ATTR_STRICTATIME | MOUNT_ATTR_NODIRATIME, false, ""),
-            ("norelatime", MOUNT_ATTR_STRICTATIME, false, ""),
+            ("noatime", MOUNT_ATTR_NOATIME, false, "noatime"),
+            ("noatime,relatime", MOUNT_ATTR_RELATIME, false, "noatime,relatime"),
+            ("strictatime,nodiratime", MOUNT_ATTR_STRICTATIME | MOUNT_ATTR_NODIRATIME, false, "strictatime,nodiratime"),
+            ("norelatime", MOUNT_ATTR_STRICTATIME, false, "norelatime"),
+            ("ro,sync,commit=5,lazytime", MOUNT_ATTR_RDONLY | MOUNT_ATTR_RELATIME, true, "sync,commit=5,lazytime"),
             ("noauto,nofail,_netdev,user,users,nouser,owner,group,x-systemd.automount,comment=x,user=bob", 0, false, ""),
             ("ro,norecovery,errors=remount-ro,commit=5", MOUNT_ATTR_RDONLY, true, "norecovery,errors=remount-ro,commit=5"),
             ("bogus,noexec", MOUNT_ATTR_NOEXEC, false, "bogus"),

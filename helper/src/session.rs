@@ -70,12 +70,25 @@ impl SessionError {
     }
 }
 
-/// Runs the conversation; `Ok(())` means mounted and served.
-pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<(), SessionError> {
+/// What the server said with a successful goodbye when it had nothing to
+/// tell the person mounting.
+const NOTHING_TO_TELL: &str = "mounted";
+
+/// Runs the conversation; `Ok` means mounted and served, with the note the
+/// server wants the person mounting to see (why the mount is read-only
+/// when they did not ask for it), if any, made printable.
+pub fn run(
+    conn: &Conn,
+    info: &MountInfo,
+    ctx: &Context<'_>,
+) -> Result<Option<String>, SessionError> {
     let mut mounted: Option<Mounted> = None;
     let result = converse(conn, info, ctx, &mut mounted);
     match (result, mounted) {
-        (Ok(()), _) => Ok(()),
+        (Ok(note), _) => {
+            let note = printable(note.trim());
+            Ok((!note.is_empty() && note != NOTHING_TO_TELL).then_some(note))
+        }
         (Err(e), None) => Err(e),
         (Err(e), Some(m)) => match m.detach() {
             Ok(()) => Err(SessionError {
@@ -119,7 +132,7 @@ fn converse(
     info: &MountInfo,
     ctx: &Context<'_>,
     mounted: &mut Option<Mounted>,
-) -> Result<(), SessionError> {
+) -> Result<String, SessionError> {
     conn.send(
         &HelperMsg::Hello {
             min_version: PROTOCOL_VERSION_MIN,
@@ -219,7 +232,7 @@ fn converse(
                     }
                 }
             }
-            ServerMsg::Goodbye { status: 0, .. } if mounted.is_some() => return Ok(()),
+            ServerMsg::Goodbye { status: 0, reason } if mounted.is_some() => return Ok(reason),
             ServerMsg::Goodbye { status: 0, .. } => {
                 return Err(protocol(
                     "the server reported success without a mount".into(),

@@ -187,6 +187,21 @@ fn attempt(path: &str, access: Access) -> Attempt {
             ))
         }
     }
+    // A write-protected block device opens O_RDWR all the same: ask its
+    // flag, so that a read-write request gets the EROFS that makes the
+    // server ask read-only (as the kernel mounts it read-only).
+    if kind == Kind::Block && access == Access::ReadWrite {
+        match sys::block_read_only(fd.as_fd()) {
+            Ok(false) => {}
+            Ok(true) => return open_error(path, access, Errno::EROFS),
+            Err(e) => {
+                return Attempt::Failed(refusal(
+                    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                    format!("cannot ask whether {path} is read-only: {e}"),
+                ))
+            }
+        }
+    }
     if kind == Kind::Regular {
         let op = match access {
             Access::ReadWrite => libc::LOCK_EX,

@@ -1,6 +1,7 @@
 //! Raw system calls nix does not wrap: the new mount API (`fsopen`,
 //! `fsconfig`, `fsmount`, `move_mount`), `flock` without an unlocking guard,
-//! and the fork-to-exec path of the spawned server.
+//! the block device's read-only flag (`BLKROGET`), and the fork-to-exec
+//! path of the spawned server.
 //!
 //! This is the helper's only `unsafe` module. Invariants:
 //! - every wrapper turns a negative return into `io::Error::last_os_error()`
@@ -150,6 +151,22 @@ pub fn move_mount_fds(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()
 pub fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
     // SAFETY: fd is open; flock has no memory arguments.
     check(unsafe { libc::flock(fd.as_raw_fd(), op) }.into()).map(drop)
+}
+
+/// `BLKROGET` (`_IO(0x12, 94)`, <linux/fs.h>): a block device's read-only flag.
+const BLKROGET: libc::c_ulong = 0x125e;
+
+/// Whether the block device open on `fd` is read-only (`blockdev
+/// --getro`). Opening a read-only block device `O_RDWR` succeeds; only
+/// writes fail, so the flag must be asked.
+pub fn block_read_only(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut ro: libc::c_int = 0;
+    // SAFETY: fd is open; BLKROGET writes one int through the pointer,
+    // which points at a live local of that type.
+    check(
+        unsafe { libc::ioctl(fd.as_raw_fd(), BLKROGET as _, &mut ro as *mut libc::c_int) }.into(),
+    )?;
+    Ok(ro != 0)
 }
 
 /// `pidfd_open(pid, 0)`: a handle that keeps naming this process, and

@@ -183,6 +183,8 @@ pub enum ServerMsg {
     /// Please mount.
     MountRequest(MountRequest),
     /// The end: status 0 means mounted and serving; otherwise the reason says why not.
+    /// With status 0 the reason is `"mounted"`, or a note the helper shows the person
+    /// mounting (e.g. that a write-protected source was mounted read-only).
     Goodbye {
         /// 0 on success, an errno otherwise.
         status: i32,

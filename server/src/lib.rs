@@ -9,5 +9,6 @@
 
 pub mod fuse;
 pub mod logging;
+pub mod mode;
 pub mod sandbox;
 pub mod service;

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use fsvc_ext4::io::unixfd::UnixFdChannel;
 use fsvc_ext4::io::IoChannel;
 use fsvc_ext4::journal::{self, Recovery};
-use fsvc_ext4::{orphan, Fs, OpenOptions};
+use fsvc_ext4::{orphan, Fs};
 use fsvc_protocol::Access;
 use fsvc_server::fuse::{engine_errno, FuseServer, ServeOptions};
 use fsvc_server::logging::{self, FdLogger, Style};
+use fsvc_server::mode::{self, MountMode, READ_ONLY_FALLBACK};
 use fsvc_server::sandbox::{self, SandboxConfig};
 use fsvc_server::service::activation::{self, ActivationError, Mode};
 use fsvc_server::service::{Service, DEFAULT_TIMEOUT};
@@ -33,6 +34,10 @@ use nix::errno::Errno;
 /// The unprivileged ids the sandbox drops to when the server still runs as
 /// root (the helper's spawn and systemd's DynamicUser normally did it).
 const NOBODY: u32 = 65534;
+
+/// The goodbye's reason on a mount with nothing to tell (the helper prints
+/// any other reason that comes with success).
+const MOUNTED: &str = "mounted";
 
 /// A failure to report in the Goodbye.
 #[derive(Debug)]
@@ -108,7 +113,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let (server, fs) = match mount(&mut svc, log_fd) {
+    let (server, fs, note) = match mount(&mut svc, log_fd) {
         Ok(mounted) => mounted,
         Err(f) => {
             log::error!("{}", f.reason);
@@ -120,7 +125,7 @@ fn main() -> ExitCode {
     };
     // The kernel handshake is done: tell the helper (and so mount(8)) only
     // now, so that its success means the mount answers requests.
-    if let Err(e) = svc.goodbye(0, "mounted") {
+    if let Err(e) = svc.goodbye(0, &note) {
         // The mount exists and works; the helper may have died. Serve anyway
         // (unmounting ends us).
         log::warn!("could not tell the helper the mount succeeded: {e}");
@@ -150,9 +155,11 @@ fn main() -> ExitCode {
 }
 
 /// Everything between the handshake and the goodbye: returns the FUSE
-/// server past its kernel handshake and the filesystem (for the unmount
-/// work), or the failure to report in the goodbye.
-fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Failure> {
+/// server past its kernel handshake, the filesystem (for the unmount
+/// work) and the goodbye's note for the person mounting ([`MOUNTED`], or
+/// why the mount is read-only when they did not ask for it), or the failure
+/// to report in the goodbye.
+fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>, String), Failure> {
     let info = svc.mount_info().clone();
     // From here on every log line names the mount.
     logging::set_mount_label(&format!("{} on {}", info.source, info.mountpoint));
@@ -163,55 +170,50 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Fail
         info.fs_type.name(),
         info.caller.uid
     );
-    if opts.read_only == Some(false) && !info.read_only {
-        log::warn!(
-            "read-write is not supported yet: mounting {} read-only",
-            info.source
-        );
-    }
     let proto = |e: fsvc_server::service::ServiceError| Failure {
         status: e.status(),
         reason: e.to_string(),
     };
-
-    // Step 3: the source. Read-write unless norecovery: a journal that
-    // needs recovery is replayed at mount even for `-o ro`, as the kernel
-    // does, and that writes. A device that refuses writes is asked for
-    // read-only; a dirty journal on it then refuses the mount (kernel rule).
-    let want = if opts.norecovery {
-        Access::ReadOnly
-    } else {
-        Access::ReadWrite
-    };
-    let mut reply = svc.request_file(want).map_err(proto)?;
-    if let Err(r) = &reply {
-        let denied = [Errno::EROFS, Errno::EACCES, Errno::EPERM]
-            .iter()
-            .any(|e| *e as i32 == r.errno);
-        if want == Access::ReadWrite && denied {
-            log::info!("{}: {}; asking read-only", info.source, r.message);
-            reply = svc.request_file(Access::ReadOnly).map_err(proto)?;
-        }
-    }
-    let (dev, grant) = reply.map_err(|refusal| Failure {
+    let refused = |refusal: fsvc_protocol::Refusal| Failure {
         status: refusal.errno,
         reason: format!("cannot open {}: {}", info.source, refusal.message),
-    })?;
+    };
+
+    // Step 3: the source. Read-write unless nothing may ever be written
+    // (see `mode`: even -o ro may need the journal replayed); read-only
+    // when the helper says the source cannot be opened for writing.
+    let wanted = mode::wanted_access(&opts);
+    let (dev, grant, denied) = match svc.request_file(wanted).map_err(proto)? {
+        Ok((dev, grant)) => (dev, grant, None),
+        Err(r) if wanted == Access::ReadWrite && READ_ONLY_FALLBACK.contains(&r.errno) => {
+            log::info!("{}; asking read-only", r.message);
+            match svc.request_file(Access::ReadOnly).map_err(proto)? {
+                Ok((dev, grant)) => (dev, grant, Some(r.errno)),
+                Err(r) => return Err(refused(r)),
+            }
+        }
+        Err(r) => return Err(refused(r)),
+    };
     log::debug!(
-        "source granted: block device {}, O_DIRECT {}, read-only {}",
+        "source granted: read-only {}, block device {}, O_DIRECT {}",
+        grant.read_only,
         grant.block_device,
-        grant.direct,
-        grant.read_only
+        grant.direct
     );
     // No more files: said now, so that the helper refuses any later request
     // even if this process is subverted once it parses the image.
     svc.files_done().map_err(proto)?;
+    let mode = MountMode::decide(info.read_only, &opts, grant.read_only, denied);
+    log::info!("mode: {mode}; {:?}", opts.flags);
 
     // The IO channel is built before the sandbox because it learns the
     // device's size and logical sector size by ioctls and fcntl that the
     // seccomp filter will not allow later. It reads no byte of the image,
     // and with the sandbox's gate it cannot until the sandbox is entered.
     let dev_fd = dev.as_raw_fd();
+    // Writable whenever the source was granted read-write: the journal is
+    // replayed on a read-only mount too (the engine itself writes only on
+    // a read-write mount).
     let channel = UnixFdChannel::new(dev, grant.read_only, sandbox::gate())
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot use {}: {e}", info.source)))?;
 
@@ -234,12 +236,13 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Fail
     // Step 5: the filesystem, now that a hostile image can only hurt this
     // sandboxed process. First the journal: replayed straight through the
     // channel before anything is cached (`journal::recover`), unless
-    // norecovery, in which case `Fs::open` ignores it.
+    // norecovery, in which case `Fs::open` ignores it. A dirty journal on
+    // a read-only channel is refused here (the kernel's rule).
     let channel: Arc<dyn IoChannel> = Arc::new(channel);
     if !opts.norecovery {
         match journal::recover(&channel) {
             Ok(Recovery::NotNeeded) => {}
-            Ok(Recovery::Recovered(r)) => log::info!("{}: {r}", info.source),
+            Ok(Recovery::Recovered(r)) => log::info!("{r}"),
             Err(e) => {
                 return Err(Failure {
                     status: engine_errno(&e),
@@ -248,30 +251,22 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Fail
             }
         }
     }
-    let open = OpenOptions {
-        read_only: true,
-        norecovery: opts.norecovery,
-        cache_bytes: opts
-            .cache_bytes
-            .and_then(|b| usize::try_from(b).ok())
-            .unwrap_or(0),
-        ..OpenOptions::default()
-    };
+    let open = mode.open_options(&opts);
     let fs = Fs::open(channel, &open).map_err(|e| Failure {
         status: engine_errno(&e),
         reason: format!("cannot mount {}: {e}", info.source),
     })?;
     // Orphans need the write engine to be freed: say that they wait.
     match orphan::pending(&fs) {
-        Ok(o) if !o.is_empty() => log::warn!("{}: {o}", info.source),
+        Ok(o) if !o.is_empty() => log::warn!("{o}"),
         Ok(_) => {}
-        Err(e) => log::warn!("{}: cannot read the orphan list: {e}", info.source),
+        Err(e) => log::warn!("cannot read the orphan list: {e}"),
     }
     let fs = Arc::new(fs);
 
     // Step 6: the mount. Only now, so that nothing is mounted for an image
     // the engine refused.
-    let req = svc.mount_request(true);
+    let req = svc.mount_request(mode.is_read_only());
     let fuse_fd: OwnedFd = match svc.request_mount(&req).map_err(proto)? {
         Ok(fd) => fd,
         Err(refusal) => {
@@ -285,10 +280,14 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>), Fail
     // Step 7: the kernel's FUSE handshake (the goodbye follows in main).
     let serve_opts = ServeOptions {
         threads: 0,
-        read_only: true,
+        mode,
+        flags: opts.flags,
         allow_other: req.allow_other,
     };
     let server = FuseServer::new(Arc::clone(&fs), fuse_fd, &serve_opts)
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot start serving the mount: {e}")))?;
-    Ok((server, fs))
+    let note = mode
+        .fallback_note(&info.source)
+        .unwrap_or_else(|| MOUNTED.to_owned());
+    Ok((server, fs, note))
 }

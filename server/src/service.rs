@@ -34,7 +34,7 @@ pub mod activation;
 mod inherited;
 pub mod options;
 
-pub use options::{ErrorsBehavior, FsOptions, OptionError};
+pub use options::{AtimeMode, ErrorBehavior, FsOptions, MountFlags, OptionError};
 
 /// How long to wait for each message from the helper unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -283,37 +283,27 @@ fn a_refused_source_is_reported_with_the_helpers_errno() {
         &HelperMsg::MountInfo(info("/dev/plumbing-nothing", "")),
         &[],
     );
-    // Wait for the file request before answering, as the helper does.
-    let mut sent = vec![];
-    for _ in 0..2 {
-        sent.push(recv_server_msg(r.helper.as_fd(), LONG).expect("server message"));
+    // Wait for each file request before answering, as the helper does.
+    // Read-write first (a journal may need replaying); refused with
+    // EACCES, the server asks again read-only, and that refusal is final.
+    let mut sent = vec![recv_server_msg(r.helper.as_fd(), LONG).expect("server hello")];
+    for want in [Access::ReadWrite, Access::ReadOnly] {
+        let m = recv_server_msg(r.helper.as_fd(), LONG).expect("server message");
+        assert!(
+            matches!(&m, ServerMsg::FileRequest { path, access }
+                if path == "/dev/plumbing-nothing" && *access == want),
+            "wanted a {want:?} request: {m:?} after {sent:?}"
+        );
+        sent.push(m);
+        send(
+            &r,
+            &HelperMsg::FileReply(Err(Refusal {
+                errno: Errno::EACCES as i32,
+                message: "permission denied".to_owned(),
+            })),
+            &[],
+        );
     }
-    // Read-write first (a dirty journal is replayed even for -o ro), then,
-    // after a refusal that may only concern writing, read-only.
-    assert!(
-        matches!(&sent[1], ServerMsg::FileRequest { path, access: Access::ReadWrite }
-            if path == "/dev/plumbing-nothing"),
-        "{sent:?}"
-    );
-    let refuse = || {
-        HelperMsg::FileReply(Err(Refusal {
-            errno: Errno::EACCES as i32,
-            message: "permission denied".to_owned(),
-        }))
-    };
-    send(&r, &refuse(), &[]);
-    let again = recv_server_msg(r.helper.as_fd(), LONG).expect("server message");
-    assert!(
-        matches!(
-            &again,
-            ServerMsg::FileRequest {
-                access: Access::ReadOnly,
-                ..
-            }
-        ),
-        "{again:?}"
-    );
-    send(&r, &refuse(), &[]);
     let (rest, status, _log) = finish(r);
     assert_eq!(status.code(), Some(1));
     let (st, reason) = goodbye(&rest);

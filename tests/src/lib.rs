@@ -13,6 +13,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod damage;
 pub mod fake_server;
 pub mod fixtures;
 pub mod install;

@@ -114,6 +114,16 @@ fn xattrs_of(path: &Path) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
 
 /// Builds the record of one entry (`rel` relative to `root`).
 pub fn record(root: &Path, rel: &[u8]) -> Result<Record> {
+    record_inner(root, rel, true)
+}
+
+/// [`record`] without reading a regular file's contents (no `sha256`):
+/// for walks that read files their own way.
+pub fn record_meta(root: &Path, rel: &[u8]) -> Result<Record> {
+    record_inner(root, rel, false)
+}
+
+fn record_inner(root: &Path, rel: &[u8], hash: bool) -> Result<Record> {
     let path = if rel.is_empty() {
         root.to_path_buf()
     } else {
@@ -152,7 +162,7 @@ pub fn record(root: &Path, rel: &[u8]) -> Result<Record> {
     } else {
         None
     };
-    let sha256 = if kind == Kind::File {
+    let sha256 = if kind == Kind::File && hash {
         Some(sha256_file(&path)?)
     } else {
         None

@@ -18,30 +18,27 @@
 //! run on a worker thread with a deadline; past it the FUSE connection is
 //! aborted (which fails every pending request) and the test fails.
 
+use fsvc_tests::damage::{
+    extent_block, first_block, flip, inode_offset, patch, show_errs, tolerant_walk, under, within,
+    xattr_block, Walk, WalkLimits,
+};
 use fsvc_tests::fixtures::{debugfs, garbage_image, pseudo_random, FsKind, Mkfs};
 use fsvc_tests::mount::{alive, run_helper, servers_of, FsvcMount, FsvcOptions, KernelMount};
 use fsvc_tests::oracle::{self, Compare, Record};
 use fsvc_tests::require_privileged;
 use fsvc_tests::sys::{lgetxattr, llistxattr};
 use fsvc_tests::util::{mounts_at, poll_until, read_lossy, run, wait_bounded, TempDir};
-use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// `mount(8)`'s "mount failure" exit code.
 const MOUNT_FAILURE: i32 = 32;
 /// Far longer than any walk of these small images takes: past it, a hang.
 const LIMIT: Duration = Duration::from_secs(90);
-/// Bounds of the tolerant walk (a looping directory must not make it endless).
-const MAX_DEPTH: usize = 24;
-const MAX_ENTRIES: usize = 20_000;
 /// Block size of every fixture here (explicit, so the xattr fits a block).
 const BLOCK: u64 = 4096;
 
@@ -74,183 +71,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 // ------------------------------------------------------------ small helpers
 
-fn patch(image: &Path, at: u64, bytes: &[u8]) {
-    let f = fs::OpenOptions::new().write(true).open(image).unwrap();
-    f.write_all_at(bytes, at).unwrap();
-}
-
-fn read_at(image: &Path, at: u64, len: usize) -> Vec<u8> {
-    let f = fs::File::open(image).unwrap();
-    let mut v = vec![0u8; len];
-    f.read_exact_at(&mut v, at).unwrap();
-    v
-}
-
-fn flip(image: &Path, at: u64, mask: u8) {
-    let b = read_at(image, at, 1)[0];
-    patch(image, at, &[b ^ mask]);
-}
-
 fn opts(o: &str) -> FsvcOptions {
     FsvcOptions {
         options: o.to_string(),
         ..FsvcOptions::default()
     }
-}
-
-/// Byte offset of `path`'s inode (debugfs `imap`).
-fn inode_offset(image: &Path, path: &str) -> u64 {
-    let out = debugfs(image, &format!("imap {path}")).unwrap();
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let after = |key: &str| {
-        words
-            .iter()
-            .rposition(|w| *w == key)
-            .and_then(|i| words.get(i + 1))
-            .map(|w| w.trim_end_matches(','))
-    };
-    let block: u64 = after("block")
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("imap {path}: {out}"));
-    let off = after("offset")
-        .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x"), 16).ok())
-        .unwrap_or_else(|| panic!("imap {path}: {out}"));
-    block * BLOCK + off
-}
-
-/// First data block of `path` (debugfs `blocks`).
-fn first_block(image: &Path, path: &str) -> u64 {
-    let out = debugfs(image, &format!("blocks {path}")).unwrap();
-    out.split_whitespace()
-        .next()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| panic!("blocks {path}: {out:?}"))
-}
-
-/// External xattr block of `path` ("File ACL:" in debugfs `stat`).
-fn xattr_block(image: &Path, path: &str) -> u64 {
-    let out = debugfs(image, &format!("stat {path}")).unwrap();
-    out.lines()
-        .find_map(|l| l.split("File ACL:").nth(1))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .filter(|&b| b != 0)
-        .unwrap_or_else(|| panic!("{path} has no xattr block:\n{out}"))
-}
-
-/// The first extent tree block of `path` ("(ETB0):N" in debugfs `stat`).
-fn extent_block(image: &Path, path: &str) -> u64 {
-    let out = debugfs(image, &format!("stat {path}")).unwrap();
-    out.split(|c: char| c == ',' || c.is_whitespace())
-        .find_map(|t| t.strip_prefix("(ETB0):"))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("{path} has no extent block:\n{out}"))
-}
-
-fn errno_of(e: &anyhow::Error) -> Option<i32> {
-    e.chain()
-        .find_map(|c| c.downcast_ref::<io::Error>())
-        .and_then(io::Error::raw_os_error)
-}
-
-// ------------------------------------------------------- bounded execution
-
-/// The FUSE connection id (`/sys/fs/fuse/connections/N`) of the mount at
-/// `dir`, from mountinfo (never touching the mount itself).
-fn fuse_connection(dir: &Path) -> Option<String> {
-    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (f.get(4).map(Path::new) == Some(dir))
-            .then(|| f.get(2)?.split(':').nth(1).map(str::to_string))
-            .flatten()
-    })
-}
-
-/// Runs `f` on a worker thread; if it has not finished after [`LIMIT`], the
-/// FUSE connection of `mnt` is aborted and the test fails.
-fn within<T: Send + 'static>(what: &str, mnt: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(v) => v,
-        Err(_) => {
-            if let Some(c) = fuse_connection(mnt) {
-                let _ = fs::write(format!("/sys/fs/fuse/connections/{c}/abort"), "1");
-            }
-            panic!("{what}: no answer within {LIMIT:?} (hang); FUSE connection aborted");
-        }
-    }
-}
-
-/// What a tolerant walk saw: readable records and the errors, by path.
-#[derive(Debug, Default)]
-struct Walk {
-    recs: BTreeMap<Vec<u8>, Record>,
-    /// Path → (operation, errno).
-    errs: BTreeMap<Vec<u8>, (&'static str, Option<i32>)>,
-}
-
-/// Walks `root` like [`oracle::walk`], but records errors instead of
-/// stopping, and is bounded in depth and entries.
-fn tolerant_walk(root: &Path) -> Walk {
-    let mut w = Walk::default();
-    let mut stack: Vec<(Vec<u8>, usize)> = vec![(Vec::new(), 0)];
-    while let Some((rel, depth)) = stack.pop() {
-        if w.recs.len() + w.errs.len() >= MAX_ENTRIES {
-            w.errs.insert(rel, ("entry limit", None));
-            break;
-        }
-        let rec = match oracle::record(root, &rel) {
-            Ok(r) => r,
-            Err(e) => {
-                w.errs.insert(rel, ("stat/read/xattr", errno_of(&e)));
-                continue;
-            }
-        };
-        let is_dir = rec.kind == oracle::Kind::Dir;
-        w.recs.insert(rel.clone(), rec);
-        if !is_dir || depth >= MAX_DEPTH {
-            continue;
-        }
-        let dir = root.join(OsStr::from_bytes(&rel));
-        let listing: io::Result<Vec<Vec<u8>>> = fs::read_dir(&dir).and_then(|rd| {
-            rd.map(|e| e.map(|e| e.file_name().into_encoded_bytes()))
-                .collect()
-        });
-        match listing {
-            Ok(names) => {
-                for name in names {
-                    let mut child = rel.clone();
-                    if !child.is_empty() {
-                        child.push(b'/');
-                    }
-                    child.extend_from_slice(&name);
-                    stack.push((child, depth + 1));
-                }
-            }
-            Err(e) => {
-                w.errs.insert(rel, ("readdir", e.raw_os_error()));
-            }
-        }
-    }
-    w
-}
-
-/// The errors of a walk, readable.
-fn show_errs(w: &Walk) -> String {
-    w.errs
-        .iter()
-        .map(|(p, (op, e))| format!("/{}: {op}: errno {e:?}", p.escape_ascii()))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-/// True when `p` is `root` or below it (paths relative, bytes).
-fn under(p: &[u8], root: &str) -> bool {
-    p == root.as_bytes() || (p.starts_with(root.as_bytes()) && p.get(root.len()) == Some(&b'/'))
 }
 
 // ------------------------------------------------------- the fixture tree
@@ -555,7 +380,7 @@ fn damaged_objects_case(mkfs: Mkfs, csum: bool, tag: &str) {
     fs::copy(&image, &copy).unwrap();
     let kdir = scratch.subdir("kernel").unwrap();
     let km = KernelMount::ro(&copy, &kdir).unwrap();
-    let kernel = tolerant_walk(km.path());
+    let kernel = tolerant_walk(km.path(), WalkLimits::default());
     km.unmount().unwrap();
     // The damage must be real: the kernel trips over each victim too (or,
     // for a directory block failing its checksum, shows it empty).
@@ -583,7 +408,7 @@ fn damaged_objects_case(mkfs: Mkfs, csum: bool, tag: &str) {
     let root = m.path().to_path_buf();
     let r2 = root.clone();
     let vs = victims.clone();
-    let checked = within(tag, &root, move || check_victims(&r2, &vs, csum));
+    let checked = within(tag, &root, LIMIT, move || check_victims(&r2, &vs, csum));
     if let Err(p) = checked {
         panic!(
             "{tag}: damaged objects answered wrongly:\n{p}\n{}",
@@ -591,7 +416,9 @@ fn damaged_objects_case(mkfs: Mkfs, csum: bool, tag: &str) {
         );
     }
     let r2 = root.clone();
-    let fsvc = within(tag, &root, move || tolerant_walk(&r2));
+    let fsvc = within(tag, &root, LIMIT, move || {
+        tolerant_walk(&r2, WalkLimits::default())
+    });
     eprintln!("{tag}: kernel errors: {}", show_errs(&kernel));
     eprintln!("{tag}: fsvc errors: {}", show_errs(&fsvc));
 
@@ -722,8 +549,8 @@ fn looping_directories_and_extent_tree_terminate() {
 
     let root = m.path().to_path_buf();
     let r2 = root.clone();
-    let walk = within("walk of the looping tree", &root, move || {
-        tolerant_walk(&r2)
+    let walk = within("walk of the looping tree", &root, LIMIT, move || {
+        tolerant_walk(&r2, WalkLimits::default())
     });
     eprintln!(
         "walk: {} records, errors: {}",
@@ -731,7 +558,7 @@ fn looping_directories_and_extent_tree_terminate() {
         show_errs(&walk)
     );
     assert!(
-        walk.errs.len() + walk.recs.len() < MAX_ENTRIES,
+        walk.errs.len() + walk.recs.len() < WalkLimits::default().max_entries,
         "the walk did not end by itself: the loops were followed\n{}",
         m.diagnostics()
     );
@@ -741,7 +568,7 @@ fn looping_directories_and_extent_tree_terminate() {
         m.diagnostics()
     );
     let r2 = root.clone();
-    let read = within("read of the looping extent tree", &root, move || {
+    let read = within("read of the looping extent tree", &root, LIMIT, move || {
         fs::read(r2.join("ext/victim")).map(|d| d.len())
     });
     let errno = read.as_ref().err().and_then(io::Error::raw_os_error);

@@ -74,6 +74,13 @@ fn each_check_fails() {
             },
             "extra inode sizes",
         ),
+        (
+            |b| {
+                put32(b, S_FEATURE_INCOMPAT, incompat::FLEX_BG | incompat::EXTENTS);
+                b[S_LOG_GROUPS_PER_FLEX] = 32;
+            },
+            "log groups per flex",
+        ),
         (|b| b[S_CHECKSUM_TYPE] = 2, "checksum type"),
         (
             |b| put32(b, S_FEATURE_INCOMPAT, incompat::ENCRYPT),
@@ -106,6 +113,28 @@ fn each_check_fails() {
         assert!(
             e.to_string().contains(want),
             "case {i}: got {e:?}, wanted {want:?}"
+        );
+    }
+}
+
+#[test]
+fn flex_group_size_only_matters_with_flex_bg() {
+    // Without flex_bg the kernel ignores the field; with it, up to 31.
+    for (flex, log, ok) in [(false, 255u8, true), (true, 31, true), (true, 32, false)] {
+        let mut b = good();
+        if flex {
+            put32(
+                b.as_mut(),
+                S_FEATURE_INCOMPAT,
+                incompat::FLEX_BG | incompat::EXTENTS,
+            );
+        }
+        b[S_LOG_GROUPS_PER_FLEX] = log;
+        fix_csum(&mut b);
+        assert_eq!(
+            Superblock::parse(&b, DEV).is_ok(),
+            ok,
+            "flex_bg {flex}, log {log}"
         );
     }
 }

@@ -41,6 +41,8 @@ use std::sync::Arc;
 
 use fuser::{Config, Session, SessionACL};
 
+use crate::mode::{MountMode, ReadOnlyReason};
+use crate::service::MountFlags;
 pub use errno::engine_errno;
 use fsvc_ext4::Fs;
 use ops::Adapter;
@@ -57,8 +59,12 @@ pub const DEFAULT_THREADS: usize = 4;
 pub struct ServeOptions {
     /// Worker threads (0 = [`DEFAULT_THREADS`]).
     pub threads: usize,
-    /// The mount is read-only: opens for writing are refused with EROFS.
-    pub read_only: bool,
+    /// The mount mode: on a read-only mount, opens for writing and
+    /// `access(W_OK)` are refused with EROFS.
+    pub mode: MountMode,
+    /// `sync`, `dirsync`, `lazytime` and the atime mode, for the write
+    /// path and atime updates.
+    pub flags: MountFlags,
     /// The helper allowed `allow_other` on the mount. Informational: the
     /// kernel enforces it (see the module documentation).
     pub allow_other: bool,
@@ -68,7 +74,8 @@ impl Default for ServeOptions {
     fn default() -> ServeOptions {
         ServeOptions {
             threads: DEFAULT_THREADS,
-            read_only: true,
+            mode: MountMode::ReadOnly(ReadOnlyReason::Requested),
+            flags: MountFlags::default(),
             allow_other: false,
         }
     }
@@ -93,7 +100,7 @@ impl FuseServer {
         fuse_fd: OwnedFd,
         opts: &ServeOptions,
     ) -> std::io::Result<FuseServer> {
-        FuseServer::from_adapter(Adapter::new(fs, opts.read_only), fuse_fd, opts)
+        FuseServer::from_adapter(Adapter::new(fs, opts.mode), fuse_fd, opts)
     }
 
     fn from_adapter(

@@ -28,6 +28,7 @@ use super::errno::ErrorLog;
 use super::handles::HandleTable;
 use super::nodes::NodeTable;
 use super::readahead::ReadAhead;
+use crate::mode::{MountMode, ENGINE_WRITES};
 use fsvc_ext4::{DirEntry, Error, FileKind, InodeNo};
 
 /// Attribute and entry lifetime in the kernel's caches: an hour. Long,
@@ -93,7 +94,7 @@ pub(crate) struct DirItem<'a> {
 /// The adapter from FUSE requests to a [`Backend`].
 pub(crate) struct Adapter {
     pub(crate) fs: Arc<dyn Backend>,
-    pub(crate) read_only: bool,
+    pub(crate) mode: MountMode,
     /// The filesystem block size, reported as `st_blksize`.
     pub(crate) blksize: u32,
     errors: ErrorLog,
@@ -118,7 +119,7 @@ pub(crate) struct Adapter {
 impl std::fmt::Debug for Adapter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Adapter")
-            .field("read_only", &self.read_only)
+            .field("mode", &self.mode)
             .field("blksize", &self.blksize)
             .finish_non_exhaustive()
     }
@@ -129,12 +130,12 @@ pub(crate) fn lossy(name: &[u8]) -> String {
 }
 
 impl Adapter {
-    pub(crate) fn new(fs: Arc<dyn Backend>, read_only: bool) -> Adapter {
+    pub(crate) fn new(fs: Arc<dyn Backend>, mode: MountMode) -> Adapter {
         let blksize = fs.statfs().block_size;
         let gens = Arc::new(DataGen::default());
         Adapter {
             fs,
-            read_only,
+            mode,
             blksize,
             errors: ErrorLog::default(),
             nodes: Arc::default(),
@@ -392,13 +393,11 @@ impl Adapter {
     }
 }
 
-/// Whether the engine can write. Until it can, write opens are EROFS even on
-/// a mount that is nominally read-write.
-const WRITE_SUPPORTED: bool = false;
-
 impl Adapter {
-    /// Whether this mount takes changes.
+    /// Whether this mount takes changes: a read-write mode, and an engine
+    /// that can write (the server refuses a read-write mount before then;
+    /// this keeps the adapter honest on its own).
     pub(crate) fn writable(&self) -> bool {
-        !self.read_only && WRITE_SUPPORTED
+        !self.mode.is_read_only() && ENGINE_WRITES
     }
 }

@@ -147,7 +147,7 @@ fn a_write_makes_the_open_files_windows_stale() {
 #[test]
 fn the_kernels_forgets_balance_the_counts() {
     let fs = std::sync::Arc::new(super::tests::fake());
-    let a = super::ops::Adapter::new(fs, true);
+    let a = super::ops::Adapter::new(fs, super::tests::RO_MODE);
     let nodes = a.nodes.clone();
     let opts = super::ServeOptions::default();
     let Some(m) = super::tests::TestMount::with_adapter(a, true, &opts) else {

@@ -18,6 +18,7 @@ use fuser::{Errno, INodeNo, OpenFlags};
 use super::backend::Backend;
 use super::ops::{Adapter, XattrAnswer};
 use super::{FuseServer, ServeOptions};
+use crate::mode::{MountMode, ReadOnlyReason};
 use fsvc_ext4::io::testutil::{is_root, pattern, skip, TempDir};
 use fsvc_ext4::{DirEntry, Error, FileKind, InodeNo, Result, Stat, StatFs, Timestamp, ROOT_INO};
 
@@ -276,9 +277,12 @@ impl Backend for FakeFs {
     }
 }
 
+/// The mode of the adapters under test: read-only, as asked.
+pub(crate) const RO_MODE: MountMode = MountMode::ReadOnly(ReadOnlyReason::Requested);
+
 pub(crate) fn adapter() -> (Arc<FakeFs>, Adapter) {
     let fs = Arc::new(fake());
-    (fs.clone(), Adapter::new(fs, true))
+    (fs.clone(), Adapter::new(fs, RO_MODE))
 }
 
 pub(crate) fn node(ino: InodeNo) -> INodeNo {
@@ -513,7 +517,7 @@ impl TestMount {
         vfs_read_only: bool,
         opts: &ServeOptions,
     ) -> Option<TestMount> {
-        TestMount::with_adapter(Adapter::new(fs, opts.read_only), vfs_read_only, opts)
+        TestMount::with_adapter(Adapter::new(fs, opts.mode), vfs_read_only, opts)
     }
 
     /// Mounts and serves `adapter` (whose shared state the caller may keep).

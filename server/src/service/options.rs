@@ -13,24 +13,24 @@
 //!
 //! | option | meaning | now |
 //! |---|---|---|
-//! | `ro` / `rw` | read-only / read-write | always read-only; `rw` logs a warning |
-//! | `norecovery`, `noload` | do not replay the journal; implies read-only | passed to the engine |
-//! | `errors=continue\|remount-ro\|panic` | behaviour on a detected corruption; `panic` ends the server (the mount dies), never the kernel. Default: the superblock's | recorded (no writes to stop yet) |
+//! | `ro` / `rw` | read-only / read-write (the helper splits them off and says `MountInfo::read_only`) | the mount mode (`crate::mode`) |
+//! | `norecovery`, `noload` | do not replay the journal; implies read-only | the mount mode; passed to the engine |
+//! | `errors=continue\|remount-ro\|panic` | behaviour on a detected corruption; `panic` ends the server (the mount dies), never the kernel. Default: the superblock's | passed to the engine's open options |
 //! | `acl` / `noacl` | expose and enforce POSIX ACLs (default on, as the kernel) | recorded; the FUSE adapter always enables ACLs |
 //! | `user_xattr` | compatibility: user xattrs are always on | accepted |
-//! | `commit=N` | journal commit interval in seconds (0 = default 5 s); at most [`MAX_COMMIT_SECS`] | recorded |
+//! | `commit=N` | journal commit interval in seconds (0 = default 5 s); at most [`MAX_COMMIT_SECS`] | passed to the engine's open options |
 //! | `cache_size=N[KkMmGgTt]` | bytes of metadata cache (0 = default) | passed to the engine |
 //! | `directio` | FUSE direct IO: file data bypasses the page cache | logged as not supported yet |
 //! | `allow_other` | let other users in; only when the helper permits it | applied |
 //! | `default_permissions` | the kernel checks permissions (always on for fsvc) | accepted |
-//! | `sync`, `dirsync`, `lazytime` | write behaviour | recorded (no writes yet) |
+//! | `sync`/`async`, `dirsync`, `lazytime`/`nolazytime` | write behaviour (the helper also applies them as superblock flags and forwards them here) | recorded in [`MountFlags`] for the adapter (no writes yet) |
+//! | `noatime`, `relatime`/`atime`, `strictatime`/`norelatime`, `nodiratime`/`diratime` | when reads update atime (the helper applies them as mount attributes and forwards them: FUSE leaves atime to the server) | recorded in [`MountFlags`] (no writes yet) |
 //! | `fakeroot` | (fuse2fs) act as root inside the filesystem: only for a root caller | recorded |
 //! | `debug` | verbose server log | applied |
 //!
-//! VFS flags the helper is expected to have split off (`noatime`,
-//! `relatime`, `strictatime`, `atime`, `nodiratime`, `diratime`, `nosuid`,
-//! `suid`, `nodev`, `dev`, `noexec`, `exec`, `nosymfollow`, `symfollow`,
-//! `norelatime`, `async`, `nolazytime`, `iversion`, `noiversion`) and
+//! VFS flags the helper applies itself and the server has no use for
+//! (`nosuid`, `suid`, `nodev`, `dev`, `noexec`, `exec`, `nosymfollow`,
+//! `symfollow`, `iversion`, `noiversion`) and
 //! mount(8)'s userspace-only options (`defaults`, `auto`, `noauto`,
 //! `nofail`, `_netdev`, `user`, `users`, `nouser`, `owner`, `noowner`,
 //! `group`, `nogroup`, `loop`, `silent`, `loud`, `x-*`, `comment=*`) are
@@ -40,6 +40,10 @@
 
 use fsvc_protocol::MountInfo;
 
+/// `errors=`: the engine's own type, so the option reaches its open
+/// options unchanged.
+pub use fsvc_ext4::ErrorBehavior;
+
 /// Largest `commit=` accepted, in seconds: the kernel's limit (`INT_MAX / HZ`
 /// at HZ=1000).
 pub const MAX_COMMIT_SECS: u32 = 2_147_483;
@@ -47,15 +51,35 @@ pub const MAX_COMMIT_SECS: u32 = 2_147_483;
 /// Longest option name or value quoted back in an error message.
 const MAX_QUOTED: usize = 64;
 
-/// What to do when the engine finds a corruption (`errors=`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorsBehavior {
-    /// Report the error for the object and carry on.
-    Continue,
-    /// Stop writing (the mount becomes read-only).
-    RemountRo,
-    /// End the server: the mount dies (never the kernel).
-    Panic,
+/// When reading a file updates its atime (FUSE leaves atime to the
+/// server: the kernel marks FUSE inodes `S_NOATIME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AtimeMode {
+    /// `noatime`: never.
+    NoAtime,
+    /// `relatime` (the default): when atime is older than mtime or ctime,
+    /// or more than a day old.
+    #[default]
+    Relatime,
+    /// `strictatime`: on every read.
+    Strict,
+}
+
+/// The VFS mount flags that change what the server itself does (the
+/// helper applies them to the mount and forwards them as options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MountFlags {
+    /// `sync`: every change is durable when its request returns.
+    pub sync: bool,
+    /// `dirsync`: directory changes are durable when their request returns.
+    pub dirsync: bool,
+    /// `lazytime`: timestamp-only changes may stay in memory (up to a day,
+    /// or until the inode is written for another reason).
+    pub lazytime: bool,
+    /// The atime mode.
+    pub atime: AtimeMode,
+    /// `nodiratime`: directories' atime is never updated.
+    pub nodiratime: bool,
 }
 
 /// The parsed filesystem options. `Default` is what an empty string gives.
@@ -66,7 +90,7 @@ pub struct FsOptions {
     /// `norecovery`/`noload`: leave the journal alone (implies read-only).
     pub norecovery: bool,
     /// `errors=`; `None` means the superblock's default.
-    pub errors: Option<ErrorsBehavior>,
+    pub errors: Option<ErrorBehavior>,
     /// POSIX ACLs on (`acl`, the default) or off (`noacl`).
     pub acl: bool,
     /// `commit=N` seconds; `None` or `Some(0)` means the default.
@@ -77,12 +101,8 @@ pub struct FsOptions {
     pub directio: bool,
     /// `allow_other` was asked.
     pub allow_other: bool,
-    /// `sync`.
-    pub sync: bool,
-    /// `dirsync`.
-    pub dirsync: bool,
-    /// `lazytime`.
-    pub lazytime: bool,
+    /// `sync`, `dirsync`, `lazytime` and the atime mode.
+    pub flags: MountFlags,
     /// `fakeroot`.
     pub fakeroot: bool,
     /// `debug`.
@@ -100,9 +120,7 @@ impl Default for FsOptions {
             cache_bytes: None,
             directio: false,
             allow_other: false,
-            sync: false,
-            dirsync: false,
-            lazytime: false,
+            flags: MountFlags::default(),
             fakeroot: false,
             debug: false,
         }
@@ -232,9 +250,9 @@ impl FsOptions {
                 "errors" => {
                     let v = required(name, value)?;
                     o.errors = Some(match v {
-                        "continue" => ErrorsBehavior::Continue,
-                        "remount-ro" => ErrorsBehavior::RemountRo,
-                        "panic" => ErrorsBehavior::Panic,
+                        "continue" => ErrorBehavior::Continue,
+                        "remount-ro" => ErrorBehavior::RemountRo,
+                        "panic" => ErrorBehavior::Panic,
                         _ => return Err(bad(name, v, "continue, remount-ro or panic")),
                     });
                 }
@@ -270,17 +288,33 @@ impl FsOptions {
                     flag(name, value)?;
                     o.allow_other = true;
                 }
-                "sync" => {
+                "sync" | "async" => {
                     flag(name, value)?;
-                    o.sync = true;
+                    o.flags.sync = name == "sync";
                 }
                 "dirsync" => {
                     flag(name, value)?;
-                    o.dirsync = true;
+                    o.flags.dirsync = true;
                 }
-                "lazytime" => {
+                "lazytime" | "nolazytime" => {
                     flag(name, value)?;
-                    o.lazytime = true;
+                    o.flags.lazytime = name == "lazytime";
+                }
+                "noatime" => {
+                    flag(name, value)?;
+                    o.flags.atime = AtimeMode::NoAtime;
+                }
+                "relatime" | "atime" => {
+                    flag(name, value)?;
+                    o.flags.atime = AtimeMode::Relatime;
+                }
+                "strictatime" | "norelatime" => {
+                    flag(name, value)?;
+                    o.flags.atime = AtimeMode::Strict;
+                }
+                "nodiratime" | "diratime" => {
+                    flag(name, value)?;
+                    o.flags.nodiratime = name == "nodiratime";
                 }
                 "fakeroot" => {
                     flag(name, value)?;
@@ -291,10 +325,8 @@ impl FsOptions {
                     o.debug = true;
                 }
                 // VFS flags: the helper turns them into mount attributes.
-                "noatime" | "relatime" | "strictatime" | "atime" | "nodiratime" | "diratime"
-                | "nosuid" | "suid" | "nodev" | "dev" | "noexec" | "exec" | "nosymfollow"
-                | "symfollow" | "norelatime" | "async" | "nolazytime" | "iversion"
-                | "noiversion" => flag(name, value)?,
+                "nosuid" | "suid" | "nodev" | "dev" | "noexec" | "exec" | "nosymfollow"
+                | "symfollow" | "iversion" | "noiversion" => flag(name, value)?,
                 // mount(8)'s own options, meaningless to a filesystem.
                 "defaults" | "auto" | "noauto" | "nofail" | "_netdev" | "user" | "users"
                 | "nouser" | "owner" | "noowner" | "group" | "nogroup" | "loop" | "silent"
@@ -326,11 +358,6 @@ impl FsOptions {
         }
         Ok(())
     }
-
-    /// Whether the mount must be read-only because of these options alone.
-    pub fn forces_read_only(&self) -> bool {
-        self.read_only == Some(true) || self.norecovery
-    }
 }
 
 #[cfg(test)]
@@ -345,17 +372,23 @@ mod tests {
         let cases: &[(&str, Check)] = &[
             ("", |o| *o == FsOptions::default()),
             (",,", |o| *o == FsOptions::default()),
-            ("ro", |o| o.read_only == Some(true) && o.forces_read_only()),
-            ("rw", |o| o.read_only == Some(false) && !o.forces_read_only()),
+            ("ro", |o| o.read_only == Some(true)),
+            ("rw", |o| o.read_only == Some(false)),
             ("ro,rw", |o| o.read_only == Some(false)),
-            ("norecovery", |o| o.norecovery && o.forces_read_only()),
+            ("norecovery", |o| o.norecovery),
             ("noload", |o| o.norecovery),
-            ("errors=continue", |o| o.errors == Some(ErrorsBehavior::Continue)),
-            ("errors=remount-ro", |o| o.errors == Some(ErrorsBehavior::RemountRo)),
-            ("errors=panic", |o| o.errors == Some(ErrorsBehavior::Panic)),
+            ("errors=continue", |o| {
+                o.errors == Some(ErrorBehavior::Continue)
+            }),
+            ("errors=remount-ro", |o| {
+                o.errors == Some(ErrorBehavior::RemountRo)
+            }),
+            ("errors=panic", |o| o.errors == Some(ErrorBehavior::Panic)),
             ("noacl", |o| !o.acl),
             ("noacl,acl", |o| o.acl),
-            ("user_xattr,default_permissions", |o| *o == FsOptions::default()),
+            ("user_xattr,default_permissions", |o| {
+                *o == FsOptions::default()
+            }),
             ("commit=0", |o| o.commit_secs == Some(0)),
             ("commit=30", |o| o.commit_secs == Some(30)),
             ("commit=2147483", |o| o.commit_secs == Some(MAX_COMMIT_SECS)),
@@ -364,12 +397,31 @@ mod tests {
             ("cache_size=64M", |o| o.cache_bytes == Some(64 << 20)),
             ("cache_size=2G", |o| o.cache_bytes == Some(2 << 30)),
             ("cache_size=1T", |o| o.cache_bytes == Some(1 << 40)),
-            ("directio,allow_other,sync,dirsync,lazytime,fakeroot,debug", |o| {
-                o.directio && o.allow_other && o.sync && o.dirsync && o.lazytime && o.fakeroot && o.debug
+            (
+                "directio,allow_other,sync,dirsync,lazytime,fakeroot,debug",
+                |o| {
+                    o.directio
+                        && o.allow_other
+                        && o.flags.sync
+                        && o.flags.dirsync
+                        && o.flags.lazytime
+                        && o.fakeroot
+                        && o.debug
+                },
+            ),
+            ("sync,async,lazytime,nolazytime", |o| {
+                o.flags == MountFlags::default()
             }),
-            ("noatime,nosuid,nodev,noexec,relatime,defaults,nofail,x-systemd.automount,comment=x=y", |o| {
-                *o == FsOptions::default()
-            }),
+            ("noatime", |o| o.flags.atime == AtimeMode::NoAtime),
+            ("noatime,relatime", |o| o.flags.atime == AtimeMode::Relatime),
+            ("atime,strictatime", |o| o.flags.atime == AtimeMode::Strict),
+            ("norelatime", |o| o.flags.atime == AtimeMode::Strict),
+            ("nodiratime", |o| o.flags.nodiratime),
+            ("nodiratime,diratime", |o| !o.flags.nodiratime),
+            (
+                "nosuid,nodev,noexec,relatime,defaults,nofail,x-systemd.automount,comment=x=y",
+                |o| *o == FsOptions::default(),
+            ),
         ];
         for (s, check) in cases {
             let o = FsOptions::parse(s).unwrap_or_else(|e| panic!("{s:?} refused: {e}"));
