@@ -219,7 +219,7 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
             read_only: true,
             norecovery: true,
             cache_bytes: PROBE_CACHE_BYTES,
-            errors: None,
+            ..OpenOptions::default()
         },
     )?;
     let ino = sb.journal_inum;
