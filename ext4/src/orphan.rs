@@ -88,7 +88,8 @@ pub fn pending(fs: &Fs) -> Result<Orphans> {
 
 /// Inode numbers recorded in the orphan file `ino`.
 fn orphan_file_entries(fs: &Fs, ino: InodeNo) -> Result<u64> {
-    let inode = fs.inode(ino)?;
+    // A reserved inode (never reached by name).
+    let inode = fs.special_inode(ino)?;
     let bs = fs.block_size() as usize;
     let blocks = (inode.size / bs as u64).min(MAX_ORPHAN_FILE_BLOCKS) as u32;
     let tail = bs.saturating_sub(ORPHAN_TAIL_SIZE);

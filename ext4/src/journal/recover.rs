@@ -224,7 +224,8 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
     )?;
     let ino = sb.journal_inum;
     let what = format!("journal inode {ino}");
-    let inode = probe.inode(ino)?;
+    // A reserved inode: read as the kernel's EXT4_IGET_SPECIAL does.
+    let inode = probe.special_inode(ino)?;
     if inode.links == 0 {
         return Err(Error::corrupt(what, "deleted (no links)"));
     }
