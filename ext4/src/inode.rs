@@ -12,7 +12,8 @@ use super::bytes::{le16, le32, put_le16, put_le32};
 use super::csum::crc32c;
 use super::error::{Error, Result};
 use super::fs::Fs;
-use super::num::{InodeNo, Pblk};
+use super::group::GroupDesc;
+use super::num::{GroupNo, InodeNo, Pblk};
 use super::superblock::{compat, incompat, ro_compat, Superblock, GOOD_OLD_INODE_SIZE};
 use super::types::{FileKind, Stat, Timestamp};
 
@@ -670,6 +671,64 @@ impl Inode {
     }
 }
 
+/// Where an inode lives (see [`locate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InodeLoc {
+    /// Its group's descriptor.
+    pub gd: GroupDesc,
+    /// Its index in the group.
+    pub index: u32,
+    /// The inode table block holding it.
+    pub blk: Pblk,
+    /// Its byte offset in that block.
+    pub off: usize,
+}
+
+/// Where inode `ino` lives, its group's descriptor given by `group`:
+/// refused for 0 or a number past the filesystem and for a slot never
+/// initialized (INODE_UNINIT, past `itable_unused`) with
+/// [`Error::NoSuchInode`], for a descriptor that failed its checksum with
+/// [`Error::Checksum`].
+pub fn locate(
+    sb: &Superblock,
+    ino: InodeNo,
+    group: impl FnOnce(GroupNo) -> Result<GroupDesc>,
+) -> Result<InodeLoc> {
+    if ino.0 > sb.inodes_count {
+        return Err(Error::NoSuchInode(ino));
+    }
+    let Some((g, index)) = ino.group_index(sb.inodes_per_group) else {
+        return Err(Error::NoSuchInode(ino));
+    };
+    let gd = group(g)?;
+    if !gd.csum_ok {
+        return Err(Error::checksum(format!("group descriptor {g}")));
+    }
+    if gd.inode_uninit(sb)
+        || (sb.has_group_csum() && index >= sb.inodes_per_group.saturating_sub(gd.itable_unused))
+    {
+        return Err(Error::NoSuchInode(ino));
+    }
+    let (blk, off) = table_slot(sb, &gd, index);
+    Ok(InodeLoc {
+        gd,
+        index,
+        blk,
+        off,
+    })
+}
+
+/// The table block and byte offset of the inode at `index` in the group
+/// described by `gd`.
+pub fn table_slot(sb: &Superblock, gd: &GroupDesc, index: u32) -> (Pblk, usize) {
+    let byte = u64::from(index) * u64::from(sb.inode_size);
+    let bs = u64::from(sb.block_size);
+    (
+        gd.inode_table.saturating_add(byte / bs),
+        (byte % bs) as usize,
+    )
+}
+
 impl Fs {
     /// Inode `ino` as a name or a file handle reaches it (the kernel's
     /// `EXT4_IGET_NORMAL`): read, bounds-checked and checksum-verified by
@@ -712,27 +771,8 @@ impl Fs {
     /// resize inode).
     pub fn special_inode(&self, ino: InodeNo) -> Result<Inode> {
         let sb = self.sb();
-        if ino.0 > sb.inodes_count {
-            return Err(Error::NoSuchInode(ino));
-        }
-        let Some((g, index)) = ino.group_index(sb.inodes_per_group) else {
-            return Err(Error::NoSuchInode(ino));
-        };
-        let gd = self.group(g)?;
-        if !gd.csum_ok {
-            return Err(Error::checksum(format!("group descriptor {g}")));
-        }
-        if gd.inode_uninit(sb)
-            || (sb.has_group_csum() && index >= sb.inodes_per_group - gd.itable_unused)
-        {
-            return Err(Error::NoSuchInode(ino));
-        }
+        let InodeLoc { gd, blk, off, .. } = locate(sb, ino, |g| self.group(g))?;
         let isz = u64::from(sb.inode_size);
-        let byte = u64::from(index) * isz;
-        let blk = gd
-            .inode_table
-            .saturating_add(byte / u64::from(sb.block_size));
-        let off = (byte % u64::from(sb.block_size)) as usize;
         // Inodes are looked at in bursts (a listing, a tree walk): a miss
         // reads ahead within the used part of this group's table.
         let used = if sb.has_group_csum() {

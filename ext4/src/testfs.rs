@@ -122,7 +122,81 @@ impl Image {
     }
 }
 
+impl Fsck {
+    /// The numbers e2fsck lists after `"<what> bitmap differences:"`
+    /// (`what` is "Block" or "Inode"), expanded: `+n` (in use but free in
+    /// the bitmap) as `n`, `-n` (marked in use but unused) as `-n`.
+    pub fn bitmap_differences(&self, what: &str) -> Vec<i64> {
+        let key = format!("{what} bitmap differences:");
+        let mut out = Vec::new();
+        for line in self.output.lines() {
+            let Some(rest) = line.trim_start().strip_prefix(&key) else {
+                continue;
+            };
+            for tok in rest.split_whitespace() {
+                let (sign, body) = match tok.split_at(1) {
+                    ("+", b) => (1, b),
+                    ("-", b) => (-1, b),
+                    _ => panic!("e2fsck difference {tok:?}"),
+                };
+                let body = body.trim_start_matches('(').trim_end_matches(')');
+                let (a, b) = body.split_once("--").unwrap_or((body, body));
+                let (a, b): (i64, i64) = (a.parse().unwrap(), b.parse().unwrap());
+                out.extend((a..=b).map(|n| sign * n));
+            }
+        }
+        out
+    }
+
+    /// The lines of the report that are neither e2fsck's progress nor one
+    /// of `allowed` (prefixes): what a test did not expect it to find.
+    pub fn unexpected(&self, allowed: &[&str]) -> Vec<String> {
+        const ROUTINE: &[&str] = &[
+            "Pass ",
+            "e2fsck ",
+            "Fix? no",
+            "Clear? no",
+            "Warning: skipping journal recovery",
+        ];
+        self.output
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.contains("WARNING: Filesystem still has errors"))
+            .filter(|l| !(l.contains(" files (") && l.contains("non-contiguous")))
+            .filter(|l| !ROUTINE.iter().chain(allowed).any(|p| l.starts_with(p)))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
 impl Image {
+    /// A copy of this image changed by `debugfs -w -R <request>` (to make
+    /// damage or odd states the engine must handle).
+    pub fn debugfs_write(&self, request: &str) -> Image {
+        let path = scratch("debugfs-w");
+        std::fs::write(&path, self.bytes()).expect("write the image for debugfs");
+        let out = Command::new("debugfs")
+            .args(["-w", "-R", request])
+            .arg(&path)
+            .output()
+            .expect("run debugfs");
+        assert!(out.status.success(), "debugfs -w -R {request:?} failed");
+        let bytes = std::fs::read(&path).expect("read the image debugfs changed");
+        let _ = std::fs::remove_file(&path);
+        Image {
+            mem: Arc::new(MemChannel::new(bytes)),
+            args: self.args.clone(),
+        }
+    }
+
+    /// A fresh device holding a copy of this image's bytes.
+    pub fn copy(&self) -> Image {
+        Image {
+            mem: Arc::new(MemChannel::new(self.bytes())),
+            args: self.args.clone(),
+        }
+    }
+
     /// Runs `debugfs -R <request>` (read-only) on the device's current
     /// bytes and returns what it printed: e2fsprogs' own view of the
     /// image, an oracle independent of the engine.
@@ -176,4 +250,18 @@ pub const GEOMETRIES: &[(&str, &[&str], &str)] = &[
     ("ext4-1k-noflex", &["-b", "1024", "-O", "^flex_bg"], "16M"),
     ("ext3-1k", &["-t", "ext3", "-b", "1024"], "16M"),
     ("ext2-4k", &["-t", "ext2", "-b", "4096"], "32M"),
+    (
+        "ext4-1k-meta_bg",
+        &["-b", "1024", "-O", "meta_bg,^resize_inode"],
+        "16M",
+    ),
 ];
+
+/// Cases of the allocators' randomized tests: `FSVC_ALLOC_CASES`, default
+/// 24 (a few seconds each; raise it for a long run).
+pub fn alloc_cases() -> u32 {
+    std::env::var("FSVC_ALLOC_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(24)
+}

@@ -42,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::{Error, Result, Space};
 use crate::fs::Fs;
 use crate::group::{self, GroupDesc};
-use crate::inode::Inode;
+use crate::inode::{self, Inode};
 use crate::locks::WriteGuard;
 use crate::num::{GroupNo, InodeNo, Pblk};
 use crate::ranges::RangeSet;
@@ -143,6 +143,8 @@ pub trait TxBlocks {
     /// The default allocation goal for `inode`'s blocks when it has none
     /// mapped yet: the start of its group's (flex group's) data area.
     fn inode_goal(&self, inode: &Inode) -> Pblk;
+    /// A generation number for a new inode ([`Inode::fresh`]).
+    fn next_generation(&mut self) -> u32;
 }
 
 /// A block changed by the transaction.
@@ -217,7 +219,6 @@ impl<'fs> Tx<'fs> {
     /// The write state under the change lock, to change. Only hints and
     /// verification marks may change before commit (never what abort
     /// would have to restore).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn state_mut(&mut self) -> &mut WriteState {
         self.guard.state_mut()
     }
@@ -279,7 +280,6 @@ impl<'fs> Tx<'fs> {
 
     /// [`Tx::modify_system`] for a block whose old contents do not matter
     /// (an uninitialized bitmap or inode table block being initialized).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn new_system(&mut self, blk: Pblk, kind: ZoneKind) -> Result<&mut [u8]> {
         self.check_system(blk, kind)?;
         self.private_copy(blk, true)
@@ -338,7 +338,6 @@ impl<'fs> Tx<'fs> {
 
     /// Changes group descriptor `g` with `f`, re-encoding it with its
     /// checksum. A descriptor whose checksum failed is never changed.
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn update_group(
         &mut self,
         g: GroupNo,
@@ -364,24 +363,8 @@ impl<'fs> Tx<'fs> {
     /// The table block and byte offset of inode `ino`, if its slot is
     /// initialized (not in an INODE_UNINIT group nor past `itable_unused`).
     pub(crate) fn inode_slot(&self, ino: InodeNo) -> Result<(Pblk, usize)> {
-        let sb = self.sb();
-        if ino.0 > sb.inodes_count {
-            return Err(Error::NoSuchInode(ino));
-        }
-        let Some((g, index)) = ino.group_index(sb.inodes_per_group) else {
-            return Err(Error::NoSuchInode(ino));
-        };
-        let gd = self.group(g)?;
-        if !gd.csum_ok {
-            return Err(Error::checksum(format!("group descriptor {g}")));
-        }
-        if gd.inode_uninit(sb)
-            || (sb.has_group_csum()
-                && index >= sb.inodes_per_group.saturating_sub(gd.itable_unused))
-        {
-            return Err(Error::NoSuchInode(ino));
-        }
-        Ok(inode_table_slot(sb, &gd, index))
+        let loc = inode::locate(self.sb(), ino, |g| self.group(g))?;
+        Ok((loc.blk, loc.off))
     }
 
     /// Inode `ino` as this transaction sees it (see [`TxBlocks::inode`]).
@@ -436,25 +419,21 @@ impl<'fs> Tx<'fs> {
     }
 
     /// Records a change of the free counts (allocators only).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn count_blocks(&mut self, delta: i64) {
         self.free_blocks_delta += delta;
     }
 
     /// Records a change of the free inode count (allocators only).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn count_inodes(&mut self, delta: i64) {
         self.free_inodes_delta += delta;
     }
 
     /// The blocks freed so far by this transaction.
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn freed(&self) -> &RangeSet {
         &self.freed
     }
 
     /// Notes that `[start, start + len)` was freed (allocators only).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) fn note_freed(&mut self, start: Pblk, len: u64) {
         self.freed.insert(start.0, len);
     }
@@ -474,8 +453,10 @@ impl<'fs> Tx<'fs> {
     /// reserve (`s_r_blocks_count`) and the reserved pool; root, the
     /// reserved uid and members of the reserved gid leave the pool; a
     /// [`AllocKind::MetaReserved`] allocation may use everything.
+    /// Blocks this transaction freed do not count: they are not reused
+    /// before it commits.
     pub fn available_blocks(&self, kind: AllocKind) -> u64 {
-        let free = self.free_blocks_count();
+        let free = self.free_blocks_count().saturating_sub(self.freed.total());
         let sb = self.sb();
         let pool = self.fs.reserved_pool();
         let root_reserve = sb.r_blocks_count >> sb.log_cluster_ratio;
@@ -590,17 +571,6 @@ fn apply(base: u64, delta: i64) -> u64 {
     }
 }
 
-/// The table block and byte offset of the inode at `index` in the group
-/// described by `gd`.
-pub fn inode_table_slot(sb: &Superblock, gd: &GroupDesc, index: u32) -> (Pblk, usize) {
-    let byte = u64::from(index) * u64::from(sb.inode_size);
-    let bs = u64::from(sb.block_size);
-    (
-        gd.inode_table.saturating_add(byte / bs),
-        (byte % bs) as usize,
-    )
-}
-
 impl TxBlocks for Tx<'_> {
     fn sb(&self) -> &Superblock {
         Tx::sb(self)
@@ -649,6 +619,9 @@ impl TxBlocks for Tx<'_> {
     }
     fn inode_goal(&self, inode: &Inode) -> Pblk {
         Tx::inode_goal(self, inode)
+    }
+    fn next_generation(&mut self) -> u32 {
+        Tx::next_generation(self)
     }
 }
 

@@ -73,7 +73,6 @@ pub struct WriteState {
     pub(crate) kbytes_at_open: u64,
     /// Allocator hints and verification marks (never restored on abort:
     /// they stay true whatever a transaction does).
-    #[allow(dead_code)] // The allocators (balloc.rs, ialloc.rs) use it.
     pub(crate) alloc: crate::alloc_state::AllocState,
 }
 

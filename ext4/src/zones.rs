@@ -178,6 +178,22 @@ impl SystemZones {
         self.zones.get(i).copied().filter(|z| z.start < end)
     }
 
+    /// The zones intersecting `[start, end)`, each clipped to it, in order.
+    pub fn clipped(&self, start: Pblk, end: Pblk) -> impl Iterator<Item = Zone> + '_ {
+        let i = self.zones.partition_point(|z| z.end() <= start);
+        self.zones[i..]
+            .iter()
+            .take_while(move |z| z.start < end)
+            .map(move |z| {
+                let s = z.start.max(start);
+                Zone {
+                    start: s,
+                    len: z.end().min(end).0 - s.0,
+                    kind: z.kind,
+                }
+            })
+    }
+
     /// The kind of metadata block `blk` holds, `None` outside every zone.
     pub fn kind_of(&self, blk: Pblk) -> Option<ZoneKind> {
         self.find(blk, 1).map(|z| z.kind)
@@ -337,6 +353,16 @@ mod tests {
         assert_eq!(set.kind_of(Pblk(6)), Some(BlockBitmap));
         assert_eq!(set.kind_of(Pblk(8)), None);
         assert_eq!(set.total_blocks(), 18);
+        let clip: Vec<_> = set.clipped(Pblk(6), Pblk(102)).collect();
+        assert_eq!(
+            clip,
+            [
+                z(6, 1, BlockBitmap),
+                z(7, 1, InodeBitmap),
+                z(100, 2, Overlap)
+            ]
+        );
+        assert_eq!(set.clipped(Pblk(8), Pblk(100)).count(), 0);
     }
 
     #[test]

@@ -558,6 +558,11 @@ impl BlockDevice {
         Ok(())
     }
 
+    /// Whether the cache holds a copy of `blk` (clean or dirty).
+    pub fn is_cached(&self, blk: u64) -> bool {
+        self.shard(blk).map.contains_key(&blk)
+    }
+
     /// Bytes of block data the cache holds now (clean and dirty).
     pub fn cached_bytes(&self) -> usize {
         let blocks: usize = self.shards().map(|s| s.map.len()).sum();

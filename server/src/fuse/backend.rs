@@ -37,6 +37,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// `offset` in file `ino`: the offset found, or `None` when there is no
     /// data at or after `offset` (ENXIO). Every file has a hole at its end.
     fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>>;
+
+    // The write side. The defaults are those of a backend that never
+    // changes (the read-only test doubles); `Fs` implements every one.
+
+    /// See `Fs::sync`: every completed change durable, or the first write
+    /// error since the last sync. Default: nothing to make durable.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 // `Fs::x(self, ..)` names the inherent method (inherent methods take
@@ -70,6 +79,9 @@ impl Backend for Fs {
     }
     fn statfs(&self) -> StatFs {
         Fs::statfs(self)
+    }
+    fn sync(&self) -> Result<()> {
+        Fs::sync(self)
     }
     fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
         let inode = self.inode(ino)?;

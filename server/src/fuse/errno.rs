@@ -125,6 +125,7 @@ impl ErrorLog {
 mod tests {
     use super::*;
     use fsvc_ext4::io::IoError;
+    use fsvc_ext4::Space;
 
     #[test]
     fn mapping_table() {
@@ -144,6 +145,14 @@ mod tests {
             (Error::Unsupported("casefold".into()), libc::EOPNOTSUPP),
             (Error::NeedsRecovery, libc::EROFS),
             (Error::NotExt("bad magic".into()), libc::EINVAL),
+            (Error::ReadOnly, libc::EROFS),
+            (Error::RwRefused("errors recorded".into()), libc::EROFS),
+            (Error::NoSpace(Space::Blocks), libc::ENOSPC),
+            (Error::NoSpace(Space::Inodes), libc::ENOSPC),
+            (Error::FileTooBig, libc::EFBIG),
+            // errors=panic stopped the filesystem; a broken internal rule.
+            (Error::Stopped, libc::EIO),
+            (Error::Internal("lock order".into()), libc::EIO),
         ];
         let log = ErrorLog::default();
         for (e, want) in table {

@@ -170,8 +170,9 @@ impl fuser::Filesystem for Adapter {
         }
     }
 
-    /// Nothing to write back: data is never buffered here (the mount is
-    /// read-only until the engine writes), so a close has nothing to report.
+    /// Checks the handle only. A close reports nothing more, as with the
+    /// kernel's ext4: changes reach the engine when their request returns,
+    /// and durability (and any write error) is fsync's.
     fn flush(
         &self,
         _req: &Request,
@@ -183,7 +184,9 @@ impl fuser::Filesystem for Adapter {
         empty(reply, self.check_file(ino, fh));
     }
 
-    /// Nothing is ever dirty (see `flush`): already durable.
+    /// Makes the filesystem's changes durable (the engine syncs as a whole:
+    /// a file's data and the metadata that finds it), or reports the first
+    /// write error since the last sync.
     fn fsync(
         &self,
         _req: &Request,
@@ -192,10 +195,13 @@ impl fuser::Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.check_file(ino, fh));
+        empty(
+            reply,
+            self.check_file(ino, fh).and_then(|()| self.do_sync(ino)),
+        );
     }
 
-    /// As `fsync`.
+    /// As `fsync`, for a directory handle.
     fn fsyncdir(
         &self,
         _req: &Request,
@@ -204,7 +210,10 @@ impl fuser::Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.check_dir(ino, fh));
+        empty(
+            reply,
+            self.check_dir(ino, fh).and_then(|()| self.do_sync(ino)),
+        );
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {

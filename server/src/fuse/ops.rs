@@ -394,6 +394,15 @@ impl Adapter {
 }
 
 impl Adapter {
+    /// FSYNC/FSYNCDIR on `node` (handle already checked): the engine's
+    /// sync, whose errors go through the one errno table (a write error
+    /// kept since a writeback is EIO).
+    pub(crate) fn do_sync(&self, node: INodeNo) -> Result<(), Errno> {
+        self.fs
+            .sync()
+            .map_err(|e| self.err(&e, || format!("fsync of node {node}")))
+    }
+
     /// Whether this mount takes changes: a read-write mode, and an engine
     /// that can write (the server refuses a read-write mount before then;
     /// this keeps the adapter honest on its own).

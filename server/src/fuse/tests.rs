@@ -39,6 +39,7 @@ pub(crate) struct FakeFs {
     inodes: HashMap<InodeNo, FakeInode>,
     pub(crate) read_dir_calls: AtomicU64,
     pub(crate) entries_emitted: AtomicU64,
+    pub(crate) syncs: AtomicU64,
 }
 
 fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
@@ -262,6 +263,10 @@ impl Backend for FakeFs {
     fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
         let size = self.node(ino)?.data.len() as u64;
         Ok((offset < size).then_some(if hole { size } else { offset }))
+    }
+    fn sync(&self) -> Result<()> {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
     fn statfs(&self) -> StatFs {
         StatFs {
@@ -696,10 +701,17 @@ fn mounted_fake_reads_through_the_kernel() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // fsync and close (flush) of a read-only file succeed.
+    // fsync and close (flush) of a read-only file succeed; fsync (of a
+    // file or a directory) reaches the engine's sync.
+    let syncs = fs.syncs.load(Ordering::Relaxed);
     let f = std::fs::File::open(m.path("hello")).unwrap();
     f.sync_all().unwrap();
     drop(f);
+    std::fs::File::open(m.path("sub"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    assert_eq!(fs.syncs.load(Ordering::Relaxed), syncs + 2);
 
     // A 500-entry directory lists once, in pages, never rescanned.
     fs.read_dir_calls.store(0, Ordering::Relaxed);
