@@ -13,7 +13,7 @@ use proptest::prelude::*;
 
 use crate::error::{Error, Space};
 use crate::group::{BG_BLOCK_UNINIT, BG_INODE_UNINIT};
-use crate::inode::{S_IFDIR, S_IFREG};
+use crate::inode::{Inode, S_IFDIR, S_IFREG};
 use crate::num::{GroupNo, InodeNo, Pblk};
 use crate::testfs::{alloc_cases, Image, GEOMETRIES};
 use crate::tx::{AllocKind, Creds, Tx};
@@ -382,6 +382,57 @@ fn directories_spread_and_files_stay_near_their_parent() {
     assert_eq!(dirs, dirs_before + 16);
     let generations: BTreeSet<u32> = (0..16).map(|_| tx.next_generation()).collect();
     assert!(generations.len() > 1);
+    tx.abort();
+    fs.unmount().unwrap();
+    img.fsck_clean();
+}
+
+#[test]
+fn with_flex_groups_directories_spread_over_them_and_goals_follow() {
+    // 16 groups in flex groups of 4.
+    let Some(img) = Image::mkfs(&["-b", "1024", "-G", "4"], "128M") else {
+        return;
+    };
+    let fs = img.open_rw();
+    let sb = fs.sb();
+    assert_eq!((sb.group_count, sb.log_groups_per_flex), (16, 2));
+    let flex_of = |i: InodeNo| (i.0 - 1) / sb.inodes_per_group / 4;
+    let mut tx = fs.begin(Creds::ROOT).unwrap();
+    let tops: Vec<InodeNo> = (0..8)
+        .map(|_| tx.alloc_inode(InodeNo::ROOT, S_IFDIR | 0o755).unwrap())
+        .collect();
+    // As the kernel's find_group_orlov: only flex groups with at least
+    // the average free inodes and blocks (never flex group 0, which holds
+    // the journal and every group's tables), fewest directories first, so
+    // the directories are shared out evenly among them.
+    let mut per_flex = std::collections::BTreeMap::new();
+    for &d in &tops {
+        *per_flex.entry(flex_of(d)).or_insert(0u32) += 1;
+    }
+    assert!(per_flex.len() >= 2, "top-level directories in {per_flex:?}");
+    assert!(!per_flex.contains_key(&0), "{per_flex:?}");
+    let (lo, hi) = (per_flex.values().min(), per_flex.values().max());
+    assert!(hi.unwrap() - lo.unwrap() <= 1, "uneven: {per_flex:?}");
+    for &d in &tops {
+        let f = tx.alloc_inode(d, S_IFREG | 0o644).unwrap();
+        assert_eq!(
+            flex_of(f),
+            flex_of(d),
+            "a file in its directory's flex group"
+        );
+        // Regular files' data goes one group past the flex group's start
+        // (its metadata fills the first), directories' to the start.
+        let now = tx.now();
+        let gen = tx.next_generation();
+        let file = Inode::fresh(sb, f, gen, S_IFREG | 0o644, 0, 0, now);
+        let dir = Inode::fresh(sb, d, gen, S_IFDIR | 0o755, 0, 0, now);
+        let flex_first = GroupNo(flex_of(d) * 4);
+        assert_eq!(tx.inode_goal(&dir), sb.group_first_block(flex_first));
+        assert_eq!(
+            tx.inode_goal(&file),
+            sb.group_first_block(GroupNo(flex_first.0 + 1))
+        );
+    }
     tx.abort();
     fs.unmount().unwrap();
     img.fsck_clean();

@@ -415,6 +415,155 @@ mod tests {
         assert!(check_block(zero, DxKind::Node, &p, &|| "t".into()).is_err());
     }
 
+    /// A 1 KiB dx root: ".", a block-long "..", root info (hash version,
+    /// info length, levels, flags) and a count/limit header.
+    fn root(info: [u8; 4], limit: u16, count: u16) -> Vec<u8> {
+        let mut b = vec![0u8; 1024];
+        b[4..6].copy_from_slice(&12u16.to_le_bytes());
+        b[16..18].copy_from_slice(&1012u16.to_le_bytes());
+        b[DX_ROOT_INFO_OFFSET + 4..DX_ROOT_INFO_OFFSET + 8].copy_from_slice(&info);
+        b[32..34].copy_from_slice(&limit.to_le_bytes());
+        b[34..36].copy_from_slice(&count.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn root_checks_as_dx_probe_makes_them() {
+        // The kernel's dx_probe refuses each of these ("unrecognised inode
+        // hash code", "unimplemented hash flags", "htree depth exceeds",
+        // "dx entry: limit", "dx entry: count beyond limit").
+        let p = params();
+        let big = DxParams {
+            largedir: true,
+            ..p
+        };
+        let lim = p.limit(DxKind::Root) as u16;
+        // (root block, params, root info accepted, entries accepted)
+        let cases: Vec<(&str, Vec<u8>, DxParams, bool, bool)> = vec![
+            ("good", root([1, 8, 0, 0], lim, 1), p, true, true),
+            (
+                "tea, one level",
+                root([2, 8, 1, 0], lim, lim),
+                p,
+                true,
+                true,
+            ),
+            ("hash 3", root([3, 8, 0, 0], lim, 1), p, false, true),
+            ("info length 9", root([1, 9, 0, 0], lim, 1), p, false, true),
+            ("two levels", root([1, 8, 2, 0], lim, 1), p, false, true),
+            (
+                "two levels, largedir",
+                root([1, 8, 2, 0], lim, 1),
+                big,
+                true,
+                true,
+            ),
+            (
+                "three levels, largedir",
+                root([1, 8, 3, 0], lim, 1),
+                big,
+                false,
+                true,
+            ),
+            ("incompat flag", root([1, 8, 0, 1], lim, 1), p, false, true),
+            (
+                "limit one short",
+                root([1, 8, 0, 0], lim - 1, 1),
+                p,
+                true,
+                false,
+            ),
+            (
+                "limit one long",
+                root([1, 8, 0, 0], lim + 1, 1),
+                p,
+                true,
+                false,
+            ),
+            ("count 0", root([1, 8, 0, 0], lim, 0), p, true, false),
+            (
+                "count past limit",
+                root([1, 8, 0, 0], lim, lim + 1),
+                p,
+                true,
+                false,
+            ),
+            (
+                "count 0xffff",
+                root([1, 8, 0, 0], lim, u16::MAX),
+                p,
+                true,
+                false,
+            ),
+            (
+                "short '..'",
+                {
+                    let mut b = root([1, 8, 0, 0], lim, 1);
+                    b[16..18].copy_from_slice(&12u16.to_le_bytes());
+                    b
+                },
+                p,
+                false,
+                true,
+            ),
+        ];
+        for (what, b, p, info_ok, block_ok) in cases {
+            let w = || what.to_string();
+            assert_eq!(
+                parse_root_info(&b, &p, &w).is_ok(),
+                info_ok,
+                "{what}: root info"
+            );
+            let checked = check_block(b.into(), DxKind::Root, &p, &w);
+            assert_eq!(checked.is_ok(), block_ok, "{what}: entries");
+        }
+    }
+
+    #[test]
+    fn index_entries_stay_inside_the_directory_and_never_loop() {
+        // A root (one level) whose entries lead to (child, then leaf):
+        // every child must be below the directory's block count and not
+        // on the path already.
+        let p = DxParams {
+            nblocks: 8,
+            ..params()
+        };
+        let lim = p.limit(DxKind::Root) as u16;
+        let nlim = p.limit(DxKind::Node) as u16;
+        let cases: &[(u32, u32, bool)] = &[
+            (1, 2, true),
+            (8, 2, false),          // child past the directory end
+            (1, 9, false),          // leaf past the end
+            (1, 1, false),          // the node names itself
+            (1, 0, false),          // back to the root
+            (0x1000_0001, 2, true), // the high 4 bits are not part of the block
+        ];
+        for &(child, leaf, ok) in cases {
+            let mut r = root([1, 8, 1, 0], lim, 1);
+            r[36..40].copy_from_slice(&child.to_le_bytes());
+            let r: Arc<[u8]> = r.into();
+            let n = node(&[(0, leaf)], nlim);
+            let mut read = |l: Lblk| -> Result<Arc<[u8]>> {
+                Ok(if l == Lblk(0) { r.clone() } else { n.clone() })
+            };
+            let mut leaves = Vec::new();
+            let got = lookup(
+                b"name",
+                &p,
+                &mut read,
+                &mut |l| {
+                    leaves.push(l);
+                    Ok(None)
+                },
+                &|| "t".into(),
+            );
+            assert_eq!(got.is_ok(), ok, "child {child:#x} leaf {leaf}: {got:?}");
+            if ok {
+                assert_eq!(leaves, vec![Lblk(leaf)]);
+            }
+        }
+    }
+
     #[test]
     fn node_detection() {
         assert!(is_dx_node(&node(&[(0, 1)], 10)));

@@ -15,6 +15,7 @@
 mod conn;
 mod klog;
 mod mount;
+mod mountinfo;
 mod options;
 mod policy;
 mod server;
@@ -22,6 +23,7 @@ mod session;
 mod source;
 mod sys;
 mod unmount;
+mod utab;
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
@@ -201,11 +203,19 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     // Closing our end tells a failed server to stop.
     drop(conn);
     match result {
-        Ok(note) => {
+        Ok(served) => {
             // mount(8)'s words for a write-protected source, say.
-            if let Some(note) = note {
+            if let Some(note) = served.note {
                 eprintln!("fsvc-mount: warning: {note}");
             }
+            let login = user.as_ref().and_then(|u| {
+                nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u.caller.uid))
+                    .ok()
+                    .flatten()
+                    .map(|p| p.name)
+            });
+            let kept = utab::kept_options(&args.options, login.as_deref());
+            record_in_utab(served.mount_id, &shown_source, &shown_dir, &kept);
             if args.verbose {
                 let how = match &route {
                     server::Route::Socket(p) => format!("via {p}"),
@@ -233,5 +243,28 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
                 failed(message)
             })
         }
+    }
+}
+
+/// Records the mount in libmount's utab (see `utab`). The mount stands
+/// whatever happens here; a failure only costs umount(8)'s wait, so it is
+/// said (stderr and the kernel log), not fatal.
+fn record_in_utab(id: Option<u64>, source: &str, target: &str, options: &[String]) {
+    let res = match id {
+        Some(id) => utab::record(&utab::Record {
+            id,
+            source,
+            target,
+            options,
+        }),
+        None => Err("the new mount's id is unknown".to_string()),
+    };
+    if let Err(e) = res {
+        let msg = format!(
+            "mounted {source} on {target}, but could not record it in {}/utab ({e}): umount(8) may return before the server has finished; unmount with fsvc-mount -u {target}",
+            utab::UTAB_DIR
+        );
+        klog::warn(&msg);
+        eprintln!("fsvc-mount: warning: {msg}");
     }
 }

@@ -77,6 +77,13 @@ pub struct Mounted {
 }
 
 impl Mounted {
+    /// The new mount's id (mountinfo's first field), when its root is known.
+    pub fn mount_id(&self) -> Option<u64> {
+        self.root
+            .as_ref()
+            .and_then(|r| crate::mountinfo::mount_id(r.as_fd()).ok())
+    }
+
     /// Lazily unmounts (MNT_DETACH): it never blocks on the FUSE server.
     /// Returns an error message when it could not.
     pub fn detach(self) -> Result<(), String> {

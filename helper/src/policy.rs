@@ -224,25 +224,30 @@ pub fn trusted(st: &nix::sys::stat::FileStat) -> bool {
     st.st_uid == 0 && st.st_mode & (libc::S_IWGRP | libc::S_IWOTH) == 0
 }
 
-/// Opens [`RUN_DIR`], making it (root's, 0755) when missing; refuses one
-/// that is not [`trusted`]. A setuid helper creates files with the caller's
-/// gid, hence the chown.
+/// Opens [`RUN_DIR`] per [`root_dir`].
 fn run_dir() -> Result<OwnedFd, String> {
-    let created = nix::unistd::mkdir(RUN_DIR, Mode::from_bits_truncate(0o755)).is_ok();
+    root_dir(RUN_DIR)
+}
+
+/// Opens the directory `path`, making it (root's, 0755) when missing;
+/// refuses one that is not [`trusted`] (or is a symlink). A setuid helper
+/// creates files with the caller's gid, hence the chown.
+pub fn root_dir(path: &str) -> Result<OwnedFd, String> {
+    let created = nix::unistd::mkdir(path, Mode::from_bits_truncate(0o755)).is_ok();
     let dir = open(
-        RUN_DIR,
+        path,
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("cannot open {RUN_DIR}: {e}"))?;
+    .map_err(|e| format!("cannot open {path}: {e}"))?;
     if created {
         nix::unistd::fchown(&dir, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
-            .map_err(|e| format!("cannot give {RUN_DIR} to root: {e}"))?;
+            .map_err(|e| format!("cannot give {path} to root: {e}"))?;
     }
-    let st = fstat(&dir).map_err(|e| format!("cannot stat {RUN_DIR}: {e}"))?;
+    let st = fstat(&dir).map_err(|e| format!("cannot stat {path}: {e}"))?;
     if !trusted(&st) {
         return Err(format!(
-            "refusing {RUN_DIR}: it must be root's and writable by root only (owner uid {}, mode {:o})",
+            "refusing {path}: it must be root's and writable by root only (owner uid {}, mode {:o})",
             st.st_uid,
             st.st_mode & 0o7777
         ));
@@ -271,7 +276,7 @@ pub fn lock_user_mounts() -> Result<OwnedFd, String> {
 /// How many fsvc mounts `uid` has now (every mount namespace's view is
 /// ours: the helper counts what this namespace shows).
 pub fn count_user_mounts(uid: u32) -> Result<usize, String> {
-    let info = crate::unmount::read_mountinfo()?;
+    let info = crate::mountinfo::read_mountinfo()?;
     Ok(info
         .iter()
         .filter(|m| m.is_fsvc() && m.user_id() == Some(uid))

@@ -74,20 +74,27 @@ impl SessionError {
 /// tell the person mounting.
 const NOTHING_TO_TELL: &str = "mounted";
 
-/// Runs the conversation; `Ok` means mounted and served, with the note the
-/// server wants the person mounting to see (why the mount is read-only
-/// when they did not ask for it), if any, made printable.
-pub fn run(
-    conn: &Conn,
-    info: &MountInfo,
-    ctx: &Context<'_>,
-) -> Result<Option<String>, SessionError> {
+/// A mount made and served.
+#[derive(Debug)]
+pub struct Served {
+    /// The note the server wants the person mounting to see (why the mount
+    /// is read-only when they did not ask for it), made printable.
+    pub note: Option<String>,
+    /// The new mount's id, when it could be read.
+    pub mount_id: Option<u64>,
+}
+
+/// Runs the conversation; `Ok` means mounted and served.
+pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<Served, SessionError> {
     let mut mounted: Option<Mounted> = None;
     let result = converse(conn, info, ctx, &mut mounted);
     match (result, mounted) {
-        (Ok(note), _) => {
+        (Ok(note), m) => {
             let note = printable(note.trim());
-            Ok((!note.is_empty() && note != NOTHING_TO_TELL).then_some(note))
+            Ok(Served {
+                note: (!note.is_empty() && note != NOTHING_TO_TELL).then_some(note),
+                mount_id: m.and_then(|m| m.mount_id()),
+            })
         }
         (Err(e), None) => Err(e),
         (Err(e), Some(m)) => match m.detach() {

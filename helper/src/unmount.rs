@@ -42,97 +42,12 @@ use nix::mount::{umount2, MntFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::stat::{major, minor, stat, FileStat, Mode, SFlag};
 
+use crate::mountinfo::{mount_id, read_mountinfo, MountEntry};
 use crate::policy::{self, Knobs};
-use crate::{klog, sys, Failure};
+use crate::{klog, sys, utab, Failure};
 
-/// The FUSE subtype prefix of every fsvc mount (`fuse.fsvc.ext4`).
-pub const FSVC_TYPE_PREFIX: &str = "fuse.fsvc.";
 /// Grace after a SIGKILL for the kernel to reap a killed server.
 const KILL_GRACE: Duration = Duration::from_secs(5);
-
-/// One line of `/proc/self/mountinfo`, the fields used here.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountEntry {
-    /// Mount id.
-    pub id: u64,
-    /// The superblock's device number (`major:minor`); for FUSE, the
-    /// connection's.
-    pub dev: (u32, u32),
-    /// Where it is mounted.
-    pub mountpoint: String,
-    /// Filesystem type (`fuse.fsvc.ext4`).
-    pub fstype: String,
-    /// Mount source.
-    pub source: String,
-    /// Superblock options (`user_id=...`).
-    pub super_options: String,
-}
-
-impl MountEntry {
-    /// Made by fsvc.
-    pub fn is_fsvc(&self) -> bool {
-        self.fstype.starts_with(FSVC_TYPE_PREFIX)
-    }
-
-    /// The FUSE `user_id=` (who mounted it).
-    pub fn user_id(&self) -> Option<u32> {
-        self.super_options
-            .split(',')
-            .find_map(|o| o.strip_prefix("user_id="))
-            .and_then(|v| v.parse().ok())
-    }
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape(field: &str) -> String {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], oct) {
-            (b'\\', Some(d)) => {
-                let v = d.iter().fold(0u32, |a, c| a * 8 + u32::from(c - b'0'));
-                out.push(u8::try_from(v).unwrap_or(b'?'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses mountinfo text; malformed lines are skipped.
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let l: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            let (major, minor) = l.get(2)?.split_once(':')?;
-            Some(MountEntry {
-                id: l.first()?.parse().ok()?,
-                dev: (major.parse().ok()?, minor.parse().ok()?),
-                mountpoint: unescape(l.get(4)?),
-                fstype: unescape(r.first()?),
-                source: unescape(r.get(1)?),
-                super_options: unescape(r.get(2).copied().unwrap_or("")),
-            })
-        })
-        .collect()
-}
-
-/// Reads this process's mount table.
-pub fn read_mountinfo() -> Result<Vec<MountEntry>, String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| parse_mountinfo(&t))
-        .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))
-}
 
 /// Pins DIR's parent (`O_PATH`, looked up as the caller) and returns it
 /// with DIR's last component.
@@ -166,21 +81,11 @@ fn mount_at(
         nix::fcntl::openat(parent, name, flags, Mode::empty())
     })
     .map_err(|e| usage(format!("cannot open {dir}: {}", e.desc())))?;
-    let id = mount_id(&fd).map_err(failed)?;
+    let id = mount_id(fd.as_fd()).map_err(failed)?;
     let here = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map(|p| p.to_string_lossy().into_owned())
         .map_err(|e| failed(format!("cannot resolve {dir}: {e}")))?;
     Ok((id, here))
-}
-
-/// The mount id of the mount `fd` is on (`mnt_id:` in its fdinfo).
-fn mount_id(fd: &OwnedFd) -> Result<u64, String> {
-    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
-        .map_err(|e| format!("cannot read fdinfo: {e}"))?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("mnt_id:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| "no mnt_id in fdinfo".to_string())
 }
 
 fn failed(message: String) -> Failure {
@@ -349,6 +254,54 @@ fn unmount_timeout(caller: &Caller, knobs: &Knobs) -> Duration {
     Duration::from_secs(secs)
 }
 
+/// `umount2` of `parent/name`: through the pinned parent and a last
+/// component that is not followed (an fd on the mount itself would make it
+/// busy). The mount id was checked through the same parent a moment ago;
+/// between the two only the caller's own tree can change (its parent is
+/// theirs or root's).
+fn unmount_at(parent: &OwnedFd, name: &str, dir: &str, flags: MntFlags) -> Result<(), Failure> {
+    nix::unistd::fchdir(parent)
+        .map_err(|e| failed(format!("cannot enter the parent of {dir}: {e}")))?;
+    let res = umount2(name, flags | MntFlags::UMOUNT_NOFOLLOW);
+    let _ = nix::unistd::chdir("/");
+    res.map_err(|e| match e {
+        nix::errno::Errno::EBUSY => failed(format!(
+            "{dir}: target is busy (files are open on it; close them, or use umount -l)"
+        )),
+        e => failed(format!("cannot unmount {dir}: {}", e.desc())),
+    })
+}
+
+/// DIR holds a mount that is not fsvc's. umount(8) runs this helper for
+/// one only when a utab line of ours outlived its mount at this target
+/// (umount2(2) or `fusermount3 -u` removed that mount) and now matches
+/// this one: the line goes, and for root (whose umount(8) would otherwise
+/// have unmounted it) the mount is unmounted as umount(8) would have; a
+/// user is told to run umount again, as this setuid helper unmounts no
+/// one's mount but fsvc's.
+fn not_fsvc(
+    entry: &MountEntry,
+    parent: &OwnedFd,
+    name: &str,
+    dir: &str,
+    flags: MntFlags,
+    caller: &Caller,
+) -> Result<(), Failure> {
+    let stale = utab::forget(None, &entry.mountpoint).unwrap_or(0) > 0;
+    if stale && policy::is_root(caller) {
+        return unmount_at(parent, name, dir, flags);
+    }
+    Err(usage(format!(
+        "{dir} is not an fsvc mount (it is {}); use umount{}",
+        entry.fstype,
+        if stale {
+            " (a stale fsvc line for it in /run/mount/utab, which made umount run this helper, was removed: run umount again)"
+        } else {
+            ""
+        }
+    )))
+}
+
 /// Runs the unmount per the module doc.
 pub fn run(u: &UnmountArgs, caller: &Caller, knobs: &Knobs) -> Result<(), Failure> {
     let dir = &u.mountpoint;
@@ -360,11 +313,15 @@ pub fn run(u: &UnmountArgs, caller: &Caller, knobs: &Knobs) -> Result<(), Failur
         .find(|m| m.id == id)
         .filter(|m| m.mountpoint == here)
         .ok_or_else(|| usage(format!("{dir}: not mounted")))?;
+    let mut mflags = MntFlags::empty();
+    if u.lazy {
+        mflags |= MntFlags::MNT_DETACH;
+    }
+    if u.force {
+        mflags |= MntFlags::MNT_FORCE;
+    }
     if !entry.is_fsvc() {
-        return Err(usage(format!(
-            "{dir} is not an fsvc mount (it is {}); use umount",
-            entry.fstype
-        )));
+        return not_fsvc(&entry, &parent, &name, dir, mflags, caller);
     }
     if !policy::is_root(caller) && entry.user_id() != Some(caller.uid) {
         return Err(usage(format!(
@@ -386,27 +343,12 @@ pub fn run(u: &UnmountArgs, caller: &Caller, knobs: &Knobs) -> Result<(), Failur
     // pid reused. The pidfds refer to these processes whatever happens.
     let servers = servers_of(&entry);
 
-    let mut mflags = MntFlags::empty();
-    if u.lazy {
-        mflags |= MntFlags::MNT_DETACH;
+    unmount_at(&parent, &name, dir, mflags)?;
+    // umount(8) removes the line itself after we succeed; fsvc-mount -u
+    // and a umount(8) that found no line have nobody else to do it.
+    if let Err(e) = utab::forget(Some(id), &entry.mountpoint) {
+        eprintln!("fsvc-mount: warning: unmounted {what}, but {e}");
     }
-    if u.force {
-        mflags |= MntFlags::MNT_FORCE;
-    }
-    // Through the pinned parent and a last component that is not followed:
-    // an fd on the mount itself would make it busy. The mount id was
-    // checked through the same parent a moment ago; between the two only
-    // the caller's own tree can change (its parent is theirs or root's).
-    nix::unistd::fchdir(&parent)
-        .map_err(|e| failed(format!("cannot enter the parent of {dir}: {e}")))?;
-    let res = umount2(name.as_str(), mflags | MntFlags::UMOUNT_NOFOLLOW);
-    let _ = nix::unistd::chdir("/");
-    res.map_err(|e| match e {
-        nix::errno::Errno::EBUSY => failed(format!(
-            "{dir}: target is busy (files are open on it; close them, or use umount -l)"
-        )),
-        e => failed(format!("cannot unmount {dir}: {}", e.desc())),
-    })?;
 
     if servers.is_empty() {
         let msg = format!(
@@ -459,28 +401,6 @@ pub fn run(u: &UnmountArgs, caller: &Caller, knobs: &Knobs) -> Result<(), Failur
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_lines() {
-        let text = "\
-22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
-95 22 0:52 / /tmp/my\\040mnt rw,nosuid,nodev,relatime shared:50 - fuse.fsvc.ext4 /home/u/a\\040b.img ro,user_id=1000,group_id=1000,default_permissions
-96 22 0:53 / /mnt rw - fuse.sshfs host: rw,user_id=0,group_id=0
-garbage line
-";
-        let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[1].id, 95);
-        assert_eq!(m[1].dev, (0, 52));
-        assert_eq!(m[0].dev, (8, 1));
-        assert_eq!(m[1].mountpoint, "/tmp/my mnt");
-        assert_eq!(m[1].source, "/home/u/a b.img");
-        assert!(m[1].is_fsvc() && !m[2].is_fsvc() && !m[0].is_fsvc());
-        assert_eq!(m[1].user_id(), Some(1000));
-        assert_eq!(m[2].user_id(), Some(0));
-        assert_eq!(m[0].user_id(), None);
-        assert_eq!(unescape("a\\134b\\0"), "a\\b\\0");
-    }
 
     #[test]
     fn fuse_connections() {

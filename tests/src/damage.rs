@@ -58,6 +58,37 @@ pub fn block_size(image: &Path) -> u64 {
     1024 << u32::from_le_bytes([raw[0], raw[1], raw[2], raw[3]])
 }
 
+/// The text after `label` on its line of `dumpe2fs -h` (trimmed), if the
+/// image's superblock shows that field.
+pub fn header_text(image: &Path, label: &str) -> Option<String> {
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(image)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_string())
+}
+
+/// A numeric superblock field from `dumpe2fs -h` (by its label, colon
+/// included), if shown.
+pub fn header_field(image: &Path, label: &str) -> Option<u64> {
+    header_text(image, label)?.parse().ok()
+}
+
+/// [`header_field`] for a field every image has.
+pub fn header_value(image: &Path, label: &str) -> u64 {
+    header_field(image, label).unwrap_or_else(|| panic!("no {label} in dumpe2fs -h"))
+}
+
+/// Whether `image` has feature `name` (dumpe2fs -h).
+pub fn has_feature(image: &Path, name: &str) -> bool {
+    header_text(image, "Filesystem features:")
+        .is_some_and(|f| f.split_whitespace().any(|w| w == name))
+}
+
 // ------------------------------------------------- where things are (tools)
 
 /// Byte offset of `path`'s inode (debugfs `imap`).

@@ -23,7 +23,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::users::TestUser;
-use crate::util::{mount_table_of, output_bounded, poll_until, MountEntry};
+use crate::util::{mount_table_of, output_bounded, poll_until, MountEntry, UtabLine};
 
 /// How long one command inside may take.
 pub const NS_RUN_LIMIT: Duration = Duration::from_secs(120);
@@ -72,6 +72,13 @@ impl MountNs {
         let mut c = self.command("umount");
         c.args(["-i", "-l"]).arg(dir);
         let _ = output_bounded(&mut c, NS_RUN_LIMIT);
+    }
+
+    /// The lines of the namespace's libmount utab (in its own `/run`)
+    /// whose target is `dir`.
+    pub fn utab_at(&self, dir: &Path) -> Result<Vec<UtabLine>> {
+        let utab = format!("/proc/{}/root{}", self.pid(), crate::util::UTAB);
+        crate::util::utab_of(Path::new(&utab), dir)
     }
 
     /// The holder's pid (its `/proc` entry shows the namespace's mounts).

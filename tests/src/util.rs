@@ -219,6 +219,8 @@ fn unescape_mountinfo(field: &str) -> Vec<u8> {
 /// One line of /proc/self/mountinfo (the fields tests look at).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// Mount id (what libmount's utab records as `ID=`).
+    pub id: u64,
     /// Mount point.
     pub mountpoint: PathBuf,
     /// Filesystem type (e.g. `fuse.ext4`, `ext4`).
@@ -262,7 +264,11 @@ pub fn mount_table_of(mountinfo: &Path) -> Result<Vec<MountEntry>> {
         if fields.len() < sep + 3 || fields.len() < 6 {
             continue;
         }
+        let Ok(id) = fields[0].parse() else {
+            continue;
+        };
         v.push(MountEntry {
+            id,
             mountpoint: PathBuf::from(OsStr::from_bytes(&unescape_mountinfo(fields[4]))),
             options: fields[5].to_string(),
             fstype: fields[sep + 1].to_string(),
@@ -287,6 +293,98 @@ pub fn mounts_under(dir: &Path) -> Result<Vec<MountEntry>> {
         .into_iter()
         .filter(|m| m.mountpoint.starts_with(dir))
         .collect())
+}
+
+/// libmount's userspace mount table, where fsvc records its mounts so
+/// that umount(8) runs fsvc's umount helper (docs/design-notes.md, "Unmount").
+pub const UTAB: &str = "/run/mount/utab";
+
+/// One line of a utab (the fields tests look at).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UtabLine {
+    /// `ID=`: the mount id.
+    pub id: Option<u64>,
+    /// `SRC=`.
+    pub source: String,
+    /// `TARGET=`.
+    pub target: PathBuf,
+    /// `OPTS=`.
+    pub opts: String,
+}
+
+impl UtabLine {
+    /// Whether `opt` is one of its options.
+    pub fn has_option(&self, opt: &str) -> bool {
+        self.opts.split(',').any(|o| o == opt)
+    }
+}
+
+/// Parses utab text (`KEY=value` fields, values escaped as in mountinfo).
+pub fn parse_utab(text: &str) -> Vec<UtabLine> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut u = UtabLine::default();
+            for (k, v) in l.split(' ').filter_map(|f| f.split_once('=')) {
+                let raw = unescape_mountinfo(v);
+                match k {
+                    "ID" => u.id = v.parse().ok(),
+                    "SRC" => u.source = String::from_utf8_lossy(&raw).into_owned(),
+                    "TARGET" => u.target = PathBuf::from(OsStr::from_bytes(&raw)),
+                    "OPTS" => u.opts = String::from_utf8_lossy(&raw).into_owned(),
+                    _ => {}
+                }
+            }
+            u
+        })
+        .collect()
+}
+
+/// The lines of [`UTAB`] whose target is `dir` (none when there is no file).
+pub fn utab_at(dir: &Path) -> Result<Vec<UtabLine>> {
+    utab_of(Path::new(UTAB), dir)
+}
+
+/// The lines of the utab file `utab` whose target is `dir` (none when
+/// there is no file).
+pub fn utab_of(utab: &Path, dir: &Path) -> Result<Vec<UtabLine>> {
+    let text = match std::fs::read_to_string(utab) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| utab.display().to_string()),
+    };
+    Ok(parse_utab(&text)
+        .into_iter()
+        .filter(|u| u.target == dir)
+        .collect())
+}
+
+/// Checks that `lines` (a utab's lines for one target) are fsvc's record
+/// of `mount`: one line, with its mount id and source, naming fsvc's umount
+/// helper (`uhelper=fuse.fsvc`), with `extra` among its options too.
+pub fn check_utab_record(
+    mount: Option<&MountEntry>,
+    lines: &[UtabLine],
+    extra: &[&str],
+) -> Result<()> {
+    let Some(m) = mount else {
+        bail!("nothing mounted (utab: {lines:?})");
+    };
+    let [line] = lines else {
+        bail!(
+            "not one utab line for {}: {lines:?}",
+            m.mountpoint.display()
+        );
+    };
+    if line.id != Some(m.id) || line.source != m.source {
+        bail!("the line is not the mount's (id, source): {line:?} vs {m:?}");
+    }
+    for opt in ["uhelper=fuse.fsvc"].iter().chain(extra) {
+        if !line.has_option(opt) {
+            bail!("no {opt} in {line:?}");
+        }
+    }
+    Ok(())
 }
 
 /// Reads a file, lossily, for diagnostics ("" when unreadable).

@@ -14,7 +14,9 @@
 //!   afterwards and `umount` ends it.
 
 use fsvc_ext4::limits::{extent_max_bytes, indirect_max_bytes};
-use fsvc_tests::damage::{block_size, show_errs, tolerant_walk, under, within, Walk, WalkLimits};
+use fsvc_tests::damage::{
+    block_size, has_feature, show_errs, tolerant_walk, under, within, Walk, WalkLimits,
+};
 use fsvc_tests::fixtures::{debugfs, varied_image, FsKind, Mkfs, TreeOptions};
 use fsvc_tests::mount::{alive, FsvcMount, FsvcOptions, KernelMount};
 use fsvc_tests::oracle::{self, Compare, Record};
@@ -50,19 +52,6 @@ fn kinds() -> Vec<(&'static str, Mkfs)> {
         ("ext3", Mkfs::new(FsKind::Ext3)),
         ("ext4", Mkfs::new(FsKind::Ext4).feature("metadata_csum")),
     ]
-}
-
-/// Whether `image` has feature `name` (dumpe2fs).
-fn has_feature(image: &Path, name: &str) -> bool {
-    let out = Command::new("dumpe2fs")
-        .arg("-h")
-        .arg(image)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("Filesystem features:"))
-        .is_some_and(|f| f.split_whitespace().any(|w| w == name))
 }
 
 /// The limit for a file of `image` mapped by extents or not, from the

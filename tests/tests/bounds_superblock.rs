@@ -12,7 +12,9 @@
 //! every entry that fails) is the kernel's, within a watchdog, with the
 //! server alive after it.
 
-use fsvc_tests::damage::{show_errs, tolerant_walk, within, Walk, WalkLimits};
+use fsvc_tests::damage::{
+    header_field, header_value, show_errs, tolerant_walk, within, Walk, WalkLimits,
+};
 use fsvc_tests::fixtures::{varied_image, FsKind, Mkfs, TreeOptions};
 use fsvc_tests::mount::{alive, run_helper, servers_of, FsvcMount, FsvcOptions, KernelMount};
 use fsvc_tests::oracle::{self, Compare, Record};
@@ -25,24 +27,6 @@ use std::time::Duration;
 
 /// Far longer than these walks take: past it, a hang.
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A superblock field's value from `dumpe2fs -h` (by its label), if shown.
-fn header_field(image: &Path, label: &str) -> Option<u64> {
-    let out = Command::new("dumpe2fs")
-        .arg("-h")
-        .arg(image)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(label))
-        .and_then(|v| v.trim().parse().ok())
-}
-
-/// [`header_field`] for a field every image has.
-fn header_value(image: &Path, label: &str) -> u64 {
-    header_field(image, label).unwrap_or_else(|| panic!("no {label} in dumpe2fs -h"))
-}
 
 /// (debugfs field name, value) cases for an image: the limits each check
 /// draws (at and past them) and values a naive reader would loop or

@@ -24,14 +24,17 @@ use std::time::Duration;
 use fsvc_tests::fixtures::{FsKind, Mkfs};
 use fsvc_tests::install::{installed_ns, make, shared_install, Installed, LAYOUT, SERVER};
 use fsvc_tests::mount::{alive, find_server, servers_of};
+use fsvc_tests::namespace::MountNs;
 use fsvc_tests::privilege::require_tools;
 use fsvc_tests::require_privileged;
 use fsvc_tests::system::{open_excl, LoopDev, SystemLock};
 use fsvc_tests::users::TestUser;
-use fsvc_tests::util::{poll_until, run, TempDir};
+use fsvc_tests::util::{check_utab_record, poll_until, run, TempDir};
 
 /// What each test image's one file says.
 const HELLO: &str = "hello from an installed fsvc\n";
+/// What fsvc's umount helper says with `-v` once the server has exited.
+const HELPER_WAITED: &str = "the server finished and released the source";
 
 fn ready(test: &str, tools: &[&str]) -> bool {
     require_privileged(test)
@@ -273,9 +276,17 @@ fn installed_units_verify_and_socket_activation_serves() {
         assert_eq!(exe, Path::new(SERVER), "the installed server");
         let cat = ns.run("cat", &[dir.join("hello")]).expect("read");
         assert_eq!(text(&cat.stdout), HELLO);
-        let out = ns.output(ns.command("umount").arg(&dir)).expect("umount");
+        assert_recorded(&ns, &dir, &[]);
+        let out = ns
+            .output(ns.command("umount").arg("-v").arg(&dir))
+            .expect("umount");
         assert_ok(&out, "umount through the installed umount helper");
+        assert!(
+            text(&out.stdout).contains(HELPER_WAITED),
+            "umount ran the installed helper: {out:?}"
+        );
         assert!(!alive(server), "the server finished before umount returned");
+        assert!(ns.utab_at(&dir).expect("utab").is_empty(), "line removed");
     }));
     let _ = activator.kill();
     let _ = activator.wait();
@@ -283,6 +294,13 @@ fn installed_units_verify_and_socket_activation_serves() {
     if let Err(p) = result {
         std::panic::resume_unwind(p);
     }
+}
+
+/// The namespace's utab has fsvc's one line for the mount at `dir` (and
+/// mount(8) added none of its own), with `extra` among its options.
+fn assert_recorded(ns: &MountNs, dir: &Path, extra: &[&str]) {
+    let m = ns.mounts_at(dir).expect("mountinfo");
+    check_utab_record(m.first(), &ns.utab_at(dir).expect("utab"), extra).expect("utab record");
 }
 
 fn ppid(pid: i32) -> Option<i32> {
@@ -359,9 +377,17 @@ fn fstab_lines_mount_through_mount8_and_the_generator() {
     );
     let server = find_server(&file).expect("server");
     for dir in [&m_uuid, &m_label, &m_file] {
-        let out = ns.output(ns.command("umount").arg(dir)).expect("umount");
+        assert_recorded(&ns, dir, &[]);
+        let out = ns
+            .output(ns.command("umount").arg("-v").arg(dir))
+            .expect("umount");
         assert_ok(&out, "umount");
+        assert!(
+            text(&out.stdout).contains(HELPER_WAITED),
+            "umount ran the installed helper: {out:?}"
+        );
         assert!(ns.mounts_at(dir).expect("mountinfo").is_empty());
+        assert!(ns.utab_at(dir).expect("utab").is_empty(), "line removed");
     }
     assert!(!alive(server), "umount waited for the server");
     for dev in [&by_uuid, &by_label] {
@@ -535,6 +561,9 @@ fn fstab_user_lines_follow_the_policy() {
         .output(ns.command_as(&a, "cat").arg(m_user.join("hello")))
         .expect("cat");
     assert_eq!(text(&cat.stdout), HELLO, "{cat:?}");
+    // mount(8) keeps `user=NAME` in utab for a `user` line (umount(8)
+    // checks it): fsvc's line carries it, and mount(8) adds none.
+    assert_recorded(&ns, &m_user, &[&format!("user={}", a.name)]);
     let server = find_server(&img).expect("server");
     let out = as_user(&b, "umount", &m_user);
     assert!(!out.status.success(), "another user's umount: {out:?}");
@@ -542,6 +571,10 @@ fn fstab_user_lines_follow_the_policy() {
     let out = as_user(&a, "umount", &m_user);
     assert_ok(&out, "umount by the user");
     assert!(ns.mounts_at(&m_user).expect("mountinfo").is_empty());
+    assert!(
+        ns.utab_at(&m_user).expect("utab").is_empty(),
+        "line removed"
+    );
     assert!(!alive(server), "umount waited for the server");
 
     // The policy still judges: b may mount the `user` line (fstab allows
@@ -559,6 +592,7 @@ fn fstab_user_lines_follow_the_policy() {
     // fsvc's helper, which unmounts only its caller's own mounts.
     let out = as_user(&a, "mount", &m_users);
     assert_ok(&out, "mount DIR by the user (fstab users)");
+    assert_recorded(&ns, &m_users, &[]);
     let out = as_user(&b, "umount", &m_users);
     assert!(!out.status.success(), "{out:?}");
     assert!(

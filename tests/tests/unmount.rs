@@ -4,6 +4,13 @@
 //! exactly what fsvc served and `e2fsck -fn` is clean; a killed server, a
 //! hung server and `umount -l` all end in a clear state.
 //!
+//! Each unmount through umount(8) is checked to have run fsvc's helper
+//! (`umount -v` shows the helper's "server finished" line), so a umount(8)
+//! that bypasses it (as util-linux 2.38 does when /run/mount/utab has no
+//! line for the target: docs/design-notes.md, "Unmount") fails the test
+//! rather than passing by luck; and the mount's utab line is checked to be
+//! there while mounted and gone after.
+//!
 //! The 200 MiB write of the issue's must-show needs the write engine: each
 //! test mounts with `-o rw` and runs [`write_payload`], which writes and
 //! later verifies the payload once the mount is writable. Until then the
@@ -22,12 +29,40 @@ use fsvc_tests::mount::{alive, kernel_records, FsvcMount, FsvcOptions, KernelMou
 use fsvc_tests::oracle::{self, Compare, Record};
 use fsvc_tests::require_privileged;
 use fsvc_tests::system::{image_lock_free, open_excl, LoopDev, UmountHelper};
-use fsvc_tests::util::{mounts_at, poll_until, read_lossy, TempDir};
+use fsvc_tests::util::{check_utab_record, mounts_at, poll_until, read_lossy, utab_at, TempDir};
 
 /// The payload the issue asks for.
 const PAYLOAD_MIB: usize = 200;
 /// What the server logs, before it closes the device, when it finished.
 const CLEAN_LINE: &str = "unmounted: clean";
+/// What fsvc's umount helper says with `-v` once the server it waited for
+/// has exited: proof that umount(8) ran it and it waited.
+const HELPER_WAITED: &str = "the server finished and released the source";
+
+/// The mount at `dir` is recorded in libmount's utab as fsvc records it.
+fn assert_recorded(dir: &Path) {
+    let m = mounts_at(dir).expect("mountinfo");
+    check_utab_record(m.first(), &utab_at(dir).expect("utab"), &[]).expect("utab record");
+}
+
+/// After the unmount, no utab line is left for `dir`.
+fn assert_forgotten(dir: &Path) {
+    let lines = utab_at(dir).expect("utab");
+    assert!(
+        lines.is_empty(),
+        "utab lines left for {}: {lines:?}",
+        dir.display()
+    );
+}
+
+/// `umount -v DIR` ran fsvc's helper, which waited for the server.
+fn assert_helper_waited(out: &std::process::Output) {
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(HELPER_WAITED),
+        "umount ran /sbin/umount.fuse.fsvc and it waited for the server: {out:?}"
+    );
+}
 
 fn rw() -> FsvcOptions {
     FsvcOptions {
@@ -146,10 +181,12 @@ fn umount8_frees_the_loop_device_at_once() {
         open_excl(dev.path()).is_err(),
         "the device is held while mounted"
     );
+    assert_recorded(&dir);
     m.disarm();
 
-    let out = umount(&dir, &[], &[]);
+    let out = umount(&dir, &["-v"], &[]);
     assert!(out.status.success(), "umount: {out:?}");
+    assert_helper_waited(&out);
     // At once: no wait, no retry.
     let excl = open_excl(dev.path());
     assert!(
@@ -165,6 +202,7 @@ fn umount8_frees_the_loop_device_at_once() {
     );
     assert!(!alive(pid), "the server exited before umount returned");
     assert!(mounts_at(&dir).expect("mountinfo").is_empty());
+    assert_forgotten(&dir);
     kernel_reads_back(dev.path(), &expected, payload, &scratch);
     drop(helper);
 }
@@ -187,10 +225,12 @@ fn umount8_unlocks_the_image_at_once() {
         !image_lock_free(&img).expect("probe"),
         "the server holds the image's lock"
     );
+    assert_recorded(&dir);
     m.disarm();
 
-    let out = umount(&dir, &[], &[]);
+    let out = umount(&dir, &["-v"], &[]);
     assert!(out.status.success(), "umount: {out:?}");
+    assert_helper_waited(&out);
     assert!(
         out.stderr.is_empty(),
         "the helper found the server: {}",
@@ -207,6 +247,7 @@ fn umount8_unlocks_the_image_at_once() {
         read_lossy(&log)
     );
     assert!(!alive(pid));
+    assert_forgotten(&dir);
     kernel_reads_back(&img, &expected, payload, &scratch);
     drop(helper);
 }
@@ -247,6 +288,16 @@ fn umount2_keeps_the_device_busy_until_the_server_is_done() {
         "the device was free before the server finished\n{}",
         read_lossy(&log)
     );
+    // umount2(2) leaves the utab line, as it does libmount's own. Should the
+    // same source be mounted there again by something else, umount(8)
+    // must still unmount it at the first try: fsvc's helper, which the
+    // stale line makes it run, drops the line and unmounts (for root).
+    assert_eq!(utab_at(&dir).expect("utab").len(), 1, "the stale line");
+    let k = KernelMount::ro(dev.path(), &dir).expect("kernel mount at the same place");
+    k.unmount()
+        .expect("umount of the kernel's mount, despite the stale line");
+    assert!(mounts_at(&dir).expect("mountinfo").is_empty());
+    assert_forgotten(&dir);
     kernel_reads_back(dev.path(), &expected, payload, &scratch);
 }
 
@@ -261,6 +312,7 @@ fn killed_server_unmounts_cleanly_with_a_warning() {
     let dev = LoopDev::attach(&img).expect("loop device");
     let dir = scratch.subdir("mnt").expect("mnt");
     let m = FsvcMount::mount(dev.path(), &dir, &FsvcOptions::default(), &scratch).expect("mount");
+    assert_recorded(&dir);
     let pid = m.disarm().expect("server pid");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -285,6 +337,7 @@ fn killed_server_unmounts_cleanly_with_a_warning() {
     assert!(stderr.contains("no server was serving it"), "{stderr}");
     assert!(stderr.contains("e2fsck"), "says what to do: {stderr}");
     assert!(mounts_at(&dir).expect("mountinfo").is_empty(), "mount gone");
+    assert_forgotten(&dir);
     assert!(open_excl(dev.path()).is_ok(), "device released");
     drop(helper);
 }
@@ -300,6 +353,7 @@ fn hung_server_is_killed_at_the_deadline() {
     let dev = LoopDev::attach(&img).expect("loop device");
     let dir = scratch.subdir("mnt").expect("mnt");
     let m = FsvcMount::mount(dev.path(), &dir, &FsvcOptions::default(), &scratch).expect("mount");
+    assert_recorded(&dir);
     let pid = m.disarm().expect("server pid");
     // A stopped server answers nothing: the stand-in for one stuck in its
     // unmount work.
@@ -325,6 +379,7 @@ fn hung_server_is_killed_at_the_deadline() {
         "{stderr}"
     );
     assert!(mounts_at(&dir).expect("mountinfo").is_empty(), "mount gone");
+    assert_forgotten(&dir);
     assert!(
         poll_until(Duration::from_secs(10), || !alive(pid)),
         "the server is gone"
@@ -360,6 +415,7 @@ fn lazy_umount_lets_open_files_finish_then_releases() {
         mounts_at(&dir).expect("mountinfo").is_empty(),
         "detached at once"
     );
+    assert_forgotten(&dir);
     assert!(alive(pid), "the server still serves the open file");
     let mut buf = Vec::new();
     std::io::Read::read_to_end(&mut &open, &mut buf).expect("the open file still reads");

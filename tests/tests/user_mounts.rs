@@ -24,7 +24,7 @@ use fsvc_tests::privilege::require_tools;
 use fsvc_tests::require_privileged;
 use fsvc_tests::system::{LoopDev, SystemLock};
 use fsvc_tests::users::{LentNode, PolicyFile, SetuidHelper, TestUser};
-use fsvc_tests::util::{mounts_at, poll_until, TempDir};
+use fsvc_tests::util::{check_utab_record, mounts_at, poll_until, utab_at, TempDir};
 
 /// What the image's one file says.
 const HELLO: &str = "hello from a user mount\n";
@@ -113,6 +113,41 @@ fn fusermount3() -> PathBuf {
     fsvc_tests::util::which("fusermount3").expect("fusermount3 on PATH")
 }
 
+/// What every test here starts from, made under the system lock: the
+/// policy file in the test's charge (none yet), two users with a home each
+/// in a scratch directory, and the setuid helper. Fields drop in order:
+/// the scratch directory, then the helper, the users, the policy.
+struct World<'a> {
+    scratch: TempDir,
+    home_a: PathBuf,
+    home_b: PathBuf,
+    helper: SetuidHelper,
+    a: TestUser<'a>,
+    b: TestUser<'a>,
+    pol: PolicyFile<'a>,
+}
+
+impl<'a> World<'a> {
+    fn new(lock: &'a SystemLock, tag: &str) -> World<'a> {
+        let pol = PolicyFile::take(lock).expect("policy file");
+        let a = TestUser::create(lock).expect("user a");
+        let b = TestUser::create(lock).expect("user b");
+        let helper = SetuidHelper::install().expect("setuid helper");
+        let scratch = TempDir::new(tag).expect("scratch");
+        let home_a = a.dir(scratch.path(), "home-a").expect("home a");
+        let home_b = b.dir(scratch.path(), "home-b").expect("home b");
+        World {
+            scratch,
+            home_a,
+            home_b,
+            helper,
+            a,
+            b,
+            pol,
+        }
+    }
+}
+
 #[test]
 fn user_mounts_own_image_and_only_they_unmount_it() {
     let name = "user_mounts_own_image_and_only_they_unmount_it";
@@ -120,18 +155,13 @@ fn user_mounts_own_image_and_only_they_unmount_it() {
         return;
     }
     let lock = SystemLock::take().expect("system lock");
-    let pol = PolicyFile::take(&lock).expect("policy file");
-    let (a, b) = (
-        TestUser::create(&lock).expect("user a"),
-        TestUser::create(&lock).expect("user b"),
-    );
-    let helper = SetuidHelper::install().expect("setuid helper");
-    let scratch = TempDir::new("users-own").expect("scratch");
-    let home = a.dir(scratch.path(), "home-a").expect("home");
-    let img = image_of(&a, &home, "stick.img", &scratch);
-    let mnt = a.dir(&home, "mnt").expect("mnt");
+    let w = World::new(&lock, "users-own");
+    let (pol, a, b, helper, scratch) = (&w.pol, &w.a, &w.b, &w.helper, &w.scratch);
+    let home = &w.home_a;
+    let img = image_of(a, home, "stick.img", scratch);
+    let mnt = a.dir(home, "mnt").expect("mnt");
     let _cleanup = Cleanup(vec![mnt.clone()]);
-    pol.set(&policy(&[&home], "", 60)).expect("policy");
+    pol.set(&policy(&[home], "", 60)).expect("policy");
 
     // Asking for suid and dev changes nothing: a user mount never has them.
     // The knobs in the environment are a root caller's only: the log file
@@ -161,22 +191,23 @@ fn user_mounts_own_image_and_only_they_unmount_it() {
         "mounted for the user: {entry:?}"
     );
     assert!(!log.exists(), "a user's FSVC_LOG was not obeyed");
+    assert_recorded(&mnt);
 
     let hello = mnt.join("hello");
     let cat = |u: &TestUser<'_>| u.run(Path::new("/bin/cat"), &[&hello], &[]).expect("cat");
-    let read = cat(&a);
+    let read = cat(a);
     assert!(read.status.success(), "the user reads the mount: {read:?}");
     assert_eq!(text(&read.stdout), HELLO);
     assert!(
-        !cat(&b).status.success(),
+        !cat(b).status.success(),
         "without allow_other nobody else sees the files"
     );
     let server = find_server(&img).expect("the server of the user mount");
 
     // Another user can unmount it neither way.
-    let out = unmount_as(&b, &helper.helper(), "-u", &mnt);
+    let out = unmount_as(b, &helper.helper(), "-u", &mnt);
     assert_denied(&out, "own-mounts-only", "fsvc-mount -u by another user");
-    let out = unmount_as(&b, &fusermount3(), "-u", &mnt);
+    let out = unmount_as(b, &fusermount3(), "-u", &mnt);
     assert!(
         !out.status.success(),
         "fusermount3 -u by another user: {out:?}"
@@ -185,25 +216,44 @@ fn user_mounts_own_image_and_only_they_unmount_it() {
         !mounts_at(&mnt).expect("mountinfo").is_empty(),
         "still mounted"
     );
-    assert!(cat(&a).status.success(), "still served");
+    assert!(cat(a).status.success(), "still served");
 
     // The user unmounts it: when fsvc-mount -u returns the server is done.
-    let out = unmount_as(&a, &helper.helper(), "-u", &mnt);
+    let out = unmount_as(a, &helper.helper(), "-u", &mnt);
     assert!(out.status.success(), "fsvc-mount -u by its user: {out:?}");
     assert!(mounts_at(&mnt).expect("mountinfo").is_empty(), "unmounted");
     assert!(!alive(server), "the server finished before -u returned");
+    assert!(
+        utab_at(&mnt).expect("utab").is_empty(),
+        "its utab line went"
+    );
 
     // And with fusermount3 -u, which does not wait: the server ends on its own.
-    let out = mount_as(&a, &helper, &img, &mnt, "ro");
+    let out = mount_as(a, helper, &img, &mnt, "ro");
     assert!(out.status.success(), "second user mount: {out:?}");
     let server = find_server(&img).expect("the second server");
-    let out = unmount_as(&a, &fusermount3(), "-u", &mnt);
+    let out = unmount_as(a, &fusermount3(), "-u", &mnt);
     assert!(out.status.success(), "fusermount3 -u by its user: {out:?}");
     assert!(mounts_at(&mnt).expect("mountinfo").is_empty(), "unmounted");
     assert!(
         poll_until(Duration::from_secs(20), || !alive(server)),
         "the server exits after fusermount3 -u"
     );
+    // fusermount3 leaves the utab line (as it leaves libmount's); the next
+    // mount there replaces it, and its unmount leaves nothing.
+    assert_eq!(utab_at(&mnt).expect("utab").len(), 1, "the stale line");
+    let out = mount_as(a, helper, &img, &mnt, "ro");
+    assert!(out.status.success(), "third user mount: {out:?}");
+    assert_recorded(&mnt);
+    let out = unmount_as(a, &helper.helper(), "-u", &mnt);
+    assert!(out.status.success(), "fsvc-mount -u by its user: {out:?}");
+    assert!(utab_at(&mnt).expect("utab").is_empty(), "no line left");
+}
+
+/// The user mount at `dir` has its one line in libmount's utab.
+fn assert_recorded(dir: &Path) {
+    let m = mounts_at(dir).expect("mountinfo");
+    check_utab_record(m.first(), &utab_at(dir).expect("utab"), &[]).expect("utab record");
 }
 
 /// How the policy file stands for one case.
@@ -223,12 +273,10 @@ fn each_rule_refuses_naming_itself() {
         return;
     }
     let lock = SystemLock::take().expect("system lock");
-    let pol = PolicyFile::take(&lock).expect("policy file");
-    let a = TestUser::create(&lock).expect("user a");
-    let helper = SetuidHelper::install().expect("setuid helper");
-    let scratch = TempDir::new("users-rules").expect("scratch");
-    let home = a.dir(scratch.path(), "home-a").expect("home");
-    let img = image_of(&a, &home, "a.img", &scratch);
+    let w = World::new(&lock, "users-rules");
+    let (pol, a, helper, scratch) = (&w.pol, &w.a, &w.helper, &w.scratch);
+    let home = &w.home_a;
+    let img = image_of(a, home, "a.img", scratch);
     // Someone else's image, in a directory the policy allows.
     let root_img = home.join("root.img");
     std::fs::copy(&img, &root_img).expect("copy");
@@ -236,12 +284,12 @@ fn each_rule_refuses_naming_itself() {
     std::fs::set_permissions(&root_img, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     // The user's own image, outside every allowed directory.
     let elsewhere = a.dir(scratch.path(), "elsewhere").expect("elsewhere");
-    let outside_img = image_of(&a, &elsewhere, "out.img", &scratch);
+    let outside_img = image_of(a, &elsewhere, "out.img", scratch);
 
-    let mnt = a.dir(&home, "mnt").expect("mnt");
-    let mnt2 = a.dir(&home, "mnt2").expect("mnt2");
+    let mnt = a.dir(home, "mnt").expect("mnt");
+    let mnt2 = a.dir(home, "mnt2").expect("mnt2");
     let roots_mnt = scratch.subdir("home-a/roots").expect("root's dir");
-    let readonly_mnt = a.dir(&home, "readonly").expect("dir");
+    let readonly_mnt = a.dir(home, "readonly").expect("dir");
     std::fs::set_permissions(&readonly_mnt, std::fs::Permissions::from_mode(0o555)).expect("chmod");
     let sticky = scratch.subdir("sticky").expect("sticky");
     std::fs::set_permissions(&sticky, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
@@ -252,7 +300,7 @@ fn each_rule_refuses_naming_itself() {
     let dev_img = scratch.join("dev.img");
     std::fs::copy(&img, &dev_img).expect("copy");
     let dev = LoopDev::attach(&dev_img).expect("loop device");
-    let base = policy(&[&home], "", 60);
+    let base = policy(&[home], "", 60);
 
     struct Case<'a> {
         what: &'a str,
@@ -273,7 +321,7 @@ fn each_rule_refuses_naming_itself() {
         },
         Case {
             what: "a device the user may not open",
-            policy: PolicyState::Text(policy(&[&home], "devices = [\"/dev/loop*\"]", 60)),
+            policy: PolicyState::Text(policy(&[home], "devices = [\"/dev/loop*\"]", 60)),
             source: dev.path(),
             dir: &mnt,
             opts: "ro",
@@ -362,7 +410,7 @@ fn each_rule_refuses_naming_itself() {
             }
             PolicyState::Absent => pol.remove().expect("no policy"),
         }
-        let out = mount_as(&a, &helper, c.source, c.dir, c.opts);
+        let out = mount_as(a, helper, c.source, c.dir, c.opts);
         assert_denied(&out, c.rule, c.what);
         assert!(
             mounts_at(c.dir).expect("mountinfo").is_empty(),
@@ -373,7 +421,7 @@ fn each_rule_refuses_naming_itself() {
 
     // The device rules, with the device lent to the user (as logind does
     // for a seat's removable disk).
-    let lent = LentNode::lend(dev.path(), &a).expect("lend the loop device");
+    let lent = LentNode::lend(dev.path(), a).expect("lend the loop device");
     let device_cases = [
         ("devices = [\"/dev/sd*\"]", Some("users.devices")),
         (
@@ -383,8 +431,8 @@ fn each_rule_refuses_naming_itself() {
         ("devices = [\"/dev/loop*\"]", None),
     ];
     for (rules, want) in device_cases {
-        pol.set(&policy(&[&home], rules, 60)).expect("policy");
-        let out = mount_as(&a, &helper, dev.path(), &mnt, "ro");
+        pol.set(&policy(&[home], rules, 60)).expect("policy");
+        let out = mount_as(a, helper, dev.path(), &mnt, "ro");
         match want {
             Some(rule) => assert_denied(&out, rule, rules),
             None => {
@@ -392,7 +440,7 @@ fn each_rule_refuses_naming_itself() {
                 let entry = mounts_at(&mnt).expect("mountinfo").remove(0);
                 assert_eq!(Path::new(&entry.source), dev.path());
                 assert!(entry.has_option("nosuid") && entry.has_option("nodev"));
-                let out = unmount_as(&a, &helper.helper(), "-u", &mnt);
+                let out = unmount_as(a, &helper.helper(), "-u", &mnt);
                 assert!(out.status.success(), "unmount the device: {out:?}");
                 assert!(
                     fsvc_tests::system::open_excl(dev.path()).is_ok(),
@@ -404,14 +452,14 @@ fn each_rule_refuses_naming_itself() {
     drop(lent);
 
     // The limit: one mount allowed, the second refused.
-    pol.set(&policy(&[&home], "max_mounts = 1", 60))
+    pol.set(&policy(&[home], "max_mounts = 1", 60))
         .expect("policy");
-    let out = mount_as(&a, &helper, &img, &mnt, "ro");
+    let out = mount_as(a, helper, &img, &mnt, "ro");
     assert!(out.status.success(), "first mount under the limit: {out:?}");
-    let out = mount_as(&a, &helper, &img, &mnt2, "ro");
+    let out = mount_as(a, helper, &img, &mnt2, "ro");
     assert_denied(&out, "users.max_mounts", "second mount over the limit");
     assert!(mounts_at(&mnt2).expect("mountinfo").is_empty());
-    let out = unmount_as(&a, &helper.helper(), "-u", &mnt);
+    let out = unmount_as(a, &helper.helper(), "-u", &mnt);
     assert!(out.status.success(), "unmount: {out:?}");
 }
 
@@ -424,28 +472,26 @@ fn the_limit_holds_when_mounts_race() {
         return;
     }
     let lock = SystemLock::take().expect("system lock");
-    let pol = PolicyFile::take(&lock).expect("policy file");
-    let a = TestUser::create(&lock).expect("user a");
-    let helper = SetuidHelper::install().expect("setuid helper");
-    let scratch = TempDir::new("users-race").expect("scratch");
-    let home = a.dir(scratch.path(), "home-a").expect("home");
+    let w = World::new(&lock, "users-race");
+    let (pol, a, helper, scratch) = (&w.pol, &w.a, &w.helper, &w.scratch);
+    let home = &w.home_a;
     let imgs = [
-        image_of(&a, &home, "one.img", &scratch),
-        image_of(&a, &home, "two.img", &scratch),
+        image_of(a, home, "one.img", scratch),
+        image_of(a, home, "two.img", scratch),
     ];
     let dirs = [
-        a.dir(&home, "m1").expect("m1"),
-        a.dir(&home, "m2").expect("m2"),
+        a.dir(home, "m1").expect("m1"),
+        a.dir(home, "m2").expect("m2"),
     ];
     let _cleanup = Cleanup(dirs.to_vec());
-    pol.set(&policy(&[&home], "max_mounts = 1", 60))
+    pol.set(&policy(&[home], "max_mounts = 1", 60))
         .expect("policy");
 
     let outs: Vec<Output> = std::thread::scope(|s| {
         let runs: Vec<_> = imgs
             .iter()
             .zip(&dirs)
-            .map(|(img, dir)| s.spawn(|| mount_as(&a, &helper, img, dir, "ro")))
+            .map(|(img, dir)| s.spawn(|| mount_as(a, helper, img, dir, "ro")))
             .collect();
         runs.into_iter()
             .map(|r| r.join().expect("thread"))
@@ -463,7 +509,7 @@ fn the_limit_holds_when_mounts_race() {
         .find(|o| !o.status.success())
         .expect("one refused");
     assert_denied(refused, "users.max_mounts", "the racing second mount");
-    let out = unmount_as(&a, &helper.helper(), "-u", mounted[0]);
+    let out = unmount_as(a, &helper.helper(), "-u", mounted[0]);
     assert!(out.status.success(), "unmount: {out:?}");
 }
 
@@ -478,32 +524,25 @@ fn unmount_cannot_be_steered_at_another_users_server() {
         return;
     }
     let lock = SystemLock::take().expect("system lock");
-    let pol = PolicyFile::take(&lock).expect("policy file");
-    let (a, b) = (
-        TestUser::create(&lock).expect("user a"),
-        TestUser::create(&lock).expect("user b"),
-    );
-    let helper = SetuidHelper::install().expect("setuid helper");
-    let scratch = TempDir::new("users-steer").expect("scratch");
-    let home_a = a.dir(scratch.path(), "home-a").expect("home a");
-    let home_b = b.dir(scratch.path(), "home-b").expect("home b");
-    let img_a = image_of(&a, &home_a, "a.img", &scratch);
-    let img_b = image_of(&b, &home_b, "b.img", &scratch);
+    let w = World::new(&lock, "users-steer");
+    let (pol, a, b, helper, scratch) = (&w.pol, &w.a, &w.b, &w.helper, &w.scratch);
+    let (home_a, home_b) = (&w.home_a, &w.home_b);
+    let img_a = image_of(a, home_a, "a.img", scratch);
+    let img_b = image_of(b, home_b, "b.img", scratch);
     let (mnt_a, mnt_b) = (
-        a.dir(&home_a, "mnt").expect("mnt a"),
-        b.dir(&home_b, "mnt").expect("mnt b"),
+        a.dir(home_a, "mnt").expect("mnt a"),
+        b.dir(home_b, "mnt").expect("mnt b"),
     );
     let _cleanup = Cleanup(vec![mnt_a.clone(), mnt_b.clone()]);
     // A short deadline: a wrong server would be killed within the test.
-    pol.set(&policy(&[&home_a, &home_b], "", 2))
-        .expect("policy");
+    pol.set(&policy(&[home_a, home_b], "", 2)).expect("policy");
 
     let link = home_a.join("link.img");
     symlink(&img_a, &link).expect("symlink");
     std::os::unix::fs::lchown(&link, Some(a.uid), Some(a.gid)).expect("lchown");
-    let out = mount_as(&a, &helper, &link, &mnt_a, "ro");
+    let out = mount_as(a, helper, &link, &mnt_a, "ro");
     assert!(out.status.success(), "a mounts through the link: {out:?}");
-    let out = mount_as(&b, &helper, &img_b, &mnt_b, "ro");
+    let out = mount_as(b, helper, &img_b, &mnt_b, "ro");
     assert!(out.status.success(), "b mounts: {out:?}");
     let server_a = find_server(&img_a).expect("a's server");
     let server_b = find_server(&img_b).expect("b's server");
@@ -513,7 +552,7 @@ fn unmount_cannot_be_steered_at_another_users_server() {
     symlink(&img_b, &tmp).expect("symlink");
     std::fs::rename(&tmp, &link).expect("swap the link");
 
-    let out = unmount_as(&a, &helper.helper(), "-u", &mnt_a);
+    let out = unmount_as(a, &helper.helper(), "-u", &mnt_a);
     assert!(out.status.success(), "a's unmount: {out:?}");
     assert!(!alive(server_a), "a's own server was the one waited for");
     assert!(alive(server_b), "b's server was left alone");
@@ -525,6 +564,6 @@ fn unmount_cannot_be_steered_at_another_users_server() {
         HELLO,
         "b's mount still serves: {read:?}"
     );
-    let out = unmount_as(&b, &helper.helper(), "-u", &mnt_b);
+    let out = unmount_as(b, &helper.helper(), "-u", &mnt_b);
     assert!(out.status.success(), "b's unmount: {out:?}");
 }
