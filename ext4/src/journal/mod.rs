@@ -17,6 +17,15 @@
 //! | revoke block (32/64-bit records) | [`revoke::RevokeBlock`] | [`csum::set_tail`] |
 //! | commit block (v1 crc32_be, v2/v3 crc32c) | [`commit::CommitBlock`] | [`commit::set_csum`], [`csum::crc32_be`] |
 //!
+//! # Writing
+//!
+//! [`writer`]: [`writer::encode_transaction`] lays out one transaction
+//! (revoke blocks, descriptors with their logged blocks, commit block) with
+//! the layouts above; [`LogWriter`] writes transactions at the log's head
+//! with jbd2's flushes, keeps the tail in the superblock and frees log space
+//! as the caller reports checkpoints. [`recover::open_for_writing`] opens a
+//! filesystem's journal for it. Not yet called by the write engine.
+//!
 //! # Recovery
 //!
 //! [`recover`] (in [`recover`](mod@recover)) is the entry point for a
@@ -44,6 +53,7 @@ pub mod replay;
 pub mod revoke;
 pub mod superblock;
 pub mod tid;
+pub mod writer;
 
 #[cfg(test)]
 mod layout_tests;
@@ -51,8 +61,11 @@ mod layout_tests;
 mod replay_tests;
 #[cfg(test)]
 pub(crate) mod testlog;
+#[cfg(test)]
+mod writer_tests;
 
 pub use handle::Journal;
 pub use map::JournalMap;
 pub use recover::{recover, Recovery, RecoveryReport};
 pub use replay::{LogEnd, Replay, Targets};
+pub use writer::{LogTransaction, LogWriter};

@@ -30,6 +30,7 @@ use super::handle::Journal;
 use super::map::{JournalMap, Run};
 use super::replay::{Replay, Targets};
 use super::superblock::JournalSuperblock;
+use super::writer::LogWriter;
 use crate::error::{Error, Result};
 use crate::inode::flags as iflags;
 use crate::io::IoChannel;
@@ -276,17 +277,47 @@ pub fn open_internal(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<Journal
 }
 
 /// The journal features a kernel mount with default options leaves
-/// (`set_journal_csum_feature_set`): checksums follow the filesystem (v3
-/// with metadata_csum, none without: v1 needs `-o journal_checksum`), and
-/// async_commit, a mount option, is off.
-fn default_mount_features(jsb: &JournalSuperblock, sb: &Superblock) -> (u32, u32) {
+/// (`set_journal_csum_feature_set`, and `ext4_fill_super` for 64bit):
+/// checksums follow the filesystem (v3 with metadata_csum, none without:
+/// v1 needs `-o journal_checksum`), async_commit, a mount option, is off,
+/// and a 64bit filesystem gets 64-bit block numbers in its tags.
+pub fn default_mount_features(jsb: &JournalSuperblock, sb: &Superblock) -> (u32, u32) {
     use super::superblock::feature::{compat as jc, incompat as ji};
     let compat = jsb.feature_compat & !jc::CHECKSUM;
     let mut incompat = jsb.feature_incompat & !(ji::CSUM_V2 | ji::CSUM_V3 | ji::ASYNC_COMMIT);
     if sb.metadata_csum() {
         incompat |= ji::CSUM_V3;
     }
+    if sb.is_64bit() {
+        incompat |= ji::BIT64;
+    }
     (compat, incompat)
+}
+
+/// The internal journal of the filesystem whose superblock is `sb`, ready
+/// for the journaled write path: opened ([`open_internal`]), refused if it
+/// still needs recovery ([`Error::NeedsRecovery`]: run [`recover`] first),
+/// its features set as a default kernel mount sets them (version 2
+/// superblocks; written and flushed), and a [`LogWriter`] on it.
+pub fn open_for_writing(io: &Arc<dyn IoChannel>, sb: &Superblock) -> Result<LogWriter> {
+    let mut journal = open_internal(io, sb)?;
+    if journal.needs_recovery() {
+        return Err(Error::NeedsRecovery);
+    }
+    if journal.superblock().version() >= 2 {
+        let (compat, incompat) = default_mount_features(journal.superblock(), sb);
+        if (compat, incompat)
+            != (
+                journal.superblock().feature_compat,
+                journal.superblock().feature_incompat,
+            )
+        {
+            journal.set_features(compat, incompat);
+            journal.write_superblock(journal.superblock().clone())?;
+            io.flush()?;
+        }
+    }
+    LogWriter::new(journal)
 }
 
 fn read_superblock(io: &Arc<dyn IoChannel>) -> Result<Vec<u8>> {

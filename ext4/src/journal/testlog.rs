@@ -1,20 +1,16 @@
 //! Test journals: a device of `fs_blocks` blocks with a journal laid out
-//! contiguously inside it, and a writer of transactions built from the
-//! module's own encoders, laid out as jbd2 writes them (revoke blocks,
-//! then descriptors each followed by its blocks, then the commit block),
+//! contiguously inside it, and a writer of transactions encoded by the
+//! production writer's [`encode_transaction`] (revoke blocks, then
+//! descriptors each followed by its blocks, then the commit block),
 //! wrapping around the log area. Tests then damage what they want by
 //! editing [`TestLog::dev`] at the positions [`TestLog::write`] returns.
 
 use std::sync::Arc;
 
-use super::commit::{self, CommitBlock, CRC32_CHKSUM_SIZE};
-use super::csum::{block_tag_checksum, crc32_be, set_tail};
-use super::descriptor::{tag_flag, BlockTag, DescriptorBlock, TagFormat};
-use super::header::{block_type, escape, BlockHeader};
 use super::map::JournalMap;
 use super::replay::Targets;
-use super::revoke::RevokeBlock;
 use super::superblock::{checksum_type, feature, JournalSuperblock, LogArea};
+use super::writer::{encode_transaction, LogBlockKind, LogTransaction};
 use super::Journal;
 use crate::io::{IoChannel, MemChannel};
 use crate::num::Pblk;
@@ -121,10 +117,6 @@ impl TestLog {
         }
     }
 
-    fn fmt(&self) -> TagFormat {
-        self.sb.tag_format()
-    }
-
     /// Byte range of journal block `j` in the device.
     pub fn jrange(&self, j: u32) -> std::ops::Range<usize> {
         let start = (JOURNAL_START as usize + j as usize) * self.bs;
@@ -139,80 +131,34 @@ impl TestLog {
         j
     }
 
-    /// Appends transaction `tx` at the log's head.
+    /// Appends transaction `tx` at the log's head, encoded by the writer's
+    /// [`encode_transaction`].
     pub fn write(&mut self, tx: &Tx) -> Placed {
         if self.sb.start == 0 {
             self.sb.start = self.pos;
         }
-        let fmt = self.fmt();
-        let seed = self.sb.csum_seed();
-        let tail = fmt.has_tail();
-        let tid = self.tid;
+        let log_tx = LogTransaction {
+            blocks: tx
+                .blocks
+                .iter()
+                .map(|(b, d)| (Pblk(*b), d.clone()))
+                .collect(),
+            revokes: tx.revokes.iter().map(|&b| Pblk(b)).collect(),
+            sec: tx.time,
+            nsec: 0,
+        };
         let mut placed = Placed::default();
-        let per = RevokeBlock::capacity(self.bs, self.sb.bit64(), tail);
-        for chunk in tx.revokes.chunks(per.max(1)) {
-            let r = RevokeBlock {
-                header: BlockHeader::new(block_type::REVOKE, tid),
-                records: chunk.iter().map(|&b| Pblk(b)).collect(),
-            };
-            let mut b = r.encode(self.bs, self.sb.bit64(), tail).unwrap();
-            if tail {
-                set_tail(seed, &mut b);
+        for b in encode_transaction(&self.sb, self.tid, &log_tx).unwrap() {
+            if b.kind == LogBlockKind::Commit && tx.no_commit {
+                continue;
             }
-            placed.revokes.push(self.put(&b));
-        }
-        let mut crc = !0u32;
-        let cap = fmt.capacity(self.bs);
-        for chunk in tx.blocks.chunks(cap) {
-            let mut tags = Vec::new();
-            let mut logged = Vec::new();
-            for (i, (target, data)) in chunk.iter().enumerate() {
-                let mut data = data.clone();
-                let mut flags = 0;
-                if escape(&mut data) {
-                    flags |= tag_flag::ESCAPE;
-                }
-                if i > 0 {
-                    flags |= tag_flag::SAME_UUID;
-                }
-                if i + 1 == chunk.len() {
-                    flags |= tag_flag::LAST_TAG;
-                }
-                let mut tag = BlockTag::new(fmt, Pblk(*target), flags);
-                if i == 0 {
-                    tag.uuid = Some(self.sb.uuid);
-                }
-                tag.set_checksum(fmt, block_tag_checksum(seed, tid, &data));
-                tags.push(tag);
-                logged.push(data);
+            let j = self.put(&b.data);
+            match b.kind {
+                LogBlockKind::Revoke => placed.revokes.push(j),
+                LogBlockKind::Descriptor => placed.descriptors.push(j),
+                LogBlockKind::Data => placed.data.push(j),
+                LogBlockKind::Commit => placed.commit = Some(j),
             }
-            let d = DescriptorBlock {
-                header: BlockHeader::new(block_type::DESCRIPTOR, tid),
-                tags,
-            };
-            let mut b = d.encode(fmt, self.bs).unwrap();
-            if tail {
-                set_tail(seed, &mut b);
-            }
-            crc = crc32_be(crc, &b);
-            placed.descriptors.push(self.put(&b));
-            for data in logged {
-                crc = crc32_be(crc, &data);
-                placed.data.push(self.put(&data));
-            }
-        }
-        if !tx.no_commit {
-            let mut c = CommitBlock::new(tid, tx.time, 0);
-            if self.sb.csum_v1() {
-                c.chksum_type = checksum_type::CRC32;
-                c.chksum_size = CRC32_CHKSUM_SIZE;
-                c.chksum[0] = crc;
-            }
-            let mut b = c.encode(self.bs);
-            if self.sb.csum_v2or3() {
-                commit::set_csum(seed, &mut b);
-            }
-            placed.commit = Some(self.put(&b));
         }
         self.tid = self.tid.wrapping_add(1);
         placed
