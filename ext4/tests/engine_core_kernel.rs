@@ -10,45 +10,12 @@ mod core_util;
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use core_util::*;
 use fsvc_ext4::{FileKind, Fs, InodeNo};
 use nix::fcntl::{fallocate, FallocateFlags};
-
-/// Whether loop mounts are possible; skips (or fails when required) if not.
-fn privileged(test: &str) -> bool {
-    let ok = nix::unistd::geteuid().is_root() && Path::new("/dev/loop-control").exists();
-    if !ok {
-        let why = "needs root and /dev/loop-control for kernel loop mounts";
-        if std::env::var("FSVC_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("{test}: {why} (FSVC_REQUIRE_PRIVILEGED=1)");
-        }
-        eprintln!("skipping {test}: {why}");
-    }
-    ok
-}
-
-/// A kernel loop mount, unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn new(img: &Path, dir: &Path, opts: &str) -> Mount {
-        std::fs::create_dir_all(dir).unwrap();
-        run(Command::new("mount")
-            .args(["-t", "ext4", "-o", &format!("loop,{opts}")])
-            .arg(img)
-            .arg(dir));
-        Mount(dir.to_path_buf())
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
 
 /// Compares one file as the kernel sees it with the engine.
 fn compare(fs: &Fs, path: &Path, rel: &str, ctx: &str) {
