@@ -32,8 +32,9 @@ pub enum Error {
     /// The filesystem uses an incompatible feature this engine cannot read.
     #[error("unsupported feature: {0}")]
     Unsupported(String),
-    /// The journal needs recovery (replay), which is not available.
-    #[error("the journal needs recovery; mount with -o norecovery to mount read-only without replaying it, or run e2fsck")]
+    /// The journal needs recovery (replay), which needs write access to
+    /// the device (or the caller did not run `journal::recover`).
+    #[error("the journal needs recovery, which needs write access to the device: mount with -o norecovery to mount read-only without replaying it, make the device writable, or run e2fsck")]
     NeedsRecovery,
     /// Not a valid ext2/3/4 filesystem (bad magic and the like): the message says why.
     #[error("not an ext2/ext3/ext4 filesystem: {0}")]

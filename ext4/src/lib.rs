@@ -52,6 +52,10 @@
 //! [`limits`] computes the format's size limits from the superblock as the
 //! kernel does (docs/design-notes.md, "Engine": hostile-image bounds).
 //!
+//! The journal: [`journal`] (jbd2's on-disk layouts, decode and encode, and
+//! recovery: `journal::recover`, the step run before `Fs::open`, which
+//! itself never writes) and [`orphan`] (finds the orphans a crash left).
+//!
 //! The import graph between these modules is acyclic, except that a module
 //! adding an `impl Fs` block imports the `Fs` type
 //! (`tests/import_graph.rs` checks it).
@@ -77,10 +81,12 @@ pub mod indirect;
 pub mod inline;
 pub mod inode;
 pub mod io;
+pub mod journal;
 pub mod limits;
 pub mod locks;
 pub mod mount;
 pub mod num;
+pub mod orphan;
 pub mod ranges;
 pub mod super_fields;
 pub mod superblock;

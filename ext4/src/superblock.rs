@@ -50,6 +50,8 @@ const S_VOLUME_NAME: usize = 0x78;
 const S_RESERVED_GDT_BLOCKS: usize = 0xCE;
 const S_JOURNAL_UUID: usize = 0xD0;
 const S_JOURNAL_INUM: usize = 0xE0;
+/// Offset of `s_journal_dev` (device number of an external journal).
+pub(crate) const S_JOURNAL_DEV: usize = 0xE4;
 pub(crate) const S_LAST_ORPHAN: usize = 0xE8;
 const S_HASH_SEED: usize = 0xEC;
 const S_DEF_HASH_VERSION: usize = 0xFC;

@@ -18,7 +18,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fsvc_ext4::io::unixfd::UnixFdChannel;
-use fsvc_ext4::Fs;
+use fsvc_ext4::io::IoChannel;
+use fsvc_ext4::journal::{self, Recovery};
+use fsvc_ext4::{orphan, Fs};
 use fsvc_protocol::Access;
 use fsvc_server::fuse::{engine_errno, FuseServer, ServeOptions};
 use fsvc_server::logging::{self, FdLogger, Style};
@@ -209,9 +211,10 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>, Strin
     // seccomp filter will not allow later. It reads no byte of the image,
     // and with the sandbox's gate it cannot until the sandbox is entered.
     let dev_fd = dev.as_raw_fd();
-    // Writable only on a read-write mount, until journal replay (which
-    // writes on a read-only mount too) lands.
-    let channel = UnixFdChannel::new(dev, mode.is_read_only(), sandbox::gate())
+    // Writable whenever the source was granted read-write: the journal is
+    // replayed on a read-only mount too (the engine itself writes only on
+    // a read-write mount).
+    let channel = UnixFdChannel::new(dev, grant.read_only, sandbox::gate())
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot use {}: {e}", info.source)))?;
 
     // Step 4: the sandbox, before the first byte of the image is read (the
@@ -231,12 +234,34 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>, Strin
     log::info!("{report}");
 
     // Step 5: the filesystem, now that a hostile image can only hurt this
-    // sandboxed process.
+    // sandboxed process. First the journal: replayed straight through the
+    // channel before anything is cached (`journal::recover`), unless
+    // norecovery, in which case `Fs::open` ignores it. A dirty journal on
+    // a read-only channel is refused here (the kernel's rule).
+    let channel: Arc<dyn IoChannel> = Arc::new(channel);
+    if !opts.norecovery {
+        match journal::recover(&channel) {
+            Ok(Recovery::NotNeeded) => {}
+            Ok(Recovery::Recovered(r)) => log::info!("{r}"),
+            Err(e) => {
+                return Err(Failure {
+                    status: engine_errno(&e),
+                    reason: format!("cannot mount {}: {e}", info.source),
+                })
+            }
+        }
+    }
     let open = mode.open_options(&opts);
-    let fs = Fs::open(Arc::new(channel), &open).map_err(|e| Failure {
+    let fs = Fs::open(channel, &open).map_err(|e| Failure {
         status: engine_errno(&e),
         reason: format!("cannot mount {}: {e}", info.source),
     })?;
+    // Orphans need the write engine to be freed: say that they wait.
+    match orphan::pending(&fs) {
+        Ok(o) if !o.is_empty() => log::warn!("{o}"),
+        Ok(_) => {}
+        Err(e) => log::warn!("cannot read the orphan list: {e}"),
+    }
     let fs = Arc::new(fs);
 
     // Step 6: the mount. Only now, so that nothing is mounted for an image

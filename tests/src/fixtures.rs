@@ -105,7 +105,8 @@ fn write_file(path: &Path, data: &[u8]) -> Result<()> {
     fs::write(path, data).with_context(|| format!("write {}", path.display()))
 }
 
-fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
+/// Sets an extended attribute on `path` itself (symlinks not followed).
+pub fn set_xattr(path: &Path, name: &str, value: &[u8]) -> Result<()> {
     // setfattr takes hex values with 0x; it does not follow symlinks with -h.
     let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
     run(Command::new("setfattr")
@@ -392,6 +393,8 @@ pub struct Mkfs {
     pub inodes: Option<u64>,
     /// Image size in MiB.
     pub size_mib: u64,
+    /// Journal size in MiB (`-J size=`), when not mkfs's default.
+    pub journal_mib: Option<u64>,
     /// Volume label (`-L`).
     pub label: Option<String>,
     /// Filesystem UUID (`-U`).
@@ -409,6 +412,7 @@ impl Mkfs {
             features: Vec::new(),
             inodes: None,
             size_mib: 64,
+            journal_mib: None,
             label: None,
             uuid: None,
         }
@@ -448,15 +452,21 @@ impl Mkfs {
         self.size_mib = s;
         self
     }
+    /// Sets the journal size in MiB.
+    pub fn journal_mib(mut self, j: u64) -> Mkfs {
+        self.journal_mib = Some(j);
+        self
+    }
 
     /// A short human description for failure messages.
     pub fn describe(&self) -> String {
         format!(
-            "-t {} -b {:?} -I {:?} -O {:?} {} MiB",
+            "-t {} -b {:?} -I {:?} -O {:?} -J {:?} {} MiB",
             self.kind.name(),
             self.block_size,
             self.inode_size,
             self.features,
+            self.journal_mib,
             self.size_mib
         )
     }
@@ -476,6 +486,9 @@ impl Mkfs {
         }
         if !self.features.is_empty() {
             c.arg("-O").arg(self.features.join(","));
+        }
+        if let Some(j) = self.journal_mib {
+            c.arg("-J").arg(format!("size={j}"));
         }
         if let Some(l) = &self.label {
             c.arg("-L").arg(l);

@@ -77,6 +77,11 @@ impl KernelMount {
         Self::mount(image, dir, "loop")
     }
 
+    /// With the given `-o` options (`loop` is not added).
+    pub fn with_options(source: &Path, dir: &Path, opts: &str) -> Result<KernelMount> {
+        Self::mount(source, dir, opts)
+    }
+
     /// The mount point.
     pub fn path(&self) -> &Path {
         &self.dir

@@ -14,8 +14,11 @@
 //! The 200 MiB write of the must-show needs the write engine: each
 //! test mounts with `-o rw` and runs [`write_payload`], which writes and
 //! later verifies the payload once the mount is writable. Until then the
-//! server mounts read-only, the step reports that it is pending, and the
-//! tests check the release and read-back of the read-only mount.
+//! server mounts read-only and logs why (the engine cannot write yet), the
+//! step reports that it is pending, and the tests check the release and
+//! read-back of the read-only mount. A `-o rw` mount that comes up
+//! read-only for any other reason fails the test, and so will one that
+//! comes up read-only once the engine writes (that log line is gone then).
 
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -35,6 +38,9 @@ use fsvc_tests::util::{check_utab_record, mounts_at, poll_until, read_lossy, uta
 const PAYLOAD_MIB: usize = 200;
 /// What the server logs, before it closes the device, when it finished.
 const CLEAN_LINE: &str = "unmounted: clean";
+/// The server's log line for a read-write mount it made read-only because
+/// the engine cannot write yet (server/src/mode.rs, `ENGINE_WRITES`).
+const ENGINE_CANNOT_WRITE: &str = "mode: read-only (the engine cannot write yet)";
 /// What fsvc's umount helper says with `-v` once the server it waited for
 /// has exited: proof that umount(8) ran it and it waited.
 const HELPER_WAITED: &str = "the server finished and released the source";
@@ -80,17 +86,26 @@ fn image(scratch: &TempDir) -> std::path::PathBuf {
     .expect("image")
 }
 
-/// Writes [`PAYLOAD_MIB`] MiB into the mount when it is writable, and
-/// returns the file's sha256 for the read-back. `None` while the engine is
-/// read-only (the mount came up `ro`), which is said on stderr.
-fn write_payload(mnt: &Path) -> Option<[u8; 32]> {
+/// Writes [`PAYLOAD_MIB`] MiB into the `-o rw` mount and returns the
+/// file's sha256 for the read-back. While the engine cannot write, the
+/// server makes such a mount read-only and says why (server/src/mode.rs):
+/// then this is `None`, said on stderr. A `-o rw` mount that comes up
+/// read-only for any other reason (or once the engine writes) fails.
+fn write_payload(m: &FsvcMount) -> Option<[u8; 32]> {
+    let mnt = m.path();
     let ro = mounts_at(mnt)
         .expect("mountinfo")
         .first()
-        .is_some_and(|m| m.options.split(',').any(|o| o == "ro"));
+        .is_some_and(|e| e.options.split(',').any(|o| o == "ro"));
     if ro {
+        let log = read_lossy(&m.helper_run().log_path);
+        assert!(
+            log.contains(ENGINE_CANNOT_WRITE),
+            "a -o rw mount came up read-only, and not because the engine cannot write yet\n{}",
+            m.diagnostics()
+        );
         eprintln!(
-            "NOTE: the {PAYLOAD_MIB} MiB write step waits for the write engine (the mount is read-only)"
+            "NOTE: the {PAYLOAD_MIB} MiB write step waits for the write engine (the server says: {ENGINE_CANNOT_WRITE})"
         );
         return None;
     }
@@ -169,7 +184,7 @@ fn umount8_frees_the_loop_device_at_once() {
     );
     let seen = oracle::walk(m.path()).expect("walk fsvc");
     oracle::assert_same(&expected, &seen, Compare::EXACT, &m.diagnostics());
-    let payload = write_payload(m.path());
+    let payload = write_payload(&m);
     let log = m.helper_run().log_path.clone();
     let pid = m.server_pid().expect("server found");
     assert_eq!(
@@ -218,7 +233,7 @@ fn umount8_unlocks_the_image_at_once() {
     let expected = kernel_records(&img, &scratch).expect("kernel records");
     let dir = scratch.subdir("mnt").expect("mnt");
     let m = FsvcMount::mount(&img, &dir, &rw(), &scratch).expect("mount");
-    let payload = write_payload(m.path());
+    let payload = write_payload(&m);
     let log = m.helper_run().log_path.clone();
     let pid = m.server_pid().expect("server found");
     assert!(
@@ -268,7 +283,7 @@ fn umount2_keeps_the_device_busy_until_the_server_is_done() {
     let dev = LoopDev::attach(&img).expect("loop device");
     let dir = scratch.subdir("mnt").expect("mnt");
     let m = FsvcMount::mount(dev.path(), &dir, &rw(), &scratch).expect("mount");
-    let payload = write_payload(m.path());
+    let payload = write_payload(&m);
     let log = m.helper_run().log_path.clone();
     m.disarm();
 

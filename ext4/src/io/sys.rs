@@ -1,9 +1,9 @@
-//! The two block-device ioctls the IO channel needs, and nothing else.
+//! The three block-device ioctls the IO channel needs, and nothing else.
 //!
 //! This is the only module of `io` allowed to use `unsafe`: `ioctl(2)` has
 //! no safe wrapper. Each call passes a pointer to a local of exactly the
 //! type the kernel writes for that request, on a borrowed (hence open) fd.
-//! Both are called once, when the channel is made, before the sandbox.
+//! Each is called once, when the channel is made, before the sandbox.
 
 #![allow(unsafe_code)]
 
@@ -18,6 +18,14 @@ const BLKGETSIZE64_NR: u8 = 114;
 nix::ioctl_read!(blkgetsize64, BLK_IOC_MAGIC, BLKGETSIZE64_NR, u64);
 // BLKSSZGET is a "bad" ioctl (`_IO(0x12,104)` with no size encoded) that writes an int.
 nix::ioctl_read_bad!(blksszget, libc::BLKSSZGET, libc::c_int);
+/// Request number of `BLKROGET` within the `0x12` family (`_IO(0x12,94)`,
+/// another "bad" ioctl that writes an int: non-zero when read-only).
+const BLKROGET_NR: u8 = 94;
+nix::ioctl_read_bad!(
+    blkroget,
+    nix::request_code_none!(BLK_IOC_MAGIC, BLKROGET_NR),
+    libc::c_int
+);
 
 /// Size in bytes of the block device behind `fd` (`BLKGETSIZE64`).
 pub(crate) fn block_device_size(fd: BorrowedFd<'_>) -> std::io::Result<u64> {
@@ -42,4 +50,16 @@ pub(crate) fn block_device_sector_size(fd: BorrowedFd<'_>) -> std::io::Result<u3
             format!("BLKSSZGET returned a negative sector size ({ssz})"),
         )
     })
+}
+
+/// Whether the block device behind `fd` is read-only (`BLKROGET`): a
+/// read-only loop device or a write-protected disk still opens `O_RDWR`
+/// on recent kernels, and refuses the writes themselves (EPERM).
+pub(crate) fn block_device_read_only(fd: BorrowedFd<'_>) -> std::io::Result<bool> {
+    let mut ro: libc::c_int = 0;
+    // SAFETY: `fd` is a valid open descriptor for the lifetime of the borrow,
+    // and BLKROGET writes exactly one c_int through the pointer, which points
+    // to the local `ro`.
+    unsafe { blkroget(fd.as_raw_fd(), &mut ro) }.map_err(std::io::Error::from)?;
+    Ok(ro != 0)
 }

@@ -107,8 +107,9 @@ fn invalid(msg: String) -> IoError {
 impl UnixFdChannel {
     /// Wraps `fd`, a block device or regular file. Learns everything it will
     /// need later (size, sector size, `O_DIRECT`) now, because it is called
-    /// before the sandbox. A fd opened `O_RDONLY` makes the channel read-only
-    /// whatever `read_only` says. Every later access first asks `gate`
+    /// before the sandbox. A fd opened `O_RDONLY`, or a block device the
+    /// kernel marks read-only, makes the channel read-only whatever
+    /// `read_only` says. Every later access first asks `gate`
     /// (see [`AccessGate`]); this constructor itself touches no image byte.
     pub fn new(fd: OwnedFd, read_only: bool, gate: AccessGate) -> Result<UnixFdChannel, IoError> {
         let st = fstat(&fd).map_err(|e| os(0, e))?;
@@ -121,8 +122,9 @@ impl UnixFdChannel {
         }
         let flags = OFlag::from_bits_retain(fcntl(&fd, FcntlArg::F_GETFL).map_err(|e| os(0, e))?);
         let direct = flags.contains(OFlag::O_DIRECT);
-        let fd_read_only = (flags & OFlag::O_ACCMODE) == OFlag::O_RDONLY;
+        let mut fd_read_only = (flags & OFlag::O_ACCMODE) == OFlag::O_RDONLY;
         let (size, sector) = if block_device {
+            fd_read_only |= sys::block_device_read_only(fd.as_fd()).map_err(|e| os(0, e))?;
             let size = sys::block_device_size(fd.as_fd()).map_err(|e| os(0, e))?;
             let sector = sys::block_device_sector_size(fd.as_fd()).map_err(|e| os(0, e))?;
             (size, sector)
