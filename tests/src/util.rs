@@ -180,6 +180,18 @@ fn drain<R: std::io::Read>(pipe: Option<R>) -> Vec<u8> {
     v
 }
 
+/// The parent pid of `pid` from `/proc/PID/stat` (the field after the
+/// command name, which may itself contain ')' and spaces), if it is alive.
+pub fn ppid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Polls `cond` every 20 ms for at most `limit`; true when it became true.
 pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let start = Instant::now();

@@ -29,7 +29,7 @@ use fsvc_tests::privilege::require_tools;
 use fsvc_tests::require_privileged;
 use fsvc_tests::system::{open_excl, LoopDev, SystemLock};
 use fsvc_tests::users::TestUser;
-use fsvc_tests::util::{check_utab_record, poll_until, run, TempDir};
+use fsvc_tests::util::{check_utab_record, poll_until, ppid, run, TempDir};
 
 /// What each test image's one file says.
 const HELLO: &str = "hello from an installed fsvc\n";
@@ -301,16 +301,6 @@ fn installed_units_verify_and_socket_activation_serves() {
 fn assert_recorded(ns: &MountNs, dir: &Path, extra: &[&str]) {
     let m = ns.mounts_at(dir).expect("mountinfo");
     check_utab_record(m.first(), &ns.utab_at(dir).expect("utab"), extra).expect("utab record");
-}
-
-fn ppid(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 #[test]

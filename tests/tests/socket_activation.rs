@@ -9,7 +9,7 @@ use fsvc_tests::mount::{kernel_records, FsvcMount, FsvcOptions};
 use fsvc_tests::oracle::{self, Compare};
 use fsvc_tests::privilege::require_tools;
 use fsvc_tests::require_privileged;
-use fsvc_tests::util::{bin, poll_until, read_lossy, TempDir};
+use fsvc_tests::util::{bin, poll_until, ppid, read_lossy, TempDir};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -23,16 +23,6 @@ impl Drop for Activator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn ppid_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')')
-        .next()?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 #[test]
@@ -81,7 +71,7 @@ fn socket_activated_server_reads_as_kernel() {
     // went through the socket, not its own spawn.
     let pid = m.server_pid().expect("no fsvc-server holds the image");
     assert_eq!(
-        ppid_of(pid),
+        ppid(pid),
         Some(act.child.id() as i32),
         "server {pid} was not started by the socket activator\n{}",
         m.diagnostics()
