@@ -81,6 +81,19 @@ pub enum Error {
     /// A file would be larger than the format allows (EFBIG).
     #[error("file too large")]
     FileTooBig,
+    /// The name already exists in the directory (EEXIST).
+    #[error("file exists")]
+    Exists,
+    /// The directory is not empty (ENOTEMPTY).
+    #[error("directory not empty")]
+    NotEmpty,
+    /// The inode has as many links as the format allows (EMLINK).
+    #[error("too many links")]
+    TooManyLinks,
+    /// The operation is not permitted on this object (EPERM): a hard link
+    /// to a directory, and the like; the string says what.
+    #[error("operation not permitted: {0}")]
+    NotPermitted(String),
     /// An internal rule was broken (a lock taken in the wrong order, a
     /// transaction used after its end): a bug in fsvc, never the image's fault.
     #[error("internal error: {0}")]

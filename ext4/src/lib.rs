@@ -31,6 +31,7 @@
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
+//! | namespace changes (namei.c) | [`namei`] | `create`, `mknod`, `symlink`, `link`, `unlink`, `evict` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
 //! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
@@ -38,7 +39,9 @@
 //! zones; also checked for overlaps at mount, as the kernel does),
 //! [`wstate`] (mount mode and write state), [`super_fields`] (the
 //! superblock's changing fields), `balloc`/`ialloc` (the allocators),
-//! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
+//! [`ranges`] (block range sets), [`new_inode`] (a fresh inode's set-up),
+//! [`dir_edit`] (entry insert and removal inside a dirent region),
+//! `dir_tx` (directories read and changed through a `Tx`), `testfs` (mkfs-made test images, with
 //! the `test-util` feature).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
@@ -68,6 +71,8 @@ pub mod bytes;
 pub mod csum;
 pub mod data;
 pub mod dir;
+pub mod dir_edit;
+mod dir_tx;
 pub mod dirent;
 pub mod error;
 pub mod extent;
@@ -85,6 +90,8 @@ pub mod journal;
 pub mod limits;
 pub mod locks;
 pub mod mount;
+pub mod namei;
+pub mod new_inode;
 pub mod num;
 pub mod orphan;
 pub mod ranges;

@@ -57,6 +57,10 @@ pub(crate) fn errno_of(e: &Error) -> Errno {
         Error::ReadOnly | Error::RwRefused(_) => Errno::EROFS,
         Error::NoSpace(_) => Errno::ENOSPC,
         Error::FileTooBig => Errno::EFBIG,
+        Error::Exists => Errno::EEXIST,
+        Error::NotEmpty => Errno::ENOTEMPTY,
+        Error::TooManyLinks => Errno::EMLINK,
+        Error::NotPermitted(_) => Errno::EPERM,
         Error::Stopped | Error::Internal(_) => Errno::EIO,
         // The engine's error enum is non_exhaustive: anything new is an I/O
         // error until someone decides better.
@@ -150,6 +154,13 @@ mod tests {
             (Error::NoSpace(Space::Blocks), libc::ENOSPC),
             (Error::NoSpace(Space::Inodes), libc::ENOSPC),
             (Error::FileTooBig, libc::EFBIG),
+            (Error::Exists, libc::EEXIST),
+            (Error::NotEmpty, libc::ENOTEMPTY),
+            (Error::TooManyLinks, libc::EMLINK),
+            (
+                Error::NotPermitted("link to a directory".into()),
+                libc::EPERM,
+            ),
             // errors=panic stopped the filesystem; a broken internal rule.
             (Error::Stopped, libc::EIO),
             (Error::Internal("lock order".into()), libc::EIO),
