@@ -1,5 +1,6 @@
 //! Directories as a transaction sees and changes them: finding an entry,
-//! planning and making an insert, removing an entry. The namespace operations (`namei`,
+//! planning and making an insert, removing an entry, the emptiness test
+//! of rmdir and rename, pointing an entry or ".." elsewhere. The namespace operations (`namei`,
 //! `rename`) are built from these; every read goes through the `Tx`
 //! (never `Fs`'s readers), so an operation sees its own earlier changes.
 //!
@@ -27,6 +28,9 @@ use crate::htree;
 use crate::inode::{flags as iflags, Inode};
 use crate::num::{InodeNo, Lblk, Pblk};
 use crate::tx::Tx;
+
+/// Offset of ".." in a dx root (after the 12-byte ".").
+const DX_DOTDOT_OFFSET: usize = 12;
 
 /// Where an entry lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,13 +236,19 @@ impl Tx<'_> {
     }
 
     /// Makes the insert `dir_plan_insert` planned.
-    pub(crate) fn dir_insert(&mut self, dir: &Inode, slot: Slot, e: &NewEntry<'_>) -> Result<()> {
+    pub(crate) fn dir_insert(
+        &mut self,
+        dir: &mut Inode,
+        slot: Slot,
+        e: &NewEntry<'_>,
+    ) -> Result<()> {
         let Slot::Block { pblk, offset } = slot else {
             return Err(Error::Unsupported(format!(
                 "growing a directory by a block (directory {})",
                 dir.ino
             )));
         };
+        let dir = &*dir;
         let g = DirGeometry::of(self.sb(), dir)?;
         let rl = Self::region_len(&g);
         let what = || format!("directory {} block {pblk}", dir.ino);
@@ -267,5 +277,97 @@ impl Tx<'_> {
             dir_edit::set_leaf_tail(b, dir.csum_seed)?;
         }
         Ok(())
+    }
+
+    /// Whether directory `dir` holds nothing but "." and ".." (rmdir,
+    /// rename over a directory).
+    pub(crate) fn dir_is_empty(&self, dir: &Inode) -> Result<bool> {
+        if dir.has_flag(iflags::INLINE_DATA) {
+            return Err(Error::Unsupported(format!(
+                "changing inline directories (directory {})",
+                dir.ino
+            )));
+        }
+        let g = DirGeometry::of(self.sb(), dir)?;
+        let fs = self.fs();
+        let mut empty = true;
+        self.dir_walk(dir, &g, &mut |lblk, _, b| {
+            let entries = fs.block_entries(dir, &g, lblk, b)?;
+            empty = entries
+                .iter()
+                .all(|e| !e.in_use() || (lblk == Lblk(0) && (e.name == b"." || e.name == b"..")));
+            Ok(empty)
+        })?;
+        Ok(empty)
+    }
+
+    /// Points ".." of directory `dir` at `parent` (a directory moved by
+    /// rename).
+    pub(crate) fn dir_set_dotdot(&mut self, dir: &Inode, parent: InodeNo) -> Result<()> {
+        self.check_dir_editable(dir)?;
+        let g = DirGeometry::of(self.sb(), dir)?;
+        let what = || format!("directory {} block 0", dir.ino);
+        let pblk = match self.dir_run(dir, Lblk(0))? {
+            Run::Block(p, b) => {
+                // Checks the block (leaf checksum, or the dx root) first.
+                self.fs().block_entries(dir, &g, Lblk(0), &b)?;
+                p
+            }
+            Run::Hole(_) => return Err(Error::corrupt(what(), "block 0 is a hole")),
+        };
+        let rl = Self::region_len(&g);
+        let dx = g.dx_params(self.sb(), dir);
+        let b = self.modify(pblk)?;
+        if g.indexed {
+            // The dx root's layout was checked above: ".." is the 12-byte
+            // record at offset 12 whose rec_len hides the index. The
+            // index checksum covers the block from its start, dots included.
+            b[DX_DOTDOT_OFFSET..DX_DOTDOT_OFFSET + 4].copy_from_slice(&parent.0.to_le_bytes());
+            if g.csum {
+                htree::set_dx_tail(b, htree::DxKind::Root, &dx)?;
+            }
+            return Ok(());
+        }
+        dir_edit::set_dotdot(&mut b[..rl], g.fmt, parent, &what)?;
+        if g.csum {
+            dir_edit::set_leaf_tail(b, dir.csum_seed)?;
+        }
+        Ok(())
+    }
+
+    /// Points the entry `f` at inode `ino` of type `file_type`, in place
+    /// (rename over an existing name, exchange, whiteout: the kernel's
+    /// `ext4_setent`).
+    pub(crate) fn dir_set_entry(
+        &mut self,
+        dir: &Inode,
+        f: &Found,
+        ino: InodeNo,
+        file_type: u8,
+    ) -> Result<()> {
+        self.check_dir_editable(dir)?;
+        let g = DirGeometry::of(self.sb(), dir)?;
+        let what = || format!("directory {} block {}", dir.ino, f.lblk);
+        if g.indexed && f.lblk == Lblk(0) {
+            return Err(Error::corrupt(what(), "entry to change in the dx root"));
+        }
+        let rl = Self::region_len(&g);
+        let b = self.modify(f.pblk)?;
+        dir_edit::set_entry(&mut b[..rl], g.fmt, f.offset, ino, file_type, &what)?;
+        if g.csum {
+            dir_edit::set_leaf_tail(b, dir.csum_seed)?;
+        }
+        Ok(())
+    }
+
+    /// The parent of directory `dir` (its ".." entry).
+    pub(crate) fn dir_parent(&self, dir: &Inode) -> Result<InodeNo> {
+        if dir.has_flag(iflags::INLINE_DATA) {
+            // Only the inode's own bytes are read: no block, no cache.
+            return self.fs().lookup_inline(dir, b"..");
+        }
+        self.dir_find(dir, b"..")?
+            .map(|f| f.ino)
+            .ok_or_else(|| Error::corrupt(format!("directory {}", dir.ino), "no '..' entry"))
     }
 }

@@ -31,7 +31,7 @@
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
-//! | namespace changes (namei.c) | [`namei`] | `create`, `mknod`, `symlink`, `link`, `unlink`, `evict` |
+//! | namespace changes (namei.c) | [`namei`], [`rename`] | `create`, `mknod`, `symlink`, `link`, `unlink`, `rmdir`, `evict`, `rename` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
 //! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
@@ -95,6 +95,7 @@ pub mod new_inode;
 pub mod num;
 pub mod orphan;
 pub mod ranges;
+pub mod rename;
 pub mod super_fields;
 pub mod superblock;
 pub mod symlink;

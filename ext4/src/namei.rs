@@ -33,6 +33,7 @@ use crate::limits::LINK_MAX;
 use crate::locks::InodeWriteGuard;
 use crate::mount::ErrorAt;
 use crate::num::InodeNo;
+use crate::superblock::{compat, ro_compat};
 use crate::tx::{Creds, Tx};
 use crate::types::{FileKind, Stat};
 
@@ -116,6 +117,37 @@ pub(crate) fn touch(tx: &Tx<'_>, inode: &mut Inode, entries_changed: bool) {
     inode.ctime = tx.now();
     if entries_changed {
         inode.mtime = tx.now();
+    }
+}
+
+/// Whether `dir` is an indexed directory on a dir_index filesystem (the
+/// kernel's `is_dx`).
+fn is_dx(tx: &Tx<'_>, dir: &Inode) -> bool {
+    dir.has_flag(crate::inode::flags::INDEX) && tx.sb().has_compat(compat::DIR_INDEX)
+}
+
+/// Whether directory `dir` has as many subdirectories as it may
+/// (`EXT4_DIR_LINK_MAX`): 65000 links, unless dir_nlink lets an indexed
+/// directory go past (its count then stays 1).
+pub(crate) fn dir_link_max(tx: &Tx<'_>, dir: &Inode) -> bool {
+    u32::from(dir.links) >= LINK_MAX
+        && !(tx.sb().has_ro_compat(ro_compat::DIR_NLINK) && is_dx(tx, dir))
+}
+
+/// A subdirectory added to `dir` (`ext4_inc_count`): one more link, or 1
+/// ("many") for an indexed directory past the limit.
+pub(crate) fn inc_dir_count(tx: &Tx<'_>, dir: &mut Inode) {
+    dir.links = dir.links.saturating_add(1);
+    if is_dx(tx, dir) && (u32::from(dir.links) > LINK_MAX || dir.links == 2) {
+        dir.links = 1;
+    }
+}
+
+/// A subdirectory gone from `dir` (`ext4_dec_count`): a directory's
+/// count never drops below 2 (and 1, "many", stays).
+pub(crate) fn dec_dir_count(dir: &mut Inode) {
+    if dir.kind() != FileKind::Dir || dir.links > 2 {
+        dir.links -= 1;
     }
 }
 
@@ -276,7 +308,7 @@ impl Fs {
                 name,
                 file_type: ft_of_kind(kind),
             };
-            tx.dir_insert(&d, slot, &e)?;
+            tx.dir_insert(&mut d, slot, &e)?;
             touch(tx, &mut d, true);
             tx.write_inode(&d)?;
             Ok(inode.stat())
@@ -315,7 +347,7 @@ impl Fs {
                 name,
                 file_type: ft_of_kind(inode.kind()),
             };
-            tx.dir_insert(&d, slot, &e)?;
+            tx.dir_insert(&mut d, slot, &e)?;
             inode.links += 1;
             touch(tx, &mut inode, false);
             tx.write_inode(&inode)?;
@@ -351,6 +383,40 @@ impl Fs {
             Ok(Unlinked {
                 ino: found.ino,
                 orphaned,
+            })
+        })
+    }
+
+    /// Removes the empty directory `name` from `dir`; it goes on the
+    /// orphan list like an unlinked file (see [`Fs::unlink`]).
+    pub fn rmdir(&self, creds: &Creds, dir: InodeNo, name: &[u8]) -> Result<Unlinked> {
+        check_name(name)?;
+        match name {
+            b"." => return Err(Error::Invalid("rmdir of \".\"".into())),
+            b".." => return Err(Error::NotEmpty),
+            _ => {}
+        }
+        let (_locks, ino) = self.lock_entry(dir, name, &[])?;
+        let at = ErrorAt {
+            func: "rmdir",
+            ino,
+            ..ErrorAt::default()
+        };
+        self.in_tx(creds, at, |tx| {
+            let mut d = tx_dir(tx, dir)?;
+            tx.check_dir_editable(&d)?;
+            let found = tx.dir_find(&d, name)?.ok_or(Error::NotFound)?;
+            let mut inode = tx.inode(found.ino)?;
+            if inode.kind() != FileKind::Dir {
+                return Err(Error::NotDirectory);
+            }
+            if !tx.dir_is_empty(&inode)? {
+                return Err(Error::NotEmpty);
+            }
+            remove_dir_entry(tx, &mut d, &found, &mut inode)?;
+            Ok(Unlinked {
+                ino: found.ino,
+                orphaned: true,
             })
         })
     }
@@ -408,6 +474,32 @@ pub(crate) fn drop_link(
     touch(tx, d, true);
     tx.write_inode(d)?;
     Ok(orphaned)
+}
+
+/// Removes entry `found` (an empty directory `inode`) from `d`: its
+/// links cleared, size 0, on the orphan list (`ext4_rmdir`); the parent
+/// loses the subdirectory's link. Both written.
+pub(crate) fn remove_dir_entry(
+    tx: &mut Tx<'_>,
+    d: &mut Inode,
+    found: &Found,
+    inode: &mut Inode,
+) -> Result<()> {
+    tx.dir_remove(d, found)?;
+    orphan_dir(tx, inode)?;
+    dec_dir_count(d);
+    touch(tx, d, true);
+    tx.write_inode(d)
+}
+
+/// An empty directory losing its name: links 0, size 0, ctime now, on
+/// the orphan list, written.
+pub(crate) fn orphan_dir(tx: &mut Tx<'_>, inode: &mut Inode) -> Result<()> {
+    inode.links = 0;
+    inode.size = 0;
+    touch(tx, inode, false);
+    tx.orphan_add(inode);
+    tx.write_inode(inode)
 }
 
 #[cfg(test)]

@@ -5,183 +5,42 @@
 //! counts, device numbers and symlink targets.
 
 mod core_util;
+mod ns_util;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
 
-use core_util::{privileged, Mount, Scratch};
 use fsvc_ext4::namei::Unlinked;
 use fsvc_ext4::testfs::{Image, GEOMETRIES};
-use fsvc_ext4::tx::Creds;
-use fsvc_ext4::{Error, FileKind, Fs, InodeNo, Stat, ROOT_INO};
+use fsvc_ext4::{Error, FileKind, Fs, Stat, ROOT_INO};
+use ns_util::*;
 
-const S_IFREG: u16 = 0o100000;
-const S_IFCHR: u16 = 0o020000;
-const S_IFBLK: u16 = 0o060000;
-const S_IFIFO: u16 = 0o010000;
-const S_IFSOCK: u16 = 0o140000;
-
-const USER: Creds = Creds {
-    uid: 1000,
-    gid: 1001,
-};
-
-/// The kernel's `new_encode_dev`.
-fn rdev(major: u32, minor: u32) -> u32 {
-    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
-}
-
-/// Every entry of `dir` but "." and "..": name → (inode, kind).
-fn listing(fs: &Fs, dir: InodeNo) -> BTreeMap<Vec<u8>, (InodeNo, FileKind)> {
-    let _g = fs.read_guard().unwrap();
-    let mut out = BTreeMap::new();
-    fs.read_dir(dir, 0, &mut |e| {
-        if e.name != b"." && e.name != b".." {
-            assert!(
-                out.insert(e.name.clone(), (e.ino, e.kind)).is_none(),
-                "{:?} listed twice",
-                e.name
-            );
-        }
-        true
-    })
-    .unwrap();
-    out
-}
-
-fn stat(fs: &Fs, ino: InodeNo) -> Stat {
-    let _g = fs.read_guard().unwrap();
-    fs.stat(ino).unwrap()
-}
-
-/// debugfs `ls -l` of the root: name → (inode, mode).
-fn debugfs_listing(img: &Image) -> BTreeMap<Vec<u8>, (u32, u16)> {
-    let out = img.debugfs("ls -l /");
-    let mut m = BTreeMap::new();
-    for line in out.lines() {
-        let t: Vec<&str> = line.split_whitespace().collect();
-        let (Some(ino), Some(mode), Some(name)) = (t.first(), t.get(1), t.last()) else {
-            continue;
-        };
-        let (Ok(ino), Ok(mode)) = (ino.parse::<u32>(), u16::from_str_radix(mode, 8)) else {
-            continue;
-        };
-        if *name != "." && *name != ".." {
-            m.insert(name.as_bytes().to_vec(), (ino, mode));
-        }
-    }
-    m
-}
-
-/// Checks the image three ways after a sequence: e2fsck, debugfs, and
-/// (with root) the kernel.
+/// The oracles, and the root holding exactly `expect` (plus lost+found)
+/// with the engine's inode numbers, types, modes, owners and link counts.
 fn check(img: &Image, geo: &str, expect: &BTreeMap<Vec<u8>, Stat>, targets: &[(&str, &[u8])]) {
-    img.fsck_clean();
-    let ro = img.open_ro();
-    let engine = listing(&ro, ROOT_INO);
-    let want: BTreeMap<Vec<u8>, InodeNo> = expect.iter().map(|(n, s)| (n.clone(), s.ino)).collect();
-    let got: BTreeMap<Vec<u8>, InodeNo> = engine.iter().map(|(n, e)| (n.clone(), e.0)).collect();
-    let lost_found = b"lost+found".to_vec();
-    let got_no_lf: BTreeMap<_, _> = got.into_iter().filter(|(n, _)| *n != lost_found).collect();
-    assert_eq!(got_no_lf, want, "{geo}: engine listing");
+    let tree = check_image(img, geo);
+    let top: BTreeMap<String, &Node> = tree
+        .iter()
+        .filter(|(p, _)| p.matches('/').count() == 1 && *p != "/lost+found")
+        .map(|(p, n)| (p[1..].to_string(), n))
+        .collect();
+    assert_eq!(
+        top.keys()
+            .map(|k| k.as_bytes().to_vec())
+            .collect::<Vec<_>>(),
+        expect.keys().cloned().collect::<Vec<_>>(),
+        "{geo}: names"
+    );
     for (name, st) in expect {
-        let now = stat(&ro, st.ino);
+        let n = top[&String::from_utf8_lossy(name).to_string()];
         assert_eq!(
-            (now.kind, now.perm, now.uid, now.gid, now.nlink, now.rdev),
-            (st.kind, st.perm, st.uid, st.gid, st.nlink, st.rdev),
+            (n.ino, n.kind, n.perm, n.uid, n.gid, n.nlink, n.rdev),
+            (st.ino.0, st.kind, st.perm, st.uid, st.gid, st.nlink, st.rdev),
             "{geo}: {name:?}"
         );
     }
-    let dbg = debugfs_listing(img);
-    for (name, st) in expect {
-        let (ino, mode) = dbg
-            .get(name)
-            .unwrap_or_else(|| panic!("{geo}: debugfs lacks {name:?}"));
-        assert_eq!(InodeNo(*ino), st.ino, "{geo}: debugfs inode of {name:?}");
-        assert_eq!(mode & 0o7777, st.perm, "{geo}: debugfs mode of {name:?}");
-    }
-    assert_eq!(
-        dbg.len(),
-        expect.len() + 1,
-        "{geo}: debugfs entries {dbg:?}"
-    );
-    if !privileged("namespace kernel read-back") {
-        return;
-    }
-    let s = Scratch::new("ns");
-    let path = s.0.join("img");
-    std::fs::write(&path, img.bytes()).unwrap();
-    let mnt = s.0.join("mnt");
-    let m = Mount::new(&path, &mnt, "ro,noload");
-    kernel_compare(&m.0, geo, expect, targets);
-}
-
-fn kernel_compare(
-    root: &Path,
-    geo: &str,
-    expect: &BTreeMap<Vec<u8>, Stat>,
-    targets: &[(&str, &[u8])],
-) {
-    let mut names: Vec<Vec<u8>> = std::fs::read_dir(root)
-        .unwrap()
-        .map(|e| {
-            use std::os::unix::ffi::OsStrExt;
-            e.unwrap().file_name().as_bytes().to_vec()
-        })
-        .filter(|n| n != b"lost+found")
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        expect.keys().cloned().collect::<Vec<_>>(),
-        "{geo}: kernel listing"
-    );
-    for (name, st) in expect {
-        let p = root.join(String::from_utf8_lossy(name).as_ref());
-        let md = std::fs::symlink_metadata(&p).unwrap();
-        assert_eq!(md.ino(), u64::from(st.ino.0), "{geo}: {name:?} ino");
-        assert_eq!(
-            md.mode() & 0o7777,
-            u32::from(st.perm),
-            "{geo}: {name:?} mode"
-        );
-        assert_eq!(
-            (md.uid(), md.gid()),
-            (st.uid, st.gid),
-            "{geo}: {name:?} owner"
-        );
-        assert_eq!(md.nlink(), u64::from(st.nlink), "{geo}: {name:?} nlink");
-        let ft = md.file_type();
-        let kind = match st.kind {
-            FileKind::File => ft.is_file(),
-            FileKind::Dir => ft.is_dir(),
-            FileKind::Symlink => ft.is_symlink(),
-            FileKind::CharDev => ft.is_char_device(),
-            FileKind::BlockDev => ft.is_block_device(),
-            FileKind::Fifo => ft.is_fifo(),
-            FileKind::Socket => ft.is_socket(),
-        };
-        assert!(kind, "{geo}: {name:?} is {ft:?}, expected {:?}", st.kind);
-        if matches!(st.kind, FileKind::CharDev | FileKind::BlockDev) {
-            let r = md.rdev();
-            let (maj, min) = (libc_major(r), libc_minor(r));
-            assert_eq!((maj, min), st.rdev, "{geo}: {name:?} rdev");
-        }
-    }
     for (name, target) in targets {
-        let t = std::fs::read_link(root.join(name)).unwrap();
-        use std::os::unix::ffi::OsStrExt;
-        assert_eq!(t.as_os_str().as_bytes(), *target, "{geo}: {name} target");
+        assert_eq!(top[*name].target.as_deref(), Some(*target), "{geo}: {name}");
     }
-}
-
-fn libc_major(d: u64) -> u32 {
-    (((d >> 32) & 0xffff_f000) | ((d >> 8) & 0xfff)) as u32
-}
-
-fn libc_minor(d: u64) -> u32 {
-    (((d >> 12) & 0xffff_ff00) | (d & 0xff)) as u32
 }
 
 #[test]
@@ -353,4 +212,31 @@ fn setgid_directories_pass_their_group() {
     assert_eq!(n.gid, 77);
     fs.unmount().unwrap();
     img.fsck_clean();
+}
+
+#[test]
+fn rmdir_refusals_change_nothing() {
+    let Some(img) = Image::mkfs(&["-b", "1024"], "8M") else {
+        return;
+    };
+    let img = img.debugfs_write("mkdir /full");
+    let img = img.debugfs_write("mkdir /full/inner");
+    let fs = img.open_rw();
+    let full = lookup(&fs, ROOT_INO, b"full").unwrap();
+    fs.create(&USER, ROOT_INO, b"file", 0o600).unwrap();
+    // (directory, name, expected error)
+    let cases: &[(fsvc_ext4::InodeNo, &[u8], &str)] = &[
+        (ROOT_INO, b"full", "NotEmpty"),
+        (ROOT_INO, b"file", "NotDirectory"),
+        (ROOT_INO, b"none", "NotFound"),
+        (full, b".", "Invalid"),
+        (full, b"..", "NotEmpty"),
+    ];
+    for &(dir, name, want) in cases {
+        let e = fs.rmdir(&USER, dir, name).unwrap_err();
+        assert!(format!("{e:?}").starts_with(want), "{name:?}: {e:?}");
+    }
+    fs.unmount().unwrap();
+    let tree = check_image(&img, "rmdir refusals");
+    assert_eq!(tree["/full"].nlink, 3);
 }
