@@ -81,6 +81,7 @@ pub mod fs;
 pub mod group;
 pub mod hash;
 pub mod htree;
+pub mod htree_edit;
 mod ialloc;
 pub mod indirect;
 pub mod inline;
