@@ -32,6 +32,8 @@
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
 //! | namespace changes (namei.c) | [`namei`], [`rename`] | `create`, `mknod`, `symlink`, `link`, `unlink`, `rmdir`, `evict`, `rename` |
+//! | setattr, atime (inode.c `ext4_setattr`, VFS `touch_atime`) | [`attr_write`] | `setattr`, `touch_atime` |
+//! | inode flags, append-only/immutable rules (ioctl.c) | [`flags`] | `get_flags`, `set_flags`, `get_version` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
 //! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
@@ -65,6 +67,7 @@
 
 pub mod acl;
 mod alloc_state;
+pub mod attr_write;
 mod balloc;
 pub mod bitmap;
 pub mod bytes;
@@ -77,6 +80,7 @@ pub mod dirent;
 pub mod error;
 pub mod extent;
 pub mod features;
+pub mod flags;
 pub mod fs;
 pub mod group;
 pub mod hash;

@@ -26,6 +26,7 @@ use crate::dir_edit::NewEntry;
 use crate::dir_tx::Found;
 use crate::dirent::{ft_of_kind, NAME_MAX};
 use crate::error::{Error, Result};
+use crate::flags::{check_may_modify, Change};
 use crate::fs::Fs;
 use crate::inode::{kind_of_mode, Inode, S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK};
 use crate::inode::{I_BLOCK_LEN, S_IFLNK};
@@ -295,6 +296,7 @@ impl Fs {
         self.in_tx(creds, at, |tx| {
             let mut d = tx_dir(tx, dir)?;
             tx.check_dir_editable(&d)?;
+            check_may_modify(&d, Change::AddEntry)?;
             if tx.dir_find(&d, name)?.is_some() {
                 return Err(Error::Exists);
             }
@@ -336,8 +338,10 @@ impl Fs {
             if u32::from(inode.links) >= LINK_MAX {
                 return Err(Error::TooManyLinks);
             }
+            check_may_modify(&inode, Change::Link)?;
             let mut d = tx_dir(tx, dir)?;
             tx.check_dir_editable(&d)?;
+            check_may_modify(&d, Change::AddEntry)?;
             if tx.dir_find(&d, name)?.is_some() {
                 return Err(Error::Exists);
             }
@@ -379,6 +383,8 @@ impl Fs {
             if inode.kind() == FileKind::Dir {
                 return Err(Error::IsDirectory);
             }
+            check_may_modify(&d, Change::RemoveEntry)?;
+            check_may_modify(&inode, Change::Unlink)?;
             let orphaned = drop_link(tx, &mut d, &found, &mut inode)?;
             Ok(Unlinked {
                 ino: found.ino,
@@ -410,6 +416,8 @@ impl Fs {
             if inode.kind() != FileKind::Dir {
                 return Err(Error::NotDirectory);
             }
+            check_may_modify(&d, Change::RemoveEntry)?;
+            check_may_modify(&inode, Change::Unlink)?;
             if !tx.dir_is_empty(&inode)? {
                 return Err(Error::NotEmpty);
             }

@@ -21,27 +21,19 @@
 use crate::error::{Error, Result};
 use crate::extent::{EXTENT_MAGIC, HEADER_LEN};
 use crate::features::incompat;
+use crate::flags::{
+    mask_flags, FL_COMPR, FL_DAX, FL_DIRSYNC, FL_JOURNAL_DATA, FL_NOATIME, FL_NOCOMPR, FL_NODUMP,
+    FL_NOTAIL, FL_PROJINHERIT, FL_SYNC, FL_UNRM,
+};
 use crate::inode::{flags, Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::tx::Tx;
 
 /// Set-group-ID bit of a mode.
 pub const S_ISGID: u16 = 0o2000;
 
-// Inode flags a child inherits (the kernel's EXT4_FL_INHERITED) and the
-// masks for what regular files and other non-directories keep of them
-// (EXT4_REG_FLMASK, EXT4_OTHER_FLMASK).
-const FL_UNRM: u32 = 0x2;
-const FL_COMPR: u32 = 0x4;
-const FL_SYNC: u32 = 0x8;
-const FL_NODUMP: u32 = 0x40;
-const FL_NOATIME: u32 = 0x80;
-const FL_NOCOMPR: u32 = 0x400;
-const FL_JOURNAL_DATA: u32 = 0x4000;
-const FL_NOTAIL: u32 = 0x8000;
-const FL_DIRSYNC: u32 = 0x10000;
-const FL_TOPDIR: u32 = 0x20000;
-const FL_DAX: u32 = 0x0200_0000;
-const FL_PROJINHERIT: u32 = 0x2000_0000;
+/// Inode flags a child inherits from its directory (the kernel's
+/// `EXT4_FL_INHERITED`), before [`mask_flags`] keeps what its type may
+/// carry.
 const FL_INHERITED: u32 = flags::SECRM
     | FL_UNRM
     | FL_COMPR
@@ -55,8 +47,6 @@ const FL_INHERITED: u32 = flags::SECRM
     | FL_PROJINHERIT
     | flags::CASEFOLD
     | FL_DAX;
-const FL_REG_MASK: u32 = !(FL_DIRSYNC | FL_TOPDIR | flags::CASEFOLD | FL_PROJINHERIT);
-const FL_OTHER_MASK: u32 = FL_NODUMP | FL_NOATIME;
 
 /// Entries an extent root in `i_block` holds ((60 - 12) / 12).
 const ROOT_EXTENTS: u16 = 4;
@@ -64,12 +54,7 @@ const ROOT_EXTENTS: u16 = 4;
 /// The flags a new inode of `mode` takes from its directory's `dir_flags`
 /// (the kernel's `ext4_mask_flags`).
 pub fn inherited_flags(mode: u16, dir_flags: u32) -> u32 {
-    let f = dir_flags & FL_INHERITED;
-    match mode & S_IFMT {
-        S_IFDIR => f,
-        S_IFREG => f & FL_REG_MASK,
-        _ => f & FL_OTHER_MASK,
-    }
+    mask_flags(mode, dir_flags & FL_INHERITED)
 }
 
 /// Writes an empty extent tree root (depth 0, no entries, room for 4)
@@ -113,6 +98,7 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flags::FL_TOPDIR;
     use crate::inode::{S_IFCHR, S_IFIFO};
 
     #[test]

@@ -31,6 +31,7 @@ use crate::dir_edit::NewEntry;
 use crate::dir_tx::Found;
 use crate::dirent::{ft, ft_of_kind};
 use crate::error::{Error, Result};
+use crate::flags::{check_may_modify, Change};
 use crate::fs::Fs;
 use crate::inode::{Inode, S_IFCHR};
 use crate::mount::ErrorAt;
@@ -133,6 +134,17 @@ impl Fs {
             if tgt.is_some_and(|t| t.ino == src.ino) {
                 // Two names of one inode: rename(2) does nothing.
                 return Ok(Renamed { replaced: None });
+            }
+            // The VFS's may_delete/may_create rules, left to us under FUSE.
+            check_may_modify(&dirs.old, Change::RemoveEntry)?;
+            check_may_modify(dirs.new_dir(), Change::AddEntry)?;
+            check_may_modify(&tx.inode(src.ino)?, Change::Unlink)?;
+            if let Some(t) = tgt {
+                check_may_modify(dirs.new_dir(), Change::RemoveEntry)?;
+                check_may_modify(&tx.inode(t.ino)?, Change::Unlink)?;
+                if flags & EXCHANGE != 0 {
+                    check_may_modify(&dirs.old, Change::AddEntry)?;
+                }
             }
             if flags & EXCHANGE != 0 {
                 let tgt = tgt.ok_or(Error::NotFound)?;

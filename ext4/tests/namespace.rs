@@ -240,3 +240,61 @@ fn rmdir_refusals_change_nothing() {
     let tree = check_image(&img, "rmdir refusals");
     assert_eq!(tree["/full"].nlink, 3);
 }
+
+#[test]
+fn append_only_and_immutable_are_enforced() {
+    let Some(img) = Image::mkfs(&["-b", "1024"], "8M") else {
+        return;
+    };
+    let img = img
+        .debugfs_write("mkdir /ro")
+        .debugfs_write("mkdir /app")
+        .debugfs_write("write /dev/null /app/old")
+        .debugfs_write("write /dev/null /frozen")
+        .debugfs_write("sif /ro flags 0x80010")
+        .debugfs_write("sif /app flags 0x80020")
+        .debugfs_write("sif /frozen flags 0x80010");
+    let fs = img.open_rw();
+    let ro = lookup(&fs, ROOT_INO, b"ro").unwrap();
+    let app = lookup(&fs, ROOT_INO, b"app").unwrap();
+    let frozen = lookup(&fs, ROOT_INO, b"frozen").unwrap();
+    type Op<'a> = Box<dyn Fn(&Fs) -> Result<(), Error> + 'a>;
+    let refused: Vec<(&str, Op)> = vec![
+        (
+            "create in an immutable dir",
+            Box::new(|fs| fs.create(&USER, ro, b"x", 0o600).map(drop)),
+        ),
+        (
+            "unlink from an append-only dir",
+            Box::new(|fs| fs.unlink(&USER, app, b"old").map(drop)),
+        ),
+        (
+            "unlink an immutable file",
+            Box::new(|fs| fs.unlink(&USER, ROOT_INO, b"frozen").map(drop)),
+        ),
+        (
+            "link an immutable file",
+            Box::new(|fs| fs.link(&USER, frozen, ROOT_INO, b"f2").map(drop)),
+        ),
+        (
+            "rename an immutable file",
+            Box::new(|fs| {
+                fs.rename(&USER, ROOT_INO, b"frozen", ROOT_INO, b"f3", 0)
+                    .map(drop)
+            }),
+        ),
+        (
+            "rename out of an append-only dir",
+            Box::new(|fs| fs.rename(&USER, app, b"old", ROOT_INO, b"o", 0).map(drop)),
+        ),
+    ];
+    for (what, op) in refused {
+        let e = op(&fs).unwrap_err();
+        assert!(matches!(e, Error::NotPermitted(_)), "{what}: {e:?}");
+    }
+    // Adding to an append-only directory is allowed.
+    fs.create(&USER, app, b"new", 0o600).unwrap();
+    fs.unmount().unwrap();
+    let tree = check_image(&img, "append-only and immutable");
+    assert!(tree.contains_key("/app/new") && tree.contains_key("/frozen"));
+}
