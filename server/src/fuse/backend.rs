@@ -1,6 +1,14 @@
 //! The slice of the engine the adapter uses, as a trait, so the adapter's
 //! logic (directory paging, xattr sizing, node-id mapping) is tested against
 //! a small fake as well as against the real [`Fs`].
+//!
+//! The implementation for [`Fs`] is where the engine's locking contract is
+//! kept for the adapter (docs/design-notes.md, "Write path"): every call
+//! that looks at metadata holds the change lock shared
+//! ([`Fs::read_guard`]), so it never sees half of a commit, and a data
+//! read holds its inode's lock shared first (inode locks come before the
+//! change lock), so no write, truncate or mapping change of that file runs
+//! under it. The adapter itself never holds an engine lock across calls.
 
 use fsvc_ext4::inode::flags;
 use fsvc_ext4::{DirEntry, FileKind, Fs, InodeNo, Lblk, Result, Stat, StatFs};
@@ -46,18 +54,30 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Nothing holds `ino` any more (the kernel forgot its last lookup and
+    /// its last handle was released): if it has no links left (an orphan),
+    /// free it, as the kernel's final `iput` does. Returns whether it freed
+    /// the inode. Default: nothing is ever unlinked.
+    fn evict(&self, _ino: InodeNo) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 // `Fs::x(self, ..)` names the inherent method (inherent methods take
 // precedence over trait methods in path resolution).
 impl Backend for Fs {
     fn stat(&self, ino: InodeNo) -> Result<Stat> {
+        let _g = self.read_guard()?;
         Fs::stat(self, ino)
     }
     fn lookup(&self, dir: InodeNo, name: &[u8]) -> Result<InodeNo> {
+        let _g = self.read_guard()?;
         Fs::lookup(self, dir, name)
     }
     fn read(&self, ino: InodeNo, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        let _file = self.inode_locks().read(ino);
+        let _g = self.read_guard()?;
         Fs::read(self, ino, offset, buf)
     }
     fn read_dir(
@@ -66,24 +86,34 @@ impl Backend for Fs {
         cookie: u64,
         f: &mut dyn FnMut(DirEntry) -> bool,
     ) -> Result<()> {
+        // The callback only builds the reply (and, for readdirplus, stats
+        // the entry: a nested guard on this thread, which is free).
+        let _g = self.read_guard()?;
         Fs::read_dir(self, dir, cookie, f)
     }
     fn read_link(&self, ino: InodeNo) -> Result<Vec<u8>> {
+        let _g = self.read_guard()?;
         Fs::read_link(self, ino)
     }
     fn list_xattrs(&self, ino: InodeNo) -> Result<Vec<Vec<u8>>> {
+        let _g = self.read_guard()?;
         Fs::list_xattrs(self, ino)
     }
     fn get_xattr(&self, ino: InodeNo, name: &[u8]) -> Result<Vec<u8>> {
+        let _g = self.read_guard()?;
         Fs::get_xattr(self, ino, name)
     }
     fn statfs(&self) -> StatFs {
+        // Counts move only at commit; a stopped filesystem still answers.
+        let _g = self.read_guard().ok();
         Fs::statfs(self)
     }
     fn sync(&self) -> Result<()> {
         Fs::sync(self)
     }
     fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
+        let _file = self.inode_locks().read(ino);
+        let _g = self.read_guard()?;
         let inode = self.inode(ino)?;
         let size = inode.size;
         if offset >= size {

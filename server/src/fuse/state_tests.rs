@@ -147,7 +147,7 @@ fn a_write_makes_the_open_files_windows_stale() {
 #[test]
 fn the_kernels_forgets_balance_the_counts() {
     let fs = std::sync::Arc::new(super::tests::fake());
-    let a = super::ops::Adapter::new(fs, super::tests::RO_MODE);
+    let a = super::ops::Adapter::new(fs, &super::tests::ro_options());
     let nodes = a.nodes.clone();
     let opts = super::ServeOptions::default();
     let Some(m) = super::tests::TestMount::with_adapter(a, true, &opts) else {
@@ -178,4 +178,104 @@ fn the_kernels_forgets_balance_the_counts() {
     );
     assert_eq!(nodes.over_forgotten(), 0);
     m.finish();
+}
+
+/// An adapter over the fake on a read-write mount with `flags`.
+fn rw_adapter(
+    flags: crate::service::MountFlags,
+) -> (std::sync::Arc<super::tests::FakeFs>, super::ops::Adapter) {
+    let fs = std::sync::Arc::new(super::tests::fake());
+    let opts = super::ServeOptions {
+        mode: crate::mode::MountMode::ReadWrite,
+        flags,
+        ..super::ServeOptions::default()
+    };
+    (fs.clone(), super::ops::Adapter::new(fs, &opts))
+}
+
+#[test]
+fn the_last_reference_evicts_on_a_read_write_mount_only() {
+    use std::sync::atomic::Ordering;
+    let (fs, a) = rw_adapter(Default::default());
+    let evicted = || fs.evicted.lock().unwrap().clone();
+    // Two lookups and a handle: only the last of the three releases evicts.
+    a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
+    a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
+    let fh = a
+        .do_open(node(HELLO), OpenFlags(libc::O_RDWR | libc::O_APPEND))
+        .unwrap();
+    a.do_forget(node(HELLO), 1);
+    a.do_forget(node(HELLO), 1);
+    assert!(evicted().is_empty(), "the open handle still holds it");
+    a.do_release(node(HELLO), fh).unwrap();
+    assert_eq!(evicted(), [HELLO]);
+    // A directory handle the same way; the root never goes.
+    let d = a.do_opendir(node(SUB)).unwrap();
+    a.do_releasedir(node(SUB), d).unwrap();
+    let r = a.do_opendir(INodeNo::ROOT).unwrap();
+    a.do_releasedir(INodeNo::ROOT, r).unwrap();
+    assert_eq!(evicted(), [HELLO, SUB]);
+    // The fake freed both: that is a change for the next commit.
+    assert!(a.changes.take());
+    assert_eq!(fs.syncs.load(Ordering::Relaxed), 0, "no sync mount");
+
+    // A read-only mount never evicts (it never unlinked anything).
+    let (ro_fs, ro) = adapter();
+    let fh = ro.do_open(node(HELLO), RO).unwrap();
+    ro.do_release(node(HELLO), fh).unwrap();
+    assert!(ro_fs.evicted.lock().unwrap().is_empty());
+}
+
+#[test]
+fn sync_and_dirsync_mounts_sync_after_their_changes() {
+    use super::ops::Change;
+    use std::sync::atomic::Ordering;
+    let flags = |sync, dirsync| crate::service::MountFlags {
+        sync,
+        dirsync,
+        ..Default::default()
+    };
+    // (sync, dirsync, change, synced now)
+    let table = [
+        (false, false, Change::Namespace, false),
+        (false, false, Change::Inode, false),
+        (true, false, Change::Namespace, true),
+        (true, false, Change::Inode, true),
+        (false, true, Change::Namespace, true),
+        (false, true, Change::Inode, false),
+    ];
+    for (sync, dirsync, what, now) in table {
+        let (fs, a) = rw_adapter(flags(sync, dirsync));
+        a.changed(what).unwrap();
+        let synced = fs.syncs.load(Ordering::Relaxed);
+        assert_eq!(
+            synced,
+            u64::from(now),
+            "sync={sync} dirsync={dirsync} {what:?}"
+        );
+        // Synced now: nothing left for the periodic commit.
+        assert_eq!(
+            a.changes.take(),
+            !now,
+            "sync={sync} dirsync={dirsync} {what:?}"
+        );
+    }
+    // A failing sync is the request's error.
+    let (fs, a) = rw_adapter(flags(true, false));
+    fs.fail_syncs.store(true, Ordering::Relaxed);
+    assert_eq!(code(a.changed(Change::Inode)), Some(libc::EIO));
+}
+
+#[test]
+fn write_opens_are_taken_on_a_read_write_mount() {
+    let (_, a) = rw_adapter(Default::default());
+    for flags in [
+        libc::O_WRONLY,
+        libc::O_RDWR | libc::O_APPEND,
+        libc::O_RDONLY | libc::O_TRUNC,
+    ] {
+        let fh = a.do_open(node(HELLO), OpenFlags(flags)).unwrap();
+        assert_eq!(a.handles.file(fh, HELLO).unwrap().flags, OpenFlags(flags));
+    }
+    assert!(a.do_access(node(HELLO), fuser::AccessFlags::W_OK).is_ok());
 }

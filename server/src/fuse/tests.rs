@@ -9,8 +9,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use fuser::{Errno, INodeNo, OpenFlags};
@@ -39,7 +39,12 @@ pub(crate) struct FakeFs {
     inodes: HashMap<InodeNo, FakeInode>,
     pub(crate) read_dir_calls: AtomicU64,
     pub(crate) entries_emitted: AtomicU64,
+    /// Successful syncs.
     pub(crate) syncs: AtomicU64,
+    /// Make every sync fail (an IO error), as a failing device would.
+    pub(crate) fail_syncs: AtomicBool,
+    /// The inodes the adapter asked to evict, in order.
+    pub(crate) evicted: Mutex<Vec<InodeNo>>,
 }
 
 fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
@@ -265,8 +270,15 @@ impl Backend for FakeFs {
         Ok((offset < size).then_some(if hole { size } else { offset }))
     }
     fn sync(&self) -> Result<()> {
+        if self.fail_syncs.load(Ordering::Relaxed) {
+            return Err(Error::Io(fsvc_ext4::io::IoError::Injected { offset: 0 }));
+        }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+    fn evict(&self, ino: InodeNo) -> Result<bool> {
+        self.evicted.lock().unwrap().push(ino);
+        Ok(true)
     }
     fn statfs(&self) -> StatFs {
         StatFs {
@@ -285,9 +297,17 @@ impl Backend for FakeFs {
 /// The mode of the adapters under test: read-only, as asked.
 pub(crate) const RO_MODE: MountMode = MountMode::ReadOnly(ReadOnlyReason::Requested);
 
+/// Serve options of a read-only mount.
+pub(crate) fn ro_options() -> ServeOptions {
+    ServeOptions {
+        mode: RO_MODE,
+        ..ServeOptions::default()
+    }
+}
+
 pub(crate) fn adapter() -> (Arc<FakeFs>, Adapter) {
     let fs = Arc::new(fake());
-    (fs.clone(), Adapter::new(fs, RO_MODE))
+    (fs.clone(), Adapter::new(fs, &ro_options()))
 }
 
 pub(crate) fn node(ino: InodeNo) -> INodeNo {
@@ -522,7 +542,7 @@ impl TestMount {
         vfs_read_only: bool,
         opts: &ServeOptions,
     ) -> Option<TestMount> {
-        TestMount::with_adapter(Adapter::new(fs, opts.mode), vfs_read_only, opts)
+        TestMount::with_adapter(Adapter::new(fs, opts), vfs_read_only, opts)
     }
 
     /// Mounts and serves `adapter` (whose shared state the caller may keep).
