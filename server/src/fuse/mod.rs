@@ -36,6 +36,7 @@ mod readbuf;
 mod state_tests;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;

@@ -102,13 +102,6 @@ impl NodeTable {
     /// symlink). Refused when the kernel still holds that number: the
     /// engine must never hand out an inode number the kernel knows (see
     /// the module documentation); the caller answers with an error.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the write requests, wired when the engine can write"
-        )
-    )]
     pub(crate) fn remember_new(&self, ino: InodeNo) -> Result<(), StillHeld> {
         let mut s = self.shard(ino);
         if ino == ROOT_INO {

@@ -29,6 +29,7 @@ use super::errno::ErrorLog;
 use super::handles::HandleTable;
 use super::nodes::NodeTable;
 use super::readahead::ReadAhead;
+use super::writes::{FS_IOC_GETVERSION, FS_IOC_SETFLAGS};
 use super::ServeOptions;
 use crate::mode::MountMode;
 use crate::service::MountFlags;
@@ -43,7 +44,7 @@ pub(crate) const TTL: Duration = Duration::from_secs(3600);
 /// so any real use of the entry asks again and receives the error.
 pub(crate) const NO_TTL: Duration = Duration::ZERO;
 /// Longest name a directory entry can have.
-const NAME_MAX: usize = 255;
+pub(crate) const NAME_MAX: usize = 255;
 
 /// What a getxattr/listxattr answer is, given the caller's buffer size.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,13 +113,6 @@ pub(crate) struct Adapter {
     /// Open files and directories.
     pub(crate) handles: HandleTable,
     /// Data generations: a write's mark for the readahead.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the write requests, wired when the engine can write"
-        )
-    )]
     pub(crate) gens: Arc<DataGen>,
     /// Sequential readahead of file data (see `readahead`).
     pub(crate) ra: ReadAhead,
@@ -380,26 +374,40 @@ impl Adapter {
         }
     }
 
-    /// The answer to an ioctl: `FS_IOC_GETFLAGS` (lsattr) is served from
-    /// the inode, every other command is not one of ours (ENOTTY, as the
-    /// kernel answers an unknown ioctl).
+    /// The answer to an ioctl: `FS_IOC_GETFLAGS` (lsattr) and
+    /// `FS_IOC_GETVERSION` are served from the inode, `FS_IOC_SETFLAGS`
+    /// (chattr) by the engine; every other command is not one of ours
+    /// (ENOTTY, as the kernel answers an unknown ioctl).
     pub(crate) fn do_ioctl(
         &self,
+        creds: Creds,
         node: INodeNo,
         cmd: u32,
+        in_data: &[u8],
         out_size: u32,
     ) -> Result<Vec<u8>, Errno> {
-        if cmd != FS_IOC_GETFLAGS {
-            return Err(Errno::ENOTTY);
-        }
         let ino = self.ino(node)?;
-        let st = self
-            .fs
-            .stat(ino)
-            .map_err(|e| self.err(&e, || format!("getflags inode {ino}")))?;
-        let flags = (st.flags & EXT4_FL_USER_VISIBLE).to_ne_bytes();
-        let n = flags.len().min(out_size as usize);
-        Ok(flags.get(..n).unwrap_or(&[]).to_vec())
+        let value = match cmd {
+            FS_IOC_SETFLAGS => {
+                self.do_setflags(creds, ino, in_data)?;
+                return Ok(Vec::new());
+            }
+            FS_IOC_GETFLAGS | FS_IOC_GETVERSION => {
+                let st = self
+                    .fs
+                    .stat(ino)
+                    .map_err(|e| self.err(&e, || format!("ioctl {cmd:#x} inode {ino}")))?;
+                if cmd == FS_IOC_GETFLAGS {
+                    st.flags & EXT4_FL_USER_VISIBLE
+                } else {
+                    st.generation
+                }
+            }
+            _ => return Err(Errno::ENOTTY),
+        };
+        let bytes = value.to_ne_bytes();
+        let n = bytes.len().min(out_size as usize);
+        Ok(bytes.get(..n).unwrap_or(&[]).to_vec())
     }
 }
 
@@ -467,10 +475,6 @@ pub(crate) enum Change {
 /// caller for ownership of what it creates and for the reserved blocks).
 /// Supplementary groups are not sent by FUSE for most requests; the
 /// setgid-directory rule needs only the directory's group.
-#[expect(
-    dead_code,
-    reason = "for the requests that change the filesystem, wired as the engine's operations land"
-)]
 pub(crate) fn creds(req: &fuser::Request) -> Creds {
     Creds {
         uid: req.uid(),

@@ -2,7 +2,7 @@
 //! the node table's counts as the kernel would see them, file handles
 //! (a bad one is EBADF), and the readahead's data generations.
 
-use fuser::{Errno, FileHandle, INodeNo, OpenFlags};
+use fuser::{Errno, FileHandle, Generation, INodeNo, OpenFlags};
 
 use super::files::ReadAnswer;
 use super::tests::{adapter, code, node, BROKEN, HELLO, LINK, SUB};
@@ -278,4 +278,101 @@ fn write_opens_are_taken_on_a_read_write_mount() {
         assert_eq!(a.handles.file(fh, HELLO).unwrap().flags, OpenFlags(flags));
     }
     assert!(a.do_access(node(HELLO), fuser::AccessFlags::W_OK).is_ok());
+}
+
+#[test]
+fn created_inodes_are_counted_and_opened() {
+    use super::tests::ROOT_CREDS;
+    let (fs, a) = rw_adapter(Default::default());
+    let ((attr, gen), fh) = a
+        .do_create(
+            ROOT_CREDS,
+            INodeNo::ROOT,
+            b"new",
+            0o100_644,
+            0o022,
+            libc::O_RDWR,
+        )
+        .unwrap();
+    assert_eq!(
+        (attr.ino, attr.perm, gen),
+        (INodeNo(100), 0o644, Generation(700))
+    );
+    let new = fsvc_ext4::InodeNo(100);
+    assert_eq!(
+        a.nodes.refs(new),
+        super::nodes::NodeRefs {
+            lookups: 1,
+            opens: 1
+        }
+    );
+    // The handle writes; a write through it bumps the data generation.
+    let before = a.gens.current(new);
+    assert_eq!(a.do_write(ROOT_CREDS, attr.ino, fh, 7, b"abc").unwrap(), 3);
+    assert_ne!(a.gens.current(new), before);
+    assert!(a.changes.take(), "the changes wait for the commit");
+    // The engine handing out a number the kernel still holds: refused.
+    let again = a.do_mknod(ROOT_CREDS, INodeNo::ROOT, b"dup", 0o100_600, 0, 0);
+    assert_eq!(code(again), Some(libc::EIO));
+    assert_eq!(a.nodes.refs(new).lookups, 1);
+    // Names past 255 bytes never reach the engine.
+    let long = vec![b'x'; 256];
+    assert_eq!(
+        code(a.do_mknod(ROOT_CREDS, INodeNo::ROOT, &long, 0o100_600, 0, 0)),
+        Some(libc::ENAMETOOLONG)
+    );
+    assert_eq!(
+        fs.changes.lock().unwrap().clone(),
+        [
+            "mknod new 100644 by 0",
+            "write 100 7+3 append=false",
+            "mknod dup 100600 by 0"
+        ]
+    );
+}
+
+#[test]
+fn writes_need_a_writable_handle_on_a_writable_mount() {
+    use super::tests::ROOT_CREDS;
+    let (fs, a) = rw_adapter(Default::default());
+    let ro = a.do_open(node(HELLO), RO).unwrap();
+    let app = a
+        .do_open(node(HELLO), OpenFlags(libc::O_WRONLY | libc::O_APPEND))
+        .unwrap();
+    let d = a.do_opendir(node(SUB)).unwrap();
+    let ebadf = Some(libc::EBADF);
+    assert_eq!(
+        code(a.do_write(ROOT_CREDS, node(HELLO), ro, 0, b"x")),
+        ebadf
+    );
+    assert_eq!(code(a.do_write(ROOT_CREDS, node(HELLO), d, 0, b"x")), ebadf);
+    assert_eq!(code(a.do_write(ROOT_CREDS, node(SUB), app, 0, b"x")), ebadf);
+    assert_eq!(
+        a.do_write(ROOT_CREDS, node(HELLO), app, 5, b"xy").unwrap(),
+        2
+    );
+    assert_eq!(
+        fs.changes.lock().unwrap().clone(),
+        ["write 12 5+2 append=true"]
+    );
+    // The same requests on a read-only mount: EROFS before anything else.
+    let (_, r) = adapter();
+    let fh = r.do_open(node(HELLO), RO).unwrap();
+    let erofs = Some(libc::EROFS);
+    assert_eq!(
+        code(r.do_write(ROOT_CREDS, node(HELLO), fh, 0, b"x")),
+        erofs
+    );
+    assert_eq!(
+        code(r.do_remove(ROOT_CREDS, INodeNo::ROOT, b"hello", false)),
+        erofs
+    );
+    assert_eq!(
+        code(r.do_mkdir(ROOT_CREDS, INodeNo::ROOT, b"d", 0o755, 0)),
+        erofs
+    );
+    assert_eq!(
+        code(r.do_setattr(ROOT_CREDS, node(HELLO), None, &Default::default())),
+        erofs
+    );
 }

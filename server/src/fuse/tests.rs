@@ -45,6 +45,10 @@ pub(crate) struct FakeFs {
     pub(crate) fail_syncs: AtomicBool,
     /// The inodes the adapter asked to evict, in order.
     pub(crate) evicted: Mutex<Vec<InodeNo>>,
+    /// The inode number the next create-style call hands out (0: 100).
+    pub(crate) next_ino: AtomicU64,
+    /// The changes asked for, as text, in order (the fake changes nothing).
+    pub(crate) changes: Mutex<Vec<String>>,
 }
 
 fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
@@ -276,6 +280,41 @@ impl Backend for FakeFs {
         self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+    fn mknod(
+        &self,
+        creds: fsvc_ext4::tx::Creds,
+        parent: InodeNo,
+        name: &[u8],
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+    ) -> Result<Stat> {
+        self.node(parent)?;
+        let ino = match self.next_ino.load(Ordering::Relaxed) {
+            0 => InodeNo(100),
+            n => InodeNo(n as u32),
+        };
+        self.changes.lock().unwrap().push(format!(
+            "mknod {} {mode:o} by {}",
+            String::from_utf8_lossy(name),
+            creds.uid
+        ));
+        Ok(stat(ino, FileKind::File, (mode & 0o7777) as u16, 0, 1))
+    }
+    fn write(
+        &self,
+        _creds: fsvc_ext4::tx::Creds,
+        ino: InodeNo,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+    ) -> Result<usize> {
+        self.changes.lock().unwrap().push(format!(
+            "write {ino} {offset}+{} append={append}",
+            data.len()
+        ));
+        Ok(data.len())
+    }
     fn evict(&self, ino: InodeNo) -> Result<bool> {
         self.evicted.lock().unwrap().push(ino);
         Ok(true)
@@ -296,6 +335,9 @@ impl Backend for FakeFs {
 
 /// The mode of the adapters under test: read-only, as asked.
 pub(crate) const RO_MODE: MountMode = MountMode::ReadOnly(ReadOnlyReason::Requested);
+
+/// The caller of the adapter calls in these tests.
+pub(crate) const ROOT_CREDS: fsvc_ext4::tx::Creds = fsvc_ext4::tx::Creds::ROOT;
 
 /// Serve options of a read-only mount.
 pub(crate) fn ro_options() -> ServeOptions {
@@ -501,7 +543,7 @@ fn ioctl_serves_getflags_only() {
     // Visible flags pass, internal ones (EXT4_EXTENTS_FL is visible,
     // EXT4_EA_INODE_FL 0x200000 is not) are masked.
     type Case = (InodeNo, u32, u32, std::result::Result<Vec<u8>, i32>);
-    let table: [Case; 5] = [
+    let table: [Case; 7] = [
         (
             HELLO,
             GETFLAGS,
@@ -520,11 +562,17 @@ fn ioctl_serves_getflags_only() {
             2,
             Ok(0x0008_0010u32.to_ne_bytes()[..2].to_vec()),
         ),
-        (HELLO, 0x4008_6602, 8, Err(libc::ENOTTY)), // FS_IOC_SETFLAGS
+        // FS_IOC_GETVERSION: the generation, as an int.
+        (HELLO, 0x8008_7601, 8, Ok(84u32.to_ne_bytes().to_vec())),
+        // FS_IOC_SETFLAGS: a change, refused on this read-only mount.
+        (HELLO, 0x4008_6602, 8, Err(libc::EROFS)),
+        (HELLO, 0x4008_6603, 8, Err(libc::ENOTTY)),
         (BROKEN, GETFLAGS, 4, Err(EUCLEAN)),
     ];
     for (ino, cmd, out, want) in table {
-        let got = a.do_ioctl(node(ino), cmd, out).map_err(Errno::code);
+        let got = a
+            .do_ioctl(ROOT_CREDS, node(ino), cmd, &[], out)
+            .map_err(Errno::code);
         assert_eq!(got, want, "{ino} {cmd:#x} {out}");
     }
 }
