@@ -33,6 +33,8 @@ mod ops;
 mod readahead;
 mod readbuf;
 #[cfg(test)]
+mod rw_tests;
+#[cfg(test)]
 mod state_tests;
 #[cfg(test)]
 mod tests;
