@@ -86,12 +86,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Nothing holds `ino` any more (the kernel forgot its last lookup and
-    /// its last handle was released): if it has no links left (an orphan),
-    /// free it, as the kernel's final `iput` does. Returns whether it freed
-    /// the inode. Default: nothing is ever unlinked.
-    fn evict(&self, _ino: InodeNo) -> Result<bool> {
-        Ok(false)
+    /// Frees the orphan `ino` (its last link went and now nothing holds
+    /// it: the kernel forgot its last lookup and its last handle was
+    /// released), as the kernel's final `iput` does. An inode that has
+    /// links again is left alone.
+    fn evict(&self, _ino: InodeNo) -> Result<()> {
+        Err(Error::ReadOnly)
     }
 
     // Changes. Each returns what the reply needs; the default (a backend
@@ -161,18 +161,21 @@ pub(crate) trait Backend: Send + Sync + 'static {
         Err(Error::ReadOnly)
     }
 
-    /// Removes the non-directory `name` from `parent`.
-    fn unlink(&self, _creds: Creds, _parent: InodeNo, _name: &[u8]) -> Result<()> {
+    /// Removes the non-directory `name` from `parent`; returns the inode
+    /// when that was its last link (an orphan the adapter must evict).
+    fn unlink(&self, _creds: Creds, _parent: InodeNo, _name: &[u8]) -> Result<Option<InodeNo>> {
         Err(Error::ReadOnly)
     }
 
-    /// Removes the empty directory `name` from `parent`.
-    fn rmdir(&self, _creds: Creds, _parent: InodeNo, _name: &[u8]) -> Result<()> {
+    /// Removes the empty directory `name` from `parent`; returns it (now
+    /// an orphan).
+    fn rmdir(&self, _creds: Creds, _parent: InodeNo, _name: &[u8]) -> Result<Option<InodeNo>> {
         Err(Error::ReadOnly)
     }
 
     /// Renames `parent`/`name` to `newparent`/`newname` (`flags`:
-    /// `RENAME_NOREPLACE`, `RENAME_EXCHANGE`, `RENAME_WHITEOUT`).
+    /// `RENAME_NOREPLACE`, `RENAME_EXCHANGE`, `RENAME_WHITEOUT`); returns
+    /// the replaced inode when that lost its last link.
     fn rename(
         &self,
         _creds: Creds,
@@ -181,7 +184,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         _newparent: InodeNo,
         _newname: &[u8],
         _flags: u32,
-    ) -> Result<()> {
+    ) -> Result<Option<InodeNo>> {
         Err(Error::ReadOnly)
     }
 

@@ -110,19 +110,19 @@ impl Adapter {
     }
 
     /// The last reference to `ino` went (docs/design-notes.md, "Freeing
-    /// inodes"): the engine frees it if it is an unlinked orphan. Nothing
-    /// can answer a FORGET or RELEASE with an error, so a failure is only
-    /// logged; the inode then stays on the orphan list, which the next
-    /// mount (or e2fsck) cleans up.
+    /// inodes"): if it is an orphan, the engine frees it now.
     fn unreferenced(&self, ino: fsvc_ext4::InodeNo) {
-        // A read-only mount never unlinks; a crash's orphans are the
-        // mount's business, not a forget's.
-        if !self.writable() {
-            return;
+        if self.nodes.take_orphan(ino) {
+            self.evict(ino);
         }
+    }
+
+    /// Frees the orphan `ino`. Nothing can answer a FORGET or RELEASE
+    /// with an error, so a failure is only logged; the inode then stays on
+    /// the orphan list, which the next mount (or e2fsck) cleans up.
+    pub(crate) fn evict(&self, ino: fsvc_ext4::InodeNo) {
         match self.fs.evict(ino) {
-            Ok(false) => {}
-            Ok(true) => {
+            Ok(()) => {
                 if let Err(e) = self.changed(super::ops::Change::Inode) {
                     log::debug!("sync after freeing inode {ino}: {e:?}");
                 }

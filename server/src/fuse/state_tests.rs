@@ -194,36 +194,42 @@ fn rw_adapter(
 }
 
 #[test]
-fn the_last_reference_evicts_on_a_read_write_mount_only() {
+fn an_unlinked_inode_is_evicted_when_its_last_reference_goes() {
+    use super::tests::{NULL, ROOT_CREDS};
     use std::sync::atomic::Ordering;
     let (fs, a) = rw_adapter(Default::default());
     let evicted = || fs.evicted.lock().unwrap().clone();
-    // Two lookups and a handle: only the last of the three releases evicts.
+    // Two lookups and a handle; unlinked while held.
     a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
     a.do_lookup(INodeNo::ROOT, b"hello").unwrap().unwrap();
     let fh = a
         .do_open(node(HELLO), OpenFlags(libc::O_RDWR | libc::O_APPEND))
         .unwrap();
-    a.do_forget(node(HELLO), 1);
-    a.do_forget(node(HELLO), 1);
+    a.do_remove(ROOT_CREDS, INodeNo::ROOT, b"hello", false)
+        .unwrap();
+    a.do_forget(node(HELLO), 2);
     assert!(evicted().is_empty(), "the open handle still holds it");
     a.do_release(node(HELLO), fh).unwrap();
+    assert_eq!(evicted(), [HELLO], "freed at the last release");
+    // Looked up and opened again later (a reused number): not an orphan.
+    let fh = a.do_open(node(HELLO), RO).unwrap();
+    a.do_release(node(HELLO), fh).unwrap();
     assert_eq!(evicted(), [HELLO]);
-    // A directory handle the same way; the root never goes.
+    // Unlinked while nothing holds it: freed by the unlink itself.
+    a.do_remove(ROOT_CREDS, INodeNo::ROOT, b"null", false)
+        .unwrap();
+    assert_eq!(evicted(), [HELLO, NULL]);
+    // A name whose inode keeps other links: nothing to free.
+    a.do_lookup(node(SUB), b"f0001").unwrap().unwrap();
+    a.do_remove(ROOT_CREDS, node(SUB), b"f0001", false).unwrap();
+    a.do_forget(node(super::tests::LINKED), 1);
+    assert_eq!(evicted(), [HELLO, NULL]);
+    // Never unlinked: forgetting it frees nothing.
     let d = a.do_opendir(node(SUB)).unwrap();
     a.do_releasedir(node(SUB), d).unwrap();
-    let r = a.do_opendir(INodeNo::ROOT).unwrap();
-    a.do_releasedir(INodeNo::ROOT, r).unwrap();
-    assert_eq!(evicted(), [HELLO, SUB]);
-    // The fake freed both: that is a change for the next commit.
-    assert!(a.changes.take());
+    assert_eq!(evicted(), [HELLO, NULL]);
+    assert!(a.changes.take(), "the changes wait for the commit");
     assert_eq!(fs.syncs.load(Ordering::Relaxed), 0, "no sync mount");
-
-    // A read-only mount never evicts (it never unlinked anything).
-    let (ro_fs, ro) = adapter();
-    let fh = ro.do_open(node(HELLO), RO).unwrap();
-    ro.do_release(node(HELLO), fh).unwrap();
-    assert!(ro_fs.evicted.lock().unwrap().is_empty());
 }
 
 #[test]

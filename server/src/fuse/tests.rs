@@ -315,9 +315,23 @@ impl Backend for FakeFs {
         ));
         Ok(data.len())
     }
-    fn evict(&self, ino: InodeNo) -> Result<bool> {
+    fn unlink(
+        &self,
+        _creds: fsvc_ext4::tx::Creds,
+        parent: InodeNo,
+        name: &[u8],
+    ) -> Result<Option<InodeNo>> {
+        let ino = Backend::lookup(self, parent, name)?;
+        self.changes
+            .lock()
+            .unwrap()
+            .push(format!("unlink {}", String::from_utf8_lossy(name)));
+        // The fake's files all have one link, but for LINKED.
+        Ok((ino != LINKED).then_some(ino))
+    }
+    fn evict(&self, ino: InodeNo) -> Result<()> {
         self.evicted.lock().unwrap().push(ino);
-        Ok(true)
+        Ok(())
     }
     fn statfs(&self) -> StatFs {
         StatFs {

@@ -191,10 +191,21 @@ impl Adapter {
         } else {
             self.fs.unlink(creds, dir, name)
         };
-        res.map_err(|e| {
+        let orphan = res.map_err(|e| {
             let op = if dir_wanted { "rmdir" } else { "unlink" };
             self.err(&e, || format!("{op} {:?} in inode {dir}", lossy(name)))
         })?;
+        self.removed(orphan)
+    }
+
+    /// After a change that may have taken an inode's last link: the orphan
+    /// is freed now if nothing holds it, else at its last reference.
+    fn removed(&self, orphan: Option<InodeNo>) -> Result<(), Errno> {
+        if let Some(ino) = orphan {
+            if self.nodes.orphaned(ino) {
+                self.evict(ino);
+            }
+        }
         self.changed(Change::Namespace)
     }
 
@@ -213,7 +224,8 @@ impl Adapter {
         let to = self.ino(newparent)?;
         check_name(name)?;
         check_name(newname)?;
-        self.fs
+        let orphan = self
+            .fs
             .rename(creds, from, name, to, newname, flags)
             .map_err(|e| {
                 self.err(&e, || {
@@ -224,7 +236,7 @@ impl Adapter {
                     )
                 })
             })?;
-        self.changed(Change::Namespace)
+        self.removed(orphan)
     }
 
     /// WRITE through handle `fh`, which must be open for writing.
