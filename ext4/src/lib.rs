@@ -39,7 +39,10 @@
 //! [`wstate`] (mount mode and write state), [`super_fields`] (the
 //! superblock's changing fields), `balloc`/`ialloc` (the allocators),
 //! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
-//! the `test-util` feature).
+//! the `test-util` feature). File mappings change through [`blockmap`]
+//! (map-or-allocate, free-from, for both kinds), built on
+//! [`extent_edit`] (extent tree insert, split, depth changes, truncate)
+//! and [`indirect_edit`] (indirect block maps).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
@@ -64,6 +67,7 @@ pub mod acl;
 mod alloc_state;
 mod balloc;
 pub mod bitmap;
+pub mod blockmap;
 pub mod bytes;
 pub mod csum;
 pub mod data;
@@ -71,6 +75,7 @@ pub mod dir;
 pub mod dirent;
 pub mod error;
 pub mod extent;
+pub mod extent_edit;
 pub mod features;
 pub mod fs;
 pub mod group;
@@ -78,6 +83,7 @@ pub mod hash;
 pub mod htree;
 mod ialloc;
 pub mod indirect;
+pub mod indirect_edit;
 pub mod inline;
 pub mod inode;
 pub mod io;
