@@ -31,6 +31,8 @@
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
+//! | setattr, atime (inode.c `ext4_setattr`, VFS `touch_atime`) | [`attr_write`] | `setattr`, `touch_atime` |
+//! | inode flags, append-only/immutable rules (ioctl.c) | [`flags`] | `get_flags`, `set_flags`, `get_version` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
 //! transaction handle `Tx` and the `TxBlocks` trait the write algorithms
@@ -65,6 +67,7 @@
 
 pub mod acl;
 mod alloc_state;
+pub mod attr_write;
 mod balloc;
 pub mod bitmap;
 pub mod blockmap;
@@ -77,6 +80,7 @@ pub mod error;
 pub mod extent;
 pub mod extent_edit;
 pub mod features;
+pub mod flags;
 pub mod fs;
 pub mod group;
 pub mod hash;

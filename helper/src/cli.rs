@@ -25,6 +25,9 @@ pub const EXIT_MOUNT_FAILURE: u8 = 32;
 
 /// Program names (argv\[0\] basenames) that select the unmount form.
 pub const UMOUNT_HELPER_PREFIX: &str = "umount.";
+/// The program name (argv\[0\] basename) of the mount service: the same
+/// binary, started by systemd (`fsvc-mountd.socket`).
+pub const MOUNTD_NAME: &str = "fsvc-mountd";
 
 const AFTER_HELP: &str = "\
 Exit status (as mount(8) expects): 0 mounted (or unmounted), 1 usage error or
@@ -81,6 +84,11 @@ pub struct MountCli {
     /// Unmount DIR (given as the only argument) and wait for the server to finish.
     #[arg(short = 'u', long = "unmount")]
     pub unmount: bool,
+    /// Detached mount: attach it nowhere and pass its fd (SCM_RIGHTS) to the
+    /// SOCK_SEQPACKET socket listening at SOCKET; only SOURCE is given. The
+    /// mount lives until its fd and every namespace it was attached in are gone.
+    #[arg(long = "detached", value_name = "SOCKET", conflicts_with = "unmount")]
+    pub detached: Option<String>,
     /// With -u: lazy unmount (detach now; the server finishes when the last file closes).
     #[arg(short = 'l', long = "lazy", requires = "unmount")]
     pub lazy: bool,
@@ -120,13 +128,22 @@ pub struct UmountCli {
     pub namespace: Option<String>,
 }
 
+/// Where a mount goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// On this directory (as given).
+    Dir(String),
+    /// Nowhere: the mount fd is passed to the socket at this path (`--detached`).
+    Detached(String),
+}
+
 /// What a mount command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
     /// The source (device or image file) as given.
     pub source: String,
-    /// The mountpoint as given.
-    pub mountpoint: String,
+    /// Where the mount goes.
+    pub target: Target,
     /// The filesystem type (`-t`, default ext4).
     pub fs_type: FsType,
     /// The raw option string (several `-o` are joined with commas).
@@ -159,6 +176,8 @@ pub enum Command {
     Unmount(UnmountArgs),
     /// `--help`/`--version`: print this on stdout and exit 0.
     Print(String),
+    /// Serve one mount service connection (argv\[0\] is [`MOUNTD_NAME`]).
+    Serve,
 }
 
 /// A usage error: one line, exit code 1.
@@ -168,7 +187,7 @@ pub struct UsageError(pub String);
 
 /// The one-line usage summary printed with usage errors.
 pub const USAGE: &str =
-    "usage: fsvc-mount SOURCE DIR [-o OPTIONS] [-t service.ext4|service.ext3|service.ext2] [-n] [-v] [-s] [-f] | fsvc-mount -u DIR [-l]";
+    "usage: fsvc-mount SOURCE DIR [-o OPTIONS] [-t service.ext4|service.ext3|service.ext2] [-n] [-v] [-s] [-f] | fsvc-mount --detached SOCKET SOURCE [-o OPTIONS] [-t TYPE] | fsvc-mount -u DIR [-l]";
 
 /// Parses the fs type given to `-t`: `service.extN`, `extN`, or
 /// `fuse.extN`/`fuseblk.extN`/`fuse.fsvc.extN` (how tools spell a FUSE subtype).
@@ -234,6 +253,14 @@ where
 {
     let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
     let argv0 = argv.first().cloned().unwrap_or_default();
+    if argv0.rsplit('/').next() == Some(MOUNTD_NAME) {
+        return match argv.len() {
+            1 => Ok(Command::Serve),
+            _ => Err(UsageError(format!(
+                "{MOUNTD_NAME} takes no arguments: systemd starts it for each connection of fsvc-mountd.socket"
+            ))),
+        };
+    }
     if is_umount_helper(&argv0) {
         let c = match UmountCli::try_parse_from(&argv) {
             Ok(c) => c,
@@ -278,14 +305,20 @@ where
             ))),
         };
     }
-    let (source, mountpoint) = match (c.source, c.dir) {
-        (Some(s), Some(d)) => (nonempty(s)?, nonempty(d)?),
+    let (source, target) = match (c.source, c.dir, c.detached) {
+        (Some(s), None, Some(sock)) => (nonempty(s)?, Target::Detached(nonempty(sock)?)),
+        (_, _, Some(_)) => {
+            return Err(UsageError(format!(
+                "--detached takes SOURCE only (no DIR); {USAGE}"
+            )))
+        }
+        (Some(s), Some(d), None) => (nonempty(s)?, Target::Dir(nonempty(d)?)),
         _ => return Err(UsageError(format!("SOURCE and DIR are required; {USAGE}"))),
     };
     let options: Vec<String> = c.options.into_iter().filter(|o| !o.is_empty()).collect();
     Ok(Command::Mount(Args {
         source,
-        mountpoint,
+        target,
         fs_type: fs_type.unwrap_or(FsType::Ext4),
         options: options.join(","),
         verbose: c.verbose,
@@ -295,7 +328,9 @@ where
 
 fn nonempty(s: String) -> Result<String, UsageError> {
     if s.is_empty() {
-        Err(UsageError("SOURCE and DIR must not be empty".to_string()))
+        Err(UsageError(
+            "SOURCE, DIR and SOCKET must not be empty".to_string(),
+        ))
     } else {
         Ok(s)
     }
@@ -369,8 +404,13 @@ mod tests {
             assert_eq!(a.verbose, *verbose, "{argv:?}");
         }
         let a = mount(&["-s", "-f", "--", "-img", "/mnt"]);
-        assert_eq!((a.source.as_str(), a.mountpoint.as_str()), ("-img", "/mnt"));
+        assert_eq!(a.source, "-img");
+        assert_eq!(a.target, Target::Dir("/mnt".into()));
         assert!(a.fake);
+        let a = mount(&["--detached", "/run/rt.sock", "-o", "ro", "/img"]);
+        assert_eq!(a.source, "/img");
+        assert_eq!(a.target, Target::Detached("/run/rt.sock".into()));
+        assert_eq!(a.options, "ro");
     }
 
     #[test]
@@ -409,6 +449,16 @@ mod tests {
                 other => panic!("{argv:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_service_name_selects_the_service() {
+        assert_eq!(parse(["/usr/libexec/fsvc/fsvc-mountd"]), Ok(Command::Serve));
+        assert!(parse(["fsvc-mountd", "/img"]).is_err());
+        assert!(matches!(
+            parse(["fsvc-mountd-not", "/img", "/mnt"]),
+            Ok(Command::Mount(_))
+        ));
     }
 
     #[test]
@@ -460,6 +510,10 @@ mod tests {
             (&["-u", "/a", "/b"], "exactly one argument"),
             (&["-u"], "exactly one argument"),
             (&["/img", "/mnt", "-l"], "--unmount"),
+            (&["--detached", "/s", "/img", "/mnt"], "SOURCE only"),
+            (&["--detached", "/s"], "SOURCE only"),
+            (&["--detached", "", "/img"], "must not be empty"),
+            (&["-u", "/mnt", "--detached", "/s"], "cannot be used with"),
         ];
         for (argv, want) in cases {
             let mut full = vec!["fsvc-mount"];

@@ -13,6 +13,7 @@ use nix::unistd::{pipe2, read, write};
 use proptest::prelude::*;
 
 use super::*;
+use crate::delegate::{Delivery, DetachedMount, ImageSource, MountImage, MOUNT_IMAGE_VERSION};
 use crate::messages::{Access, Caller, FileGrant, FsType};
 
 const SHORT: Duration = Duration::from_millis(50);
@@ -137,6 +138,122 @@ fn every_server_msg_round_trips() {
         send_server_msg(a.as_fd(), &msg).expect("send");
         let got = recv_server_msg(b.as_fd(), LONG).expect("recv");
         assert_eq!(got, msg);
+    }
+}
+
+#[test]
+fn deliveries_round_trip_and_count_their_fd() {
+    let (a, b) = pair();
+    let msgs = [
+        Delivery::Mounted(DetachedMount {
+            source: "/srv/layer.ext4".to_owned(),
+            fs_type: FsType::Ext4,
+            read_only: true,
+            note: String::new(),
+        }),
+        Delivery::Refused(refusal()),
+    ];
+    for msg in msgs {
+        let (_r, w) = pipe();
+        let fds: Vec<BorrowedFd<'_>> = (0..msg.fd_count()).map(|_| w.as_fd()).collect();
+        send_msg(a.as_fd(), &msg, &fds).expect("send");
+        let (got, got_fds) = recv_msg::<Delivery>(b.as_fd(), LONG).expect("recv");
+        assert_eq!((got, got_fds.len()), (msg.clone(), msg.fd_count()));
+    }
+    // A Mounted without its fd, or a Refused with one, is refused and the
+    // stray fd closed.
+    let bare = encode(&Delivery::Mounted(DetachedMount {
+        source: "/x".to_owned(),
+        fs_type: FsType::Ext2,
+        read_only: false,
+        note: String::new(),
+    }))
+    .expect("encode");
+    send_packet(a.as_fd(), &bare, &[]).expect("send raw");
+    assert!(matches!(
+        recv_msg::<Delivery>(b.as_fd(), LONG),
+        Err(WireError::FdCount {
+            expected: 1,
+            got: 0,
+            ..
+        })
+    ));
+    let refused = encode(&Delivery::Refused(refusal())).expect("encode");
+    let (r, w) = pipe();
+    send_packet(a.as_fd(), &refused, &[w.as_fd()]).expect("send raw");
+    drop(w);
+    assert!(matches!(
+        recv_msg::<Delivery>(b.as_fd(), LONG),
+        Err(WireError::FdCount {
+            expected: 0,
+            got: 1,
+            ..
+        })
+    ));
+    assert!(write_end_closed(&r), "stray fd was leaked");
+}
+
+#[test]
+fn mount_image_requests_carry_their_fds() {
+    let (a, b) = pair();
+    let base = MountImage {
+        version: MOUNT_IMAGE_VERSION,
+        source: ImageSource::Path("/srv/img".to_owned()),
+        fs_type: FsType::Ext4,
+        read_only: false,
+        options: "noatime".to_owned(),
+        user_namespace: false,
+    };
+    let cases = [
+        (base.clone(), 0),
+        (
+            MountImage {
+                source: ImageSource::Fd,
+                ..base.clone()
+            },
+            1,
+        ),
+        (
+            MountImage {
+                source: ImageSource::Fd,
+                user_namespace: true,
+                ..base.clone()
+            },
+            2,
+        ),
+        (
+            MountImage {
+                user_namespace: true,
+                ..base.clone()
+            },
+            1,
+        ),
+    ];
+    for (msg, n) in cases {
+        assert_eq!(msg.fd_count(), n, "{msg:?}");
+        let (_r, w) = pipe();
+        let fds: Vec<BorrowedFd<'_>> = (0..n).map(|_| w.as_fd()).collect();
+        send_msg(a.as_fd(), &msg, &fds).expect("send");
+        let (got, got_fds) = recv_msg::<MountImage>(b.as_fd(), LONG).expect("recv");
+        assert_eq!((got, got_fds.len()), (msg, n));
+    }
+    // An empty path, or a NUL in the options, is refused.
+    for bad in [
+        MountImage {
+            source: ImageSource::Path(String::new()),
+            ..base.clone()
+        },
+        MountImage {
+            options: "ro\0x".to_owned(),
+            ..base.clone()
+        },
+    ] {
+        let bytes = postcard::to_stdvec(&bad).expect("encode");
+        send_packet(a.as_fd(), &bytes, &[]).expect("send raw");
+        assert!(matches!(
+            recv_msg::<MountImage>(b.as_fd(), LONG),
+            Err(WireError::BadField { .. })
+        ));
     }
 }
 
