@@ -41,10 +41,14 @@
 //! zones; also checked for overlaps at mount, as the kernel does),
 //! [`wstate`] (mount mode and write state), [`super_fields`] (the
 //! superblock's changing fields), `balloc`/`ialloc` (the allocators),
-//! [`ranges`] (block range sets), [`new_inode`] (a fresh inode's set-up),
-//! [`dir_edit`] (entry insert and removal inside a dirent region),
-//! `dir_tx` (directories read and changed through a `Tx`), `testfs` (mkfs-made test images, with
-//! the `test-util` feature).
+//! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
+//! the `test-util` feature). File mappings change through [`blockmap`]
+//! (map-or-allocate, free-from, for both kinds), built on
+//! [`extent_edit`] (extent tree insert, split, depth changes, truncate)
+//! and [`indirect_edit`] (indirect block maps). The namespace:
+//! [`new_inode`] (a fresh inode's set-up), [`dir_edit`] (entry insert and
+//! removal inside a dirent region), [`htree_edit`] (index changes),
+//! `dir_tx` (directories read and changed through a `Tx`).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
@@ -70,6 +74,7 @@ mod alloc_state;
 pub mod attr_write;
 mod balloc;
 pub mod bitmap;
+pub mod blockmap;
 pub mod bytes;
 pub mod csum;
 pub mod data;
@@ -79,6 +84,7 @@ mod dir_tx;
 pub mod dirent;
 pub mod error;
 pub mod extent;
+pub mod extent_edit;
 pub mod features;
 pub mod flags;
 pub mod fs;
@@ -88,6 +94,7 @@ pub mod htree;
 pub mod htree_edit;
 mod ialloc;
 pub mod indirect;
+pub mod indirect_edit;
 pub mod inline;
 pub mod inode;
 pub mod io;
