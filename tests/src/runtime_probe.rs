@@ -55,7 +55,8 @@ impl Probe {
 
     /// Starts the probe on `dir` asking the mount service at `service`
     /// (`how` is `path` or `fd`) for `source`; `user` runs it as that
-    /// user (ids only, no groups). `log` is the service's server log.
+    /// user (ids only, no groups); `userns` (`own` or a namespace file)
+    /// asks for an idmapped mount. `log` is the service's server log.
     #[allow(clippy::too_many_arguments)]
     pub fn ask_service(
         service: &Path,
@@ -65,6 +66,7 @@ impl Probe {
         mode: &str,
         dir: &Path,
         user: Option<(u32, u32)>,
+        userns: Option<&str>,
         log: &Path,
     ) -> Probe {
         let mut c = match user {
@@ -84,7 +86,8 @@ impl Probe {
             .arg(service)
             .arg(how)
             .arg(source)
-            .arg(opts);
+            .arg(opts)
+            .args(userns);
         Probe::spawn(c, dir.to_path_buf(), log.to_path_buf())
     }
 

@@ -139,8 +139,17 @@ fn the_service_mounts_a_path_and_an_fd_for_root() {
 
     for (how, opts) in [("path", "ro"), ("fd", "ro"), ("fd", "-")] {
         let dir = scratch.subdir(&format!("mnt-{how}-{opts}")).expect("dir");
-        let mut p =
-            Probe::ask_service(&svc.socket, how, &img, opts, "attach", &dir, None, &svc.log);
+        let mut p = Probe::ask_service(
+            &svc.socket,
+            how,
+            &img,
+            opts,
+            "attach",
+            &dir,
+            None,
+            None,
+            &svc.log,
+        );
         assert_eq!(p.line(), "attached", "{how} {opts}\n{}", svc.diagnostics());
         let m = probe_mount(&p);
         assert_eq!(m.fstype, "fuse.fsvc.ext4");
@@ -222,7 +231,17 @@ fn users_get_detached_mounts_only_where_the_policy_allows() {
             policy.set(text).expect("policy");
         }
         let dir = user.dir(scratch.path(), &format!("mnt-{i}")).expect("dir");
-        let mut p = Probe::ask_service(&svc.socket, how, &img, "ro", "drop", &dir, ids, &svc.log);
+        let mut p = Probe::ask_service(
+            &svc.socket,
+            how,
+            &img,
+            "ro",
+            "drop",
+            &dir,
+            ids,
+            None,
+            &svc.log,
+        );
         let said = p.line();
         assert!(
             said.starts_with(&format!("refused {} ", libc::EPERM))
@@ -248,6 +267,7 @@ fn users_get_detached_mounts_only_where_the_policy_allows() {
             "attach-user",
             &dir,
             ids,
+            None,
             &svc.log,
         );
         assert_eq!(p.line(), "attached", "{how}\n{}", svc.diagnostics());
@@ -267,4 +287,105 @@ fn users_get_detached_mounts_only_where_the_policy_allows() {
         assert_released(&img, &servers, &svc.diagnostics());
     }
     drop(policy);
+}
+
+/// An image whose files are root's except `theirs` (uid 1000, gid 1000).
+fn owned_image(scratch: &TempDir) -> PathBuf {
+    let tree = scratch.subdir("idmap-tree").expect("tree");
+    std::fs::write(tree.join("hello"), format!("{HELLO}\n")).expect("hello");
+    std::fs::write(tree.join("theirs"), "1000's\n").expect("theirs");
+    std::os::unix::fs::chown(tree.join("theirs"), Some(1000), Some(1000)).expect("chown");
+    let img = scratch.join("idmap.ext4");
+    Mkfs::new(FsKind::Ext4)
+        .size_mib(16)
+        .build(Some(&tree), &img)
+        .expect("mkfs");
+    img
+}
+
+#[test]
+fn idmapped_into_the_callers_user_namespace_only() {
+    if !ready("idmapped_into_the_callers_user_namespace_only") {
+        return;
+    }
+    let lock = SystemLock::take().expect("system lock");
+    let scratch = TempDir::new("mountd-idmap").expect("scratch");
+    let img = owned_image(&scratch);
+    let svc = Service::start(&scratch);
+
+    // Root's own user namespace with maps 0 -> 100000 (65536 ids).
+    let dir = scratch.subdir("mnt-idmap").expect("dir");
+    let mut p = Probe::ask_service(
+        &svc.socket,
+        "path",
+        &img,
+        "ro",
+        "attach-idmap",
+        &dir,
+        None,
+        Some("own"),
+        &svc.log,
+    );
+    assert_eq!(p.line(), "attached", "{}", svc.diagnostics());
+    let m = probe_mount(&p);
+    assert!(m.has_option("idmapped"), "an idmapped mount: {m:?}");
+    // Inside the namespace the image's owners are what the image says ...
+    assert_eq!(p.ask("ns-stat hello"), "owner 0 0");
+    assert_eq!(p.ask("ns-stat theirs"), "owner 1000 1000");
+    // ... and seen from outside, shifted by the map.
+    assert_eq!(p.ask("stat hello"), "owner 100000 100000");
+    assert_eq!(p.ask("stat theirs"), "owner 101000 101000");
+    let canon = std::fs::canonicalize(&img).expect("canonical");
+    let servers = servers_of(&canon);
+    assert!(p.finish().success());
+    assert_released(&img, &servers, &svc.diagnostics());
+
+    // A namespace someone else owns is refused, naming the rule.
+    let user = TestUser::create(&lock).expect("user");
+    let mut holder = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .args([
+            "--clear-groups",
+            "--",
+            "unshare",
+            "--user",
+            "--",
+            "sleep",
+            "600",
+        ])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("a user's namespace");
+    let ns = format!("/proc/{}/ns/user", holder.id());
+    let ours = std::fs::read_link("/proc/self/ns/user").expect("our userns");
+    assert!(
+        poll_until(Duration::from_secs(30), || std::fs::read_link(&ns)
+            .is_ok_and(|n| n != ours)),
+        "the holder entered its namespace"
+    );
+    let dir = scratch.subdir("mnt-theirs").expect("dir");
+    let mut p = Probe::ask_service(
+        &svc.socket,
+        "path",
+        &img,
+        "ro",
+        "attach-idmap",
+        &dir,
+        None,
+        Some(&ns),
+        &svc.log,
+    );
+    let said = p.line();
+    assert!(
+        said.starts_with(&format!("refused {} ", libc::EPERM))
+            && said.contains("refused by policy rule userns-owner")
+            && said.contains(&format!("uid {}", user.uid)),
+        "{said}\n{}",
+        svc.diagnostics()
+    );
+    assert!(p.finish().success());
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(image_lock_free(&img).expect("flock"), "nothing was mounted");
 }

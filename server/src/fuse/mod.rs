@@ -68,6 +68,12 @@ pub struct ServeOptions {
     /// The helper allowed `allow_other` on the mount. Informational: the
     /// kernel enforces it (see the module documentation).
     pub allow_other: bool,
+    /// Opt into `FUSE_ALLOW_IDMAP` (the helper idmaps the mount into a
+    /// user namespace; `default_permissions` is always on). Only when
+    /// asked: with it the kernel sends uid and gid -1 in every request but
+    /// the creating ones (whose ids it maps through the mount's idmap), on
+    /// every mount of the connection.
+    pub allow_idmap: bool,
 }
 
 impl Default for ServeOptions {
@@ -77,6 +83,7 @@ impl Default for ServeOptions {
             mode: MountMode::ReadOnly(ReadOnlyReason::Requested),
             flags: MountFlags::default(),
             allow_other: false,
+            allow_idmap: false,
         }
     }
 }
@@ -100,7 +107,9 @@ impl FuseServer {
         fuse_fd: OwnedFd,
         opts: &ServeOptions,
     ) -> std::io::Result<FuseServer> {
-        FuseServer::from_adapter(Adapter::new(fs, opts.mode), fuse_fd, opts)
+        let mut adapter = Adapter::new(fs, opts.mode);
+        adapter.allow_idmap = opts.allow_idmap;
+        FuseServer::from_adapter(adapter, fuse_fd, opts)
     }
 
     fn from_adapter(

@@ -97,6 +97,9 @@ pub(crate) struct Adapter {
     pub(crate) mode: MountMode,
     /// The filesystem block size, reported as `st_blksize`.
     pub(crate) blksize: u32,
+    /// Ask the kernel for `FUSE_ALLOW_IDMAP` at INIT (the helper will
+    /// idmap the mount; see `ServeOptions::allow_idmap`).
+    pub(crate) allow_idmap: bool,
     errors: ErrorLog,
     /// The inodes the kernel and the open handles hold (shared so that
     /// tests can watch it while the session owns the adapter).
@@ -137,6 +140,7 @@ impl Adapter {
             fs,
             mode,
             blksize,
+            allow_idmap: false,
             errors: ErrorLog::default(),
             nodes: Arc::default(),
             handles: HandleTable::default(),
