@@ -14,17 +14,15 @@ use std::time::Duration;
 
 use fsvc_tests::check::check_varied_fixture;
 use fsvc_tests::fixtures::{varied_image, FsKind, Mkfs, TreeOptions};
-use fsvc_tests::mount::{alive, kernel_records, servers_of};
+use fsvc_tests::mount::{kernel_records, servers_of};
 use fsvc_tests::oracle::{self, Compare};
 use fsvc_tests::privilege::require_tools;
 use fsvc_tests::require_privileged;
-use fsvc_tests::runtime_probe::Probe;
+use fsvc_tests::runtime_probe::{assert_released, Probe};
 use fsvc_tests::system::{image_lock_free, SystemLock};
 use fsvc_tests::users::{PolicyFile, TestUser};
-use fsvc_tests::util::{bin, mount_table, mount_table_of, poll_until, read_lossy, TempDir};
+use fsvc_tests::util::{bin, mount_table, poll_until, read_lossy, TempDir};
 
-/// How long a server may take to finish after its last reference went.
-const EXIT_LIMIT: Duration = Duration::from_secs(60);
 /// What the user image's one file says.
 const HELLO: &str = "hello from a delegated mount";
 
@@ -100,26 +98,6 @@ fn ready(test: &str) -> bool {
         && require_tools(test, &["systemd-socket-activate", "setpriv", "useradd"])
 }
 
-/// Every server of `image` has exited and the image's lock is free.
-fn assert_released(image: &Path, servers: &[i32], context: &str) {
-    assert!(
-        poll_until(EXIT_LIMIT, || servers.iter().all(|p| !alive(*p))),
-        "the server still runs after its last reference went\n{context}"
-    );
-    assert!(
-        poll_until(EXIT_LIMIT, || image_lock_free(image).unwrap_or(false)),
-        "the image is still locked after the server exited\n{context}"
-    );
-}
-
-/// The mount the probe attached, from its mountinfo.
-fn probe_mount(p: &Probe) -> fsvc_tests::util::MountEntry {
-    let ns = mount_table_of(Path::new(&format!("/proc/{}/mountinfo", p.pid()))).expect("mountinfo");
-    let here: Vec<_> = ns.into_iter().filter(|m| m.mountpoint == p.dir).collect();
-    assert_eq!(here.len(), 1, "one mount on the probe's directory");
-    here.into_iter().next().expect("one")
-}
-
 #[test]
 fn the_service_mounts_a_path_and_an_fd_for_root() {
     if !ready("the_service_mounts_a_path_and_an_fd_for_root") {
@@ -151,7 +129,7 @@ fn the_service_mounts_a_path_and_an_fd_for_root() {
             &svc.log,
         );
         assert_eq!(p.line(), "attached", "{how} {opts}\n{}", svc.diagnostics());
-        let m = probe_mount(&p);
+        let m = p.mount_entry();
         assert_eq!(m.fstype, "fuse.fsvc.ext4");
         assert_eq!(Path::new(&m.source), canon, "{how}: the file's own name");
         if opts == "ro" {
@@ -272,7 +250,7 @@ fn users_get_detached_mounts_only_where_the_policy_allows() {
         );
         assert_eq!(p.line(), "attached", "{how}\n{}", svc.diagnostics());
         assert_eq!(p.ask("cat hello"), format!("data {HELLO}"));
-        let m = probe_mount(&p);
+        let m = p.mount_entry();
         assert!(
             m.has_option("nosuid") && m.has_option("nodev"),
             "a user's mount is nosuid,nodev: {m:?}"
@@ -327,7 +305,7 @@ fn idmapped_into_the_callers_user_namespace_only() {
         &svc.log,
     );
     assert_eq!(p.line(), "attached", "{}", svc.diagnostics());
-    let m = probe_mount(&p);
+    let m = p.mount_entry();
     assert!(m.has_option("idmapped"), "an idmapped mount: {m:?}");
     // Inside the namespace the image's owners are what the image says ...
     assert_eq!(p.ask("ns-stat hello"), "owner 0 0");
