@@ -142,8 +142,15 @@ impl Probe {
     pub fn mount_entry(&self) -> MountEntry {
         let ns = mount_table_of(Path::new(&format!("/proc/{}/mountinfo", self.pid())))
             .expect("the probe's mountinfo");
-        let here: Vec<_> = ns.into_iter().filter(|m| m.mountpoint == self.dir).collect();
-        assert_eq!(here.len(), 1, "one mount on the probe's directory: {here:?}");
+        let here: Vec<_> = ns
+            .into_iter()
+            .filter(|m| m.mountpoint == self.dir)
+            .collect();
+        assert_eq!(
+            here.len(),
+            1,
+            "one mount on the probe's directory: {here:?}"
+        );
         here.into_iter().next().expect("one")
     }
 

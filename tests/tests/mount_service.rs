@@ -8,12 +8,17 @@
 //! mount only where the policy allows it, every refusal naming its rule.
 
 use std::os::unix::fs::{symlink, PermissionsExt};
+
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fsvc_tests::check::check_varied_fixture;
-use fsvc_tests::fixtures::{varied_image, FsKind, Mkfs, TreeOptions};
+use fsvc_tests::fixtures::{
+    debugfs, fsck_clean, pseudo_random, varied_image, FsKind, Mkfs, TreeOptions,
+};
+use fsvc_tests::mount::KernelMount;
 use fsvc_tests::mount::{kernel_records, servers_of};
 use fsvc_tests::oracle::{self, Compare};
 use fsvc_tests::privilege::require_tools;
@@ -25,6 +30,26 @@ use fsvc_tests::util::{bin, mount_table, poll_until, read_lossy, TempDir};
 
 /// What the user image's one file says.
 const HELLO: &str = "hello from a delegated mount";
+/// The server's log line for a read-write mount it made read-only because
+/// the engine cannot write yet (server/src/mode.rs, `ENGINE_WRITES`).
+const ENGINE_CANNOT_WRITE: &str = "mode: read-only (the engine cannot write yet)";
+
+/// Whether the probe's mount came up read-write; when it did not, the
+/// server must have said that the engine cannot write yet (any other
+/// reason fails), and the step is reported as pending.
+fn writable(p: &Probe, svc: &Service, step: &str) -> bool {
+    if !p.mount_entry().has_option("ro") {
+        return true;
+    }
+    let log = read_lossy(&svc.log);
+    assert!(
+        log.contains(ENGINE_CANNOT_WRITE),
+        "a read-write request came up read-only, and not because the engine cannot write yet\n{}",
+        svc.diagnostics()
+    );
+    eprintln!("NOTE: {step} waits for the write engine (the server says: {ENGINE_CANNOT_WRITE})");
+    false
+}
 
 /// `systemd-socket-activate` serving `fsvc-mountd` on a socket anyone may
 /// connect to (as `fsvc-mountd.socket` makes it); killed on drop.
@@ -366,4 +391,117 @@ fn idmapped_into_the_callers_user_namespace_only() {
     let _ = holder.kill();
     let _ = holder.wait();
     assert!(image_lock_free(&img).expect("flock"), "nothing was mounted");
+
+    // Read-write: a file made as the namespace's uid 0 is uid 0 on disk.
+    let dir = scratch.subdir("mnt-idmap-rw").expect("dir");
+    let mut p = Probe::ask_service(
+        &svc.socket,
+        "fd",
+        &img,
+        "-",
+        "attach-idmap",
+        &dir,
+        None,
+        Some("own"),
+        &svc.log,
+    );
+    assert_eq!(p.line(), "attached", "{}", svc.diagnostics());
+    let servers = servers_of(&canon);
+    if writable(&p, &svc, "creating a file through the idmapped mount") {
+        assert_eq!(p.ask("ns-create made"), "owner 0 0");
+        assert_eq!(p.ask("stat made"), "owner 100000 100000");
+        assert!(p.finish().success());
+        assert_released(&img, &servers, &svc.diagnostics());
+        fsck_clean(&img).expect("e2fsck -fn after the idmapped mount");
+        let st = debugfs(&img, "stat /made").expect("debugfs");
+        assert!(
+            st.contains("User:     0") && st.contains("Group:     0"),
+            "the file is root's on disk: {st}"
+        );
+    } else {
+        assert_eq!(p.ask("ns-create made"), format!("error {}", libc::EROFS));
+        assert!(p.finish().success());
+        assert_released(&img, &servers, &svc.diagnostics());
+    }
+}
+
+#[test]
+fn read_write_through_a_delegated_mount() {
+    if !ready("read_write_through_a_delegated_mount") {
+        return;
+    }
+    let scratch = TempDir::new("mountd-rw").expect("scratch");
+    let img = varied_image(
+        &scratch,
+        &Mkfs::new(FsKind::Ext4).size_mib(64),
+        &TreeOptions::default(),
+    )
+    .expect("image");
+    let mut expected = kernel_records(&img, &scratch).expect("kernel records");
+    let svc = Service::start(&scratch);
+    let dir = scratch.subdir("mnt-rw").expect("dir");
+    let mut p = Probe::ask_service(
+        &svc.socket,
+        "fd",
+        &img,
+        "-",
+        "attach",
+        &dir,
+        None,
+        None,
+        &svc.log,
+    );
+    assert_eq!(p.line(), "attached", "{}", svc.diagnostics());
+    let canon = std::fs::canonicalize(&img).expect("canonical");
+    let servers = servers_of(&canon);
+    let root = p.attached_root();
+    let mut written = Vec::new();
+    if writable(
+        &p,
+        &svc,
+        "the read-write workload through a delegated mount",
+    ) {
+        // A workload: a directory of files of several sizes, fsync'd.
+        std::fs::create_dir(root.join("work")).expect("mkdir");
+        for (i, len) in [0usize, 1, 4095, 4096, 65_537, 3 << 20]
+            .into_iter()
+            .enumerate()
+        {
+            let name = format!("work/f{i}");
+            let data = pseudo_random(i as u64 + 7, len);
+            let mut f = std::fs::File::create(root.join(&name)).expect("create");
+            std::io::Write::write_all(&mut f, &data).expect("write");
+            f.sync_all().expect("fsync");
+            let sum: [u8; 32] = sha2::Sha256::digest(&data).into();
+            assert_eq!(
+                oracle::sha256_file(&root.join(&name)).expect("read through fsvc"),
+                sum,
+                "{name} reads back through the mount"
+            );
+            written.push((name, sum));
+        }
+    }
+    assert!(p.finish().success());
+    assert_released(&img, &servers, &svc.diagnostics());
+    fsck_clean(&img).expect("e2fsck -fn after the last reference went");
+    // The kernel reads what was written, and everything else as before.
+    let kdir = scratch.subdir("kernel-after").expect("dir");
+    let k = KernelMount::ro(&img, &kdir).expect("kernel mount");
+    for (name, sum) in &written {
+        assert_eq!(
+            &oracle::sha256_file(&k.path().join(name)).expect("read back"),
+            sum,
+            "{name} reads back through the kernel"
+        );
+    }
+    let mut actual = oracle::walk(k.path()).expect("walk");
+    k.unmount().expect("kernel umount");
+    actual.retain(|r| !r.path.starts_with(b"work"));
+    expected.retain(|r| !r.path.starts_with(b"work"));
+    // The root directory changed (a new entry) when something was written.
+    if !written.is_empty() {
+        actual.retain(|r| !r.path.is_empty());
+        expected.retain(|r| !r.path.is_empty());
+    }
+    oracle::assert_same(&expected, &actual, Compare::EXACT, "kernel read-back");
 }
