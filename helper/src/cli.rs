@@ -81,6 +81,11 @@ pub struct MountCli {
     /// Unmount DIR (given as the only argument) and wait for the server to finish.
     #[arg(short = 'u', long = "unmount")]
     pub unmount: bool,
+    /// Detached mount: attach it nowhere and pass its fd (SCM_RIGHTS) to the
+    /// SOCK_SEQPACKET socket listening at SOCKET; only SOURCE is given. The
+    /// mount lives until its fd and every namespace it was attached in are gone.
+    #[arg(long = "detached", value_name = "SOCKET", conflicts_with = "unmount")]
+    pub detached: Option<String>,
     /// With -u: lazy unmount (detach now; the server finishes when the last file closes).
     #[arg(short = 'l', long = "lazy", requires = "unmount")]
     pub lazy: bool,
@@ -120,13 +125,22 @@ pub struct UmountCli {
     pub namespace: Option<String>,
 }
 
+/// Where a mount goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// On this directory (as given).
+    Dir(String),
+    /// Nowhere: the mount fd is passed to the socket at this path (`--detached`).
+    Detached(String),
+}
+
 /// What a mount command line asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
     /// The source (device or image file) as given.
     pub source: String,
-    /// The mountpoint as given.
-    pub mountpoint: String,
+    /// Where the mount goes.
+    pub target: Target,
     /// The filesystem type (`-t`, default ext4).
     pub fs_type: FsType,
     /// The raw option string (several `-o` are joined with commas).
@@ -168,7 +182,7 @@ pub struct UsageError(pub String);
 
 /// The one-line usage summary printed with usage errors.
 pub const USAGE: &str =
-    "usage: fsvc-mount SOURCE DIR [-o OPTIONS] [-t service.ext4|service.ext3|service.ext2] [-n] [-v] [-s] [-f] | fsvc-mount -u DIR [-l]";
+    "usage: fsvc-mount SOURCE DIR [-o OPTIONS] [-t service.ext4|service.ext3|service.ext2] [-n] [-v] [-s] [-f] | fsvc-mount --detached SOCKET SOURCE [-o OPTIONS] [-t TYPE] | fsvc-mount -u DIR [-l]";
 
 /// Parses the fs type given to `-t`: `service.extN`, `extN`, or
 /// `fuse.extN`/`fuseblk.extN`/`fuse.fsvc.extN` (how tools spell a FUSE subtype).
@@ -278,14 +292,20 @@ where
             ))),
         };
     }
-    let (source, mountpoint) = match (c.source, c.dir) {
-        (Some(s), Some(d)) => (nonempty(s)?, nonempty(d)?),
+    let (source, target) = match (c.source, c.dir, c.detached) {
+        (Some(s), None, Some(sock)) => (nonempty(s)?, Target::Detached(nonempty(sock)?)),
+        (_, _, Some(_)) => {
+            return Err(UsageError(format!(
+                "--detached takes SOURCE only (no DIR); {USAGE}"
+            )))
+        }
+        (Some(s), Some(d), None) => (nonempty(s)?, Target::Dir(nonempty(d)?)),
         _ => return Err(UsageError(format!("SOURCE and DIR are required; {USAGE}"))),
     };
     let options: Vec<String> = c.options.into_iter().filter(|o| !o.is_empty()).collect();
     Ok(Command::Mount(Args {
         source,
-        mountpoint,
+        target,
         fs_type: fs_type.unwrap_or(FsType::Ext4),
         options: options.join(","),
         verbose: c.verbose,
@@ -295,7 +315,9 @@ where
 
 fn nonempty(s: String) -> Result<String, UsageError> {
     if s.is_empty() {
-        Err(UsageError("SOURCE and DIR must not be empty".to_string()))
+        Err(UsageError(
+            "SOURCE, DIR and SOCKET must not be empty".to_string(),
+        ))
     } else {
         Ok(s)
     }
@@ -369,8 +391,13 @@ mod tests {
             assert_eq!(a.verbose, *verbose, "{argv:?}");
         }
         let a = mount(&["-s", "-f", "--", "-img", "/mnt"]);
-        assert_eq!((a.source.as_str(), a.mountpoint.as_str()), ("-img", "/mnt"));
+        assert_eq!(a.source, "-img");
+        assert_eq!(a.target, Target::Dir("/mnt".into()));
         assert!(a.fake);
+        let a = mount(&["--detached", "/run/rt.sock", "-o", "ro", "/img"]);
+        assert_eq!(a.source, "/img");
+        assert_eq!(a.target, Target::Detached("/run/rt.sock".into()));
+        assert_eq!(a.options, "ro");
     }
 
     #[test]
@@ -460,6 +487,10 @@ mod tests {
             (&["-u", "/a", "/b"], "exactly one argument"),
             (&["-u"], "exactly one argument"),
             (&["/img", "/mnt", "-l"], "--unmount"),
+            (&["--detached", "/s", "/img", "/mnt"], "SOURCE only"),
+            (&["--detached", "/s"], "SOURCE only"),
+            (&["--detached", "", "/img"], "must not be empty"),
+            (&["-u", "/mnt", "--detached", "/s"], "cannot be used with"),
         ];
         for (argv, want) in cases {
             let mut full = vec!["fsvc-mount"];

@@ -9,10 +9,16 @@
 //! reach a server; converse. Exit codes are mount(8)'s: 0 mounted, 1 usage
 //! or permission, 32 mount failure; every failure prints one line.
 //!
+//! `--detached SOCKET` (issue 11) makes the mount attached nowhere and
+//! passes its fd to the caller's socket (`deliver`); there is no mountpoint
+//! to pin or check, no utab line, and for a non-root caller the policy must
+//! allow it (rule `users.detached`).
+//!
 //! The same binary unmounts (`fsvc-mount -u DIR`, or installed as the
 //! umount(8) helper `/sbin/umount.fuse.fsvc`): see `unmount`.
 
 mod conn;
+mod deliver;
 mod klog;
 mod mount;
 mod mountinfo;
@@ -28,9 +34,9 @@ mod utab;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 
-use fsvc_helper::cli::{self, Args, Command, EXIT_MOUNT_FAILURE, EXIT_USAGE};
+use fsvc_helper::cli::{self, Args, Command, Target, EXIT_MOUNT_FAILURE, EXIT_USAGE};
 use fsvc_helper::policy_file::{self, Denial};
-use fsvc_protocol::MountInfo;
+use fsvc_protocol::{Delivery, DetachedMount, MountInfo, Refusal};
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
@@ -109,20 +115,89 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     // serve learns nothing about the paths it named.
     let user = policy::check_caller(&caller).map_err(usage)?;
 
-    // Looked up as the caller: a user may not mount on, or probe, a
-    // directory they could not reach themselves.
-    let dir = match &user {
-        Some(u) => policy::as_caller(&u.caller, || pin_mountpoint(&args.mountpoint))?,
-        None => pin_mountpoint(&args.mountpoint)?,
+    let (dir, recipient) = match &args.target {
+        // Looked up as the caller: a user may not mount on, or probe, a
+        // directory they could not reach themselves.
+        Target::Dir(d) => {
+            let dir = match &user {
+                Some(u) => policy::as_caller(&u.caller, || pin_mountpoint(d))?,
+                None => pin_mountpoint(d)?,
+            };
+            (Some(dir), None)
+        }
+        // Refused before the socket is touched; connected before anything
+        // is mounted, so a wrong path costs no server.
+        Target::Detached(sock) => {
+            if let Some(u) = &user {
+                u.policy
+                    .check_detached()
+                    .map_err(|d| usage(d.to_string()))?;
+            }
+            let r = deliver::connect_to(sock, user.as_ref(), knobs.timeout).map_err(failed)?;
+            (None, Some(r))
+        }
     };
+    let result = mount_on(args, &caller, &knobs, user.as_ref(), dir.as_ref());
+    match (result, &recipient) {
+        (Ok(None), _) => Ok(()),
+        (Ok(Some((mount, info))), Some(r)) => {
+            r.send(&Delivery::Mounted(info), Some(&mount))
+                .map_err(failed)?;
+            if args.verbose {
+                println!(
+                    "fsvc-mount: passed a detached mount of {} to {} ({})",
+                    args.source,
+                    r.path(),
+                    args.fs_type.name()
+                );
+            }
+            // Our copy closes at exit: the caller's is now the only one.
+            Ok(())
+        }
+        (Ok(Some(_)), None) => Err(failed(
+            "internal error: a detached mount without a recipient",
+        )),
+        (Err(f), Some(r)) => {
+            // A program learns why too (mount(8)'s exit codes: 1 is usage
+            // or permission); the person reads stderr.
+            let errno = if f.code == EXIT_USAGE {
+                libc::EPERM
+            } else {
+                libc::EIO
+            };
+            let refusal = Refusal {
+                errno,
+                message: fsvc_protocol::clamp_reason(&f.message),
+            };
+            if let Err(e) = r.send(&Delivery::Refused(refusal), None) {
+                eprintln!("fsvc-mount: warning: {e}");
+            }
+            Err(f)
+        }
+        (Err(f), None) => Err(f),
+    }
+}
+
+/// The mount itself, onto `dir` or detached (`dir` is `None`). Returns the
+/// detached mount's fd and what it is, `None` for a mount on a directory
+/// (or `-f`).
+fn mount_on(
+    args: &Args,
+    caller: &fsvc_protocol::Caller,
+    knobs: &policy::Knobs,
+    user: Option<&policy::UserMount>,
+    dir: Option<&OwnedFd>,
+) -> Result<Option<(OwnedFd, DetachedMount)>, Failure> {
     let opts = options::split(&args.options).map_err(|e| usage(e.0))?;
     let wants_allow_other = opts.fs_options.split(',').any(|o| o == "allow_other");
     // Held until exit, so counting this user's mounts and adding one is atomic.
     let mut _user_lock = None;
-    if let Some(u) = &user {
-        let facts = policy::mountpoint_facts(dir.as_fd()).map_err(failed)?;
-        fsvc_helper::policy_file::check_mountpoint(u.caller.uid, &args.mountpoint, &facts)
-            .map_err(|d| usage(d.to_string()))?;
+    if let Some(u) = user {
+        if let (Some(dir), Target::Dir(d)) = (dir, &args.target) {
+            let facts = policy::mountpoint_facts(dir.as_fd()).map_err(failed)?;
+            fsvc_helper::policy_file::check_mountpoint(u.caller.uid, d, &facts)
+                .map_err(|d| usage(d.to_string()))?;
+        }
         if wants_allow_other {
             u.policy
                 .check_allow_other()
@@ -134,7 +209,7 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
             .check_limit(current)
             .map_err(|d| usage(d.to_string()))?;
     }
-    let exists = match &user {
+    let exists = match user {
         Some(u) => policy::as_caller(&u.caller, || std::fs::metadata(&args.source)),
         None => std::fs::metadata(&args.source),
     };
@@ -152,16 +227,19 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
         }
         Err(e) => return Err(failed(format!("cannot open {}: {e}", args.source))),
     }
+    let target_text = match &args.target {
+        Target::Dir(d) => d.clone(),
+        Target::Detached(sock) => format!("a detached mount for {sock}"),
+    };
     if args.fake {
         if args.verbose {
             println!(
-                "fsvc-mount: would mount {} on {} ({})",
+                "fsvc-mount: would mount {} on {target_text} ({})",
                 args.source,
-                args.mountpoint,
                 args.fs_type.name()
             );
         }
-        return Ok(());
+        return Ok(None);
     }
 
     // What mountinfo, findmnt and ps show: absolute, so a person (and
@@ -170,20 +248,25 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     let shown_source = std::path::absolute(&args.source)
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|_| args.source.clone());
-    let shown_dir = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| args.mountpoint.clone());
+    let shown_dir = match (dir, &args.target) {
+        (Some(dir), Target::Dir(d)) => {
+            std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| d.clone())
+        }
+        _ => DETACHED_LABEL.to_string(),
+    };
     let title = format!("fsvc-server: {shown_source} on {shown_dir}");
     let reached = match server::connect_socket(&knobs.socket_dir, args.fs_type).map_err(failed)? {
         Some(r) => r,
         None => server::spawn(&knobs.log, &title).map_err(failed)?,
     };
     let info = MountInfo {
-        allow_other_permitted: match &user {
+        allow_other_permitted: match user {
             None => true,
             Some(u) => u.policy.users.allow_other,
         },
-        caller,
+        caller: caller.clone(),
         fs_type: args.fs_type,
         source: shown_source.clone(),
         mountpoint: shown_dir.clone(),
@@ -194,10 +277,10 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     let route = reached.route;
     let conn = conn::Conn::new(reached.sock, knobs.timeout).map_err(failed)?;
     let ctx = session::Context {
-        dir: dir.as_fd(),
+        dir: dir.map(|d| d.as_fd()),
         options: &opts,
         shown_source: &shown_source,
-        user: user.as_ref(),
+        user,
     };
     let result = session::run(&conn, &info, &ctx);
     // Closing our end tells a failed server to stop.
@@ -205,10 +288,22 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     match result {
         Ok(served) => {
             // mount(8)'s words for a write-protected source, say.
-            if let Some(note) = served.note {
+            if let Some(note) = &served.note {
                 eprintln!("fsvc-mount: warning: {note}");
             }
-            let login = user.as_ref().and_then(|u| {
+            if let Some(mount) = served.detached {
+                let what = DetachedMount {
+                    source: shown_source,
+                    fs_type: args.fs_type,
+                    read_only: served.read_only,
+                    note: served
+                        .note
+                        .map(|n| fsvc_protocol::clamp_reason(&n))
+                        .unwrap_or_default(),
+                };
+                return Ok(Some((mount, what)));
+            }
+            let login = user.and_then(|u| {
                 nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(u.caller.uid))
                     .ok()
                     .flatten()
@@ -222,13 +317,12 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
                     server::Route::Spawned(pid) => format!("server pid {pid}"),
                 };
                 println!(
-                    "fsvc-mount: mounted {} on {} ({}, {how})",
+                    "fsvc-mount: mounted {} on {target_text} ({}, {how})",
                     args.source,
-                    args.mountpoint,
                     args.fs_type.name()
                 );
             }
-            Ok(())
+            Ok(None)
         }
         Err(e) => {
             let mut message = e.message;
@@ -245,6 +339,10 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
         }
     }
 }
+
+/// What a detached mount's server is told (and logs, and shows in `ps`)
+/// in place of a mountpoint.
+const DETACHED_LABEL: &str = "(detached)";
 
 /// Records the mount in libmount's utab (see `utab`). The mount stands
 /// whatever happens here; a failure only costs umount(8)'s wait, so it is

@@ -10,6 +10,10 @@
 //! The kernel's fs_context error log is drained into the error message, so
 //! "Unknown parameter" and friends reach the person.
 //!
+//! A detached mount (`--detached`, issue 11) stops before `move_mount`: the
+//! `fsmount` fd is the mount, attached nowhere, and is handed to the caller.
+//! It needs the new API (there is no `mount(2)` form of a detached mount).
+//!
 //! Invariant: a [`Mounted`] is the only way to undo a mount, and it refers
 //! to the mount's root itself (the `fsmount` fd, or a handle checked to be
 //! a FUSE root), so `detach` can never unmount something else.
@@ -46,8 +50,8 @@ pub struct MountPlan<'a> {
     pub source: &'a str,
     /// The mountpoint as named (for messages and the fallback's check).
     pub mountpoint: &'a str,
-    /// The pinned mountpoint.
-    pub dir: BorrowedFd<'a>,
+    /// The pinned mountpoint; `None` for a detached mount.
+    pub dir: Option<BorrowedFd<'a>>,
     /// The fs type (the FUSE subtype).
     pub fs_type: FsType,
     /// MOUNT_ATTR_* to apply.
@@ -72,11 +76,24 @@ pub struct MountPlan<'a> {
 #[derive(Debug)]
 pub struct Mounted {
     root: Option<OwnedFd>,
+    /// The mount was attached nowhere (`root` is then the `fsmount` fd and
+    /// the only reference to it).
+    detached: bool,
     /// The `/dev/fuse` fd to send to the server.
     pub fuse: OwnedFd,
 }
 
 impl Mounted {
+    /// A detached mount's fd (the caller's to attach), `None` for a mount
+    /// made on a directory.
+    pub fn into_detached(self) -> Option<OwnedFd> {
+        if self.detached {
+            self.root
+        } else {
+            None
+        }
+    }
+
     /// The new mount's id (mountinfo's first field), when its root is known.
     pub fn mount_id(&self) -> Option<u64> {
         self.root
@@ -87,6 +104,10 @@ impl Mounted {
     /// Lazily unmounts (MNT_DETACH): it never blocks on the FUSE server.
     /// Returns an error message when it could not.
     pub fn detach(self) -> Result<(), String> {
+        if self.detached {
+            // Closing the only fd of a mount attached nowhere destroys it.
+            return Ok(());
+        }
         let Some(root) = self.root else {
             return Err("cannot locate the mount to undo it".to_string());
         };
@@ -155,7 +176,15 @@ pub fn mount(plan: &MountPlan<'_>) -> Result<Mounted, Refusal> {
     }
     match sys::fsopen(c"fuse", sys::FSOPEN_CLOEXEC) {
         Ok(fsfd) => new_api(plan, fsfd, fuse, attrs),
-        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => legacy(plan, fuse, attrs),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => match plan.dir {
+            Some(dir) => legacy(plan, dir, fuse, attrs),
+            None => Err(Refusal {
+                errno: libc::ENOSYS,
+                message:
+                    "a detached mount needs the kernel's new mount API (fsopen, Linux 5.2 or later)"
+                        .into(),
+            }),
+        },
         Err(e) => Err(refusal_io("fsopen(fuse) failed", &e, &[])),
     }
 }
@@ -211,7 +240,14 @@ fn new_api(
         .map_err(|e| refusal_io("creating the FUSE superblock failed", &e, &drain_log(fs)))?;
     let mnt = sys::fsmount(fs, sys::FSMOUNT_CLOEXEC, attrs)
         .map_err(|e| refusal_io("fsmount failed", &e, &drain_log(fs)))?;
-    sys::move_mount_fds(mnt.as_fd(), plan.dir).map_err(|e| {
+    let Some(dir) = plan.dir else {
+        return Ok(Mounted {
+            root: Some(mnt),
+            detached: true,
+            fuse,
+        });
+    };
+    sys::move_mount_fds(mnt.as_fd(), dir).map_err(|e| {
         refusal_io(
             &format!("cannot attach the mount on {}", plan.mountpoint),
             &e,
@@ -220,6 +256,7 @@ fn new_api(
     })?;
     Ok(Mounted {
         root: Some(mnt),
+        detached: false,
         fuse,
     })
 }
@@ -259,7 +296,12 @@ fn ms_flags(plan: &MountPlan<'_>, attrs: u64) -> MsFlags {
     f
 }
 
-fn legacy(plan: &MountPlan<'_>, fuse: OwnedFd, attrs: u64) -> Result<Mounted, Refusal> {
+fn legacy(
+    plan: &MountPlan<'_>,
+    dir: BorrowedFd<'_>,
+    fuse: OwnedFd,
+    attrs: u64,
+) -> Result<Mounted, Refusal> {
     let mut data = format!(
         "fd={},rootmode={FUSE_ROOTMODE},user_id={},group_id={}",
         fuse.as_raw_fd(),
@@ -272,7 +314,7 @@ fn legacy(plan: &MountPlan<'_>, fuse: OwnedFd, attrs: u64) -> Result<Mounted, Re
     if plan.allow_other {
         data.push_str(",allow_other");
     }
-    let target = format!("/proc/self/fd/{}", plan.dir.as_raw_fd());
+    let target = format!("/proc/self/fd/{}", dir.as_raw_fd());
     let fstype = format!("fuse.{}", subtype(plan.fs_type));
     nix::mount::mount(
         Some(plan.source),
@@ -301,5 +343,9 @@ fn legacy(plan: &MountPlan<'_>, fuse: OwnedFd, attrs: u64) -> Result<Mounted, Re
             .map(|s| s.filesystem_type() == FUSE_SUPER_MAGIC)
             .unwrap_or(false)
     });
-    Ok(Mounted { root, fuse })
+    Ok(Mounted {
+        root,
+        detached: false,
+        fuse,
+    })
 }

@@ -20,6 +20,7 @@
 //! image_dirs = ["/home", "/srv/img"]  # image files under these directories
 //! allow_other = false                 # users may not ask for allow_other
 //! max_mounts = 4                      # fsvc mounts per user at once
+//! detached = false                    # users may ask for detached mount fds
 //!
 //! [unmount]
 //! timeout_secs = 60                   # wait this long for a server to finish
@@ -79,6 +80,12 @@ pub struct Users {
     /// Most fsvc mounts one user may have at once.
     #[serde(default = "default_max_mounts")]
     pub max_mounts: u32,
+    /// Users may ask for detached mounts (`fsvc-mount --detached`): a mount
+    /// fd attached nowhere, which `max_mounts` cannot count (it is in no
+    /// mount table until the user attaches it, maybe in a namespace of
+    /// their own).
+    #[serde(default)]
+    pub detached: bool,
 }
 
 fn default_max_mounts() -> u32 {
@@ -94,6 +101,7 @@ impl Default for Users {
             image_dirs: Vec::new(),
             allow_other: false,
             max_mounts: DEFAULT_MAX_MOUNTS,
+            detached: false,
         }
     }
 }
@@ -309,6 +317,18 @@ impl Policy {
         }
     }
 
+    /// A detached mount was asked: the policy must allow it.
+    pub fn check_detached(&self) -> Result<(), Denial> {
+        if self.users.detached {
+            Ok(())
+        } else {
+            Err(deny(
+                "users.detached",
+                "users may not ask for detached mounts (set [users] detached = true)",
+            ))
+        }
+    }
+
     /// The caller has `current` fsvc mounts; one more must fit.
     pub fn check_limit(&self, current: usize) -> Result<(), Denial> {
         let max = usize::try_from(self.users.max_mounts).unwrap_or(usize::MAX);
@@ -447,6 +467,13 @@ mod tests {
                 Some("users.image_dirs"),
             ),
             (p.check_allow_other(), Some("users.allow_other")),
+            (p.check_detached(), Some("users.detached")),
+            (
+                parse("[users]\nallow = true\ndetached = true\n")
+                    .expect("valid")
+                    .check_detached(),
+                None,
+            ),
             (p.check_limit(0), None),
             (p.check_limit(1), Some("users.max_mounts")),
             (p.check_allowed("/etc/fsvc/policy.toml"), None),

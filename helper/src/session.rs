@@ -8,7 +8,7 @@
 //! half-mounted. The only path the server may have opened is the source
 //! named on the command line, and only until it says FilesDone.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use fsvc_protocol::{
     clamp_reason, Access, HelperMsg, MountInfo, MountRequest, Refusal, ServerMsg,
@@ -40,8 +40,8 @@ enum Phase {
 /// What the session needs that is not in [`MountInfo`].
 #[derive(Debug)]
 pub struct Context<'a> {
-    /// The pinned mountpoint.
-    pub dir: BorrowedFd<'a>,
+    /// The pinned mountpoint; `None` for a detached mount.
+    pub dir: Option<BorrowedFd<'a>>,
     /// The split options (mount attributes, superblock flags).
     pub options: &'a SplitOptions,
     /// The source as mountinfo shows it (absolute).
@@ -80,8 +80,12 @@ pub struct Served {
     /// The note the server wants the person mounting to see (why the mount
     /// is read-only when they did not ask for it), made printable.
     pub note: Option<String>,
-    /// The new mount's id, when it could be read.
+    /// The new mount's id, when it could be read (a mount on a directory).
     pub mount_id: Option<u64>,
+    /// A detached mount's fd, for the caller.
+    pub detached: Option<OwnedFd>,
+    /// The server mounted read-only.
+    pub read_only: bool,
 }
 
 /// Runs the conversation; `Ok` means mounted and served.
@@ -89,11 +93,14 @@ pub fn run(conn: &Conn, info: &MountInfo, ctx: &Context<'_>) -> Result<Served, S
     let mut mounted: Option<Mounted> = None;
     let result = converse(conn, info, ctx, &mut mounted);
     match (result, mounted) {
-        (Ok(note), m) => {
+        (Ok((note, read_only)), m) => {
             let note = printable(note.trim());
+            let mount_id = m.as_ref().and_then(|m| m.mount_id());
             Ok(Served {
                 note: (!note.is_empty() && note != NOTHING_TO_TELL).then_some(note),
-                mount_id: m.and_then(|m| m.mount_id()),
+                mount_id,
+                detached: m.and_then(Mounted::into_detached),
+                read_only,
             })
         }
         (Err(e), None) => Err(e),
@@ -139,7 +146,7 @@ fn converse(
     info: &MountInfo,
     ctx: &Context<'_>,
     mounted: &mut Option<Mounted>,
-) -> Result<String, SessionError> {
+) -> Result<(String, bool), SessionError> {
     conn.send(
         &HelperMsg::Hello {
             min_version: PROTOCOL_VERSION_MIN,
@@ -167,6 +174,8 @@ fn converse(
     // server then gives up, that denial is the reason.
     let mut policy_denial: Option<String> = None;
     let mut file_requests = 0usize;
+    // What the mount was made as (the server may fall back to read-only).
+    let mut read_only = info.read_only;
     loop {
         let msg = conn.recv().map_err(|e| match (&e, mounted.is_some()) {
             (ConnError::Closed, true) => SessionError::new("the server exited after mounting, without saying it serves (see the kernel log / FSVC_LOG)"),
@@ -226,6 +235,7 @@ fn converse(
             ServerMsg::FilesDone if phase == Phase::Files => phase = Phase::AwaitMount,
             ServerMsg::MountRequest(req) if phase == Phase::AwaitMount => {
                 phase = Phase::MountAnswered;
+                read_only |= req.read_only;
                 match do_mount(&req, info, ctx) {
                     Ok(m) => {
                         let sent = conn.send(&HelperMsg::MountReply(Ok(())), &[m.fuse.as_fd()]);
@@ -239,7 +249,9 @@ fn converse(
                     }
                 }
             }
-            ServerMsg::Goodbye { status: 0, reason } if mounted.is_some() => return Ok(reason),
+            ServerMsg::Goodbye { status: 0, reason } if mounted.is_some() => {
+                return Ok((reason, read_only))
+            }
             ServerMsg::Goodbye { status: 0, .. } => {
                 return Err(protocol(
                     "the server reported success without a mount".into(),

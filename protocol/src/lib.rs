@@ -24,11 +24,16 @@
 //! numbers `recvmsg` just installed into `OwnedFd`s (nix returns raw
 //! numbers; no safe std API exists for this).
 //!
+//! A detached mount (issue 11) reaches its caller as one more message type,
+//! [`Delivery`], with the same framing (see [`delegate`]).
+//!
 //! At any point either side may end the conversation: the server with a
 //! `Goodbye` carrying a non-zero status, the helper by closing the socket.
 
+pub mod delegate;
 pub mod messages;
 pub mod wire;
 
+pub use delegate::*;
 pub use messages::*;
 pub use wire::*;

@@ -34,6 +34,7 @@ use nix::sys::socket::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::delegate::Delivery;
 use crate::messages::{
     HelperMsg, MountInfo, MountRequest, Refusal, ServerMsg, MAX_MESSAGE_SIZE, MAX_OPTIONS_LEN,
     MAX_PATH_LEN, MAX_REASON_LEN,
@@ -180,6 +181,29 @@ impl WireMessage for ServerMsg {
             ServerMsg::Goodbye { reason, .. } => {
                 check_len("Goodbye.reason", reason, MAX_REASON_LEN)
             }
+        }
+    }
+}
+
+impl WireMessage for Delivery {
+    fn fd_count(&self) -> usize {
+        Delivery::fd_count(self)
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Delivery::Mounted(_) => "Delivery::Mounted",
+            Delivery::Refused(_) => "Delivery::Refused",
+        }
+    }
+
+    fn check_limits(&self) -> Result<(), WireError> {
+        match self {
+            Delivery::Mounted(m) => {
+                check_path("DetachedMount.source", &m.source)?;
+                check_len("DetachedMount.note", &m.note, MAX_REASON_LEN)
+            }
+            Delivery::Refused(r) => check_refusal(r),
         }
     }
 }

@@ -190,7 +190,7 @@ impl MountNs {
 /// A mount the namespace copied from the host that only other tests use:
 /// FUSE mounts, loop-device mounts, anything below /tmp (not /tmp itself,
 /// which the tests' scratch directories are in).
-fn is_borrowed(m: &MountEntry) -> bool {
+pub fn is_borrowed(m: &MountEntry) -> bool {
     let tmp = Path::new("/tmp");
     m.fstype.starts_with("fuse")
         || m.source.starts_with("/dev/loop")

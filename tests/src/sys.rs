@@ -1,6 +1,7 @@
 //! The only `unsafe` of the test crate: extended-attribute syscalls that do
 //! not follow symlinks (`llistxattr`, `lgetxattr`), which neither std nor nix
-//! offers, and adopting a freshly received raw fd as an `OwnedFd`.
+//! offers, adopting a freshly received raw fd as an `OwnedFd`, and
+//! `move_mount` (attaching a detached mount fd, as a container runtime does).
 //!
 //! Invariant: every buffer handed to the kernel is a live `Vec` whose length
 //! is passed alongside; sizes are re-queried when the value grew in between
@@ -80,4 +81,33 @@ pub fn adopt_fd(fd: RawFd) -> OwnedFd {
     // SAFETY: the caller got `fd` from a syscall that just created it for
     // this process and has not wrapped or closed it, so ownership is unique.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `MOVE_MOUNT_F_EMPTY_PATH` (<linux/mount.h>): the source is the fd itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+
+/// `move_mount(mount, "", AT_FDCWD, dir, MOVE_MOUNT_F_EMPTY_PATH)`:
+/// attaches the detached mount `mount` on `dir` in the caller's mount
+/// namespace.
+pub fn move_mount_to(mount: std::os::fd::BorrowedFd<'_>, dir: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let to = cpath(dir)?;
+    let empty = c"";
+    // SAFETY: both strings are valid NUL-terminated for the call's
+    // duration; the fd is open (borrowed).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

@@ -13,6 +13,7 @@ use nix::unistd::{pipe2, read, write};
 use proptest::prelude::*;
 
 use super::*;
+use crate::delegate::{Delivery, DetachedMount};
 use crate::messages::{Access, Caller, FileGrant, FsType};
 
 const SHORT: Duration = Duration::from_millis(50);
@@ -138,6 +139,58 @@ fn every_server_msg_round_trips() {
         let got = recv_server_msg(b.as_fd(), LONG).expect("recv");
         assert_eq!(got, msg);
     }
+}
+
+#[test]
+fn deliveries_round_trip_and_count_their_fd() {
+    let (a, b) = pair();
+    let msgs = [
+        Delivery::Mounted(DetachedMount {
+            source: "/srv/layer.ext4".to_owned(),
+            fs_type: FsType::Ext4,
+            read_only: true,
+            note: String::new(),
+        }),
+        Delivery::Refused(refusal()),
+    ];
+    for msg in msgs {
+        let (_r, w) = pipe();
+        let fds: Vec<BorrowedFd<'_>> = (0..msg.fd_count()).map(|_| w.as_fd()).collect();
+        send_msg(a.as_fd(), &msg, &fds).expect("send");
+        let (got, got_fds) = recv_msg::<Delivery>(b.as_fd(), LONG).expect("recv");
+        assert_eq!((got, got_fds.len()), (msg.clone(), msg.fd_count()));
+    }
+    // A Mounted without its fd, or a Refused with one, is refused and the
+    // stray fd closed.
+    let bare = encode(&Delivery::Mounted(DetachedMount {
+        source: "/x".to_owned(),
+        fs_type: FsType::Ext2,
+        read_only: false,
+        note: String::new(),
+    }))
+    .expect("encode");
+    send_packet(a.as_fd(), &bare, &[]).expect("send raw");
+    assert!(matches!(
+        recv_msg::<Delivery>(b.as_fd(), LONG),
+        Err(WireError::FdCount {
+            expected: 1,
+            got: 0,
+            ..
+        })
+    ));
+    let refused = encode(&Delivery::Refused(refusal())).expect("encode");
+    let (r, w) = pipe();
+    send_packet(a.as_fd(), &refused, &[w.as_fd()]).expect("send raw");
+    drop(w);
+    assert!(matches!(
+        recv_msg::<Delivery>(b.as_fd(), LONG),
+        Err(WireError::FdCount {
+            expected: 0,
+            got: 1,
+            ..
+        })
+    ));
+    assert!(write_end_closed(&r), "stray fd was leaked");
 }
 
 #[test]

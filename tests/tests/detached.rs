@@ -1,0 +1,215 @@
+//! Issue 11, detached mounts: `fsvc-mount --detached SOCKET SOURCE` makes a
+//! mount attached nowhere and passes its fd to the caller's socket. A
+//! program standing in for a container runtime (`fsvc-runtime-probe`)
+//! receives it, attaches it in a mount namespace of its own, and the tests
+//! check: the tree there equals the kernel's read of the image, the host's
+//! mount table never shows it, and once the namespace and the fd are gone
+//! the server has exited and the image is unlocked. A caller that drops
+//! the fd without attaching it leaks nothing either; a failure reaches the
+//! caller's socket as an errno and a message.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use fsvc_tests::check::check_varied_fixture;
+use fsvc_tests::fixtures::{varied_image, FsKind, Mkfs, TreeOptions};
+use fsvc_tests::mount::{alive, kernel_records, servers_of};
+use fsvc_tests::oracle::{self, Compare};
+use fsvc_tests::require_privileged;
+use fsvc_tests::system::image_lock_free;
+use fsvc_tests::util::{bin, mount_table, mount_table_of, poll_until, read_lossy, TempDir};
+
+/// How long a server may take to finish after its last reference went.
+const EXIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// A running probe and what it said so far.
+struct Probe {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    /// The directory the probe attaches the mount on (in its namespace).
+    dir: PathBuf,
+    /// The server's log.
+    log: PathBuf,
+}
+
+impl Probe {
+    /// Starts the probe: it runs `fsvc-mount --detached SOCK -o OPTS
+    /// SOURCE` (spawn mode, the server logging to a file in `scratch`).
+    fn start(scratch: &TempDir, source: &Path, opts: &str, mode: &str) -> Probe {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let sock = scratch.join(format!("rt-{n}.sock"));
+        let dir = scratch.subdir(&format!("mnt-{n}")).expect("mnt");
+        let log = scratch.join(format!("server-{n}.log"));
+        let no_sockets = scratch.subdir(&format!("no-sockets-{n}")).expect("dir");
+        let mut c = Command::new(bin("fsvc-runtime-probe"));
+        c.arg(&sock)
+            .arg(&dir)
+            .arg(mode)
+            .arg("--")
+            .arg(bin("fsvc-mount"))
+            .arg("--detached")
+            .arg(&sock)
+            .args(["-o", opts])
+            .arg(source)
+            .env("FSVC_LOG", &log)
+            .env("FSVC_SOCKET_DIR", &no_sockets)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = c.spawn().expect("start the probe");
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        Probe {
+            child,
+            out,
+            dir,
+            log,
+        }
+    }
+
+    /// The probe's next line (it bounds its own waits).
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.out.read_line(&mut l).expect("read probe output");
+        l.trim_end().to_string()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where the attached tree is seen from the host: through the probe's
+    /// root, which resolves paths in its mount namespace.
+    fn attached_root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.pid()))
+            .join(self.dir.strip_prefix("/").expect("absolute"))
+    }
+
+    /// Ends the probe (stdin closed) and waits for it.
+    fn finish(mut self) -> std::process::ExitStatus {
+        drop(self.child.stdin.take());
+        self.child.wait().expect("wait for the probe")
+    }
+
+    fn diagnostics(&self) -> String {
+        format!("--- server log ---\n{}", read_lossy(&self.log))
+    }
+}
+
+fn image(scratch: &TempDir) -> PathBuf {
+    varied_image(
+        scratch,
+        &Mkfs::new(FsKind::Ext4).size_mib(64),
+        &TreeOptions::default(),
+    )
+    .expect("image")
+}
+
+/// The host's mount table has no mount of `image`.
+fn assert_not_on_host(image: &Path) {
+    let shown = image.display().to_string();
+    let host: Vec<_> = mount_table()
+        .expect("mountinfo")
+        .into_iter()
+        .filter(|m| m.source == shown)
+        .collect();
+    assert!(host.is_empty(), "the host sees the mount: {host:?}");
+}
+
+/// Every server of `image` has exited and the image's lock is free.
+fn assert_released(image: &Path, servers: &[i32], context: &str) {
+    assert!(
+        poll_until(EXIT_LIMIT, || servers.iter().all(|p| !alive(*p))),
+        "the server still runs after its last reference went\n{context}"
+    );
+    assert!(
+        poll_until(EXIT_LIMIT, || image_lock_free(image).unwrap_or(false)),
+        "the image is still locked after the server exited\n{context}"
+    );
+    let canon = std::fs::canonicalize(image).expect("canonical");
+    assert!(servers_of(&canon).is_empty(), "no server holds the image");
+}
+
+#[test]
+fn a_runtime_attaches_the_mount_in_its_own_namespace() {
+    if !require_privileged("a_runtime_attaches_the_mount_in_its_own_namespace") {
+        return;
+    }
+    let scratch = TempDir::new("detached").expect("scratch");
+    let img = image(&scratch);
+    let expected = kernel_records(&img, &scratch).expect("kernel records");
+    check_varied_fixture(&expected, true).expect("fixture");
+
+    let mut p = Probe::start(&scratch, &img, "ro", "attach");
+    assert_eq!(p.line(), "helper-exit 0", "{}", p.diagnostics());
+    assert_eq!(p.line(), "attached", "{}", p.diagnostics());
+    let canon = std::fs::canonicalize(&img).expect("canonical");
+    let servers = servers_of(&canon);
+    assert_eq!(servers.len(), 1, "one server serves the detached mount");
+
+    // In the probe's namespace: one fsvc mount on its directory ...
+    let ns_mounts = mount_table_of(Path::new(&format!("/proc/{}/mountinfo", p.pid())))
+        .expect("the probe's mountinfo");
+    let here: Vec<_> = ns_mounts.iter().filter(|m| m.mountpoint == p.dir).collect();
+    assert_eq!(here.len(), 1, "{ns_mounts:?}");
+    assert_eq!(here[0].fstype, "fuse.fsvc.ext4");
+    assert_eq!(Path::new(&here[0].source), img, "the source a person named");
+    assert!(here[0].has_option("ro"), "{:?}", here[0]);
+    // ... whose tree is the kernel's read of the image ...
+    let seen = oracle::walk(&p.attached_root()).expect("walk");
+    oracle::assert_same(&expected, &seen, Compare::EXACT, &p.diagnostics());
+    // ... and the host never sees it.
+    assert_not_on_host(&img);
+    assert!(!image_lock_free(&img).expect("flock"), "held while mounted");
+
+    let log = p.log.clone();
+    let status = p.finish();
+    assert!(status.success(), "probe: {status}");
+    assert_released(&img, &servers, &read_lossy(&log));
+    assert!(
+        read_lossy(&log).contains("unmounted: clean"),
+        "{}",
+        read_lossy(&log)
+    );
+}
+
+#[test]
+fn a_dropped_fd_leaks_nothing() {
+    if !require_privileged("a_dropped_fd_leaks_nothing") {
+        return;
+    }
+    let scratch = TempDir::new("detached-drop").expect("scratch");
+    let img = image(&scratch);
+    let mut p = Probe::start(&scratch, &img, "ro", "drop");
+    assert_eq!(p.line(), "helper-exit 0", "{}", p.diagnostics());
+    // The server may already be gone: what matters is that none is left.
+    let canon = std::fs::canonicalize(&img).expect("canonical");
+    let servers = servers_of(&canon);
+    assert_eq!(p.line(), "dropped", "{}", p.diagnostics());
+    let diag = p.diagnostics();
+    assert!(p.finish().success());
+    assert_released(&img, &servers, &diag);
+    assert_not_on_host(&img);
+}
+
+#[test]
+fn a_failure_reaches_the_socket_as_an_errno() {
+    if !require_privileged("a_failure_reaches_the_socket_as_an_errno") {
+        return;
+    }
+    let scratch = TempDir::new("detached-fail").expect("scratch");
+    // Not an ext filesystem: the server refuses it.
+    let junk = scratch.join("junk.img");
+    std::fs::write(&junk, vec![0u8; 1 << 20]).expect("junk");
+    let mut p = Probe::start(&scratch, &junk, "ro", "attach");
+    assert_eq!(p.line(), "helper-exit 32", "{}", p.diagnostics());
+    let refused = p.line();
+    let rest = refused.strip_prefix("refused ").expect("a refusal");
+    let (errno, message) = rest.split_once(' ').expect("errno and message");
+    assert!(errno.parse::<i32>().is_ok_and(|e| e > 0), "{refused}");
+    assert!(message.contains("junk.img"), "names the source: {refused}");
+    assert!(p.finish().success());
+    assert!(image_lock_free(&junk).expect("flock"));
+}
