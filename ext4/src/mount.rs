@@ -12,11 +12,9 @@
 //!   recovery (already refused by `Fs::open` unless `norecovery`, which
 //!   implies read-only).
 //! - Mounted read-write, the superblock says not clean (`s_state` without
-//!   VALID), `s_mnt_count` + 1, `s_mtime` now: as the kernel does without a
-//!   journal. Journaled filesystems are marked the same way (not with
-//!   needs_recovery) until the engine journals its transactions: an
-//!   unclean stop then makes e2fsck check everything, and nothing asks for
-//!   a replay of a journal that holds none of our changes.
+//!   VALID), `s_mnt_count` + 1, `s_mtime` now, as the kernel does; with a
+//!   journal also needs_recovery, durable before the first journal commit
+//!   (`journaled.rs`), and cleared at unmount after a full checkpoint.
 //! - Unmount writes the state back as it was at mount (plus ERROR_FS if an
 //!   error was recorded), the exact free counts, `s_wtime` and
 //!   `s_kbytes_written`, after writing every dirty block home, then flushes.
