@@ -47,7 +47,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::fs::Fs;
@@ -260,6 +260,34 @@ impl Fs {
         Ok(true)
     }
 
+    /// With a journal, commits the running transaction when the last
+    /// commit (or periodic writeback) is older than `interval`:
+    /// `Some(committed)`; `None` without a journal. Without one the caller
+    /// writes home when [`Fs::periodic_due`] says so.
+    pub(crate) fn journal_commit_if_older(&self, interval: Duration) -> Result<Option<bool>> {
+        let mut j = self.w.journal.lock();
+        if j.writer.is_none() {
+            return Ok(None);
+        }
+        if j.last_commit.is_some_and(|t| t.elapsed() < interval) {
+            return Ok(Some(false));
+        }
+        self.commit_locked(&mut j)?;
+        j.last_commit = Some(Instant::now());
+        Ok(Some(true))
+    }
+
+    /// Without a journal: whether the last periodic writeback is older
+    /// than `interval` (then it counts as done now).
+    pub(crate) fn periodic_due(&self, interval: Duration) -> bool {
+        let mut j = self.w.journal.lock();
+        if j.last_commit.is_some_and(|t| t.elapsed() < interval) {
+            return false;
+        }
+        j.last_commit = Some(Instant::now());
+        true
+    }
+
     /// Writes home every block the log holds and empties the log.
     pub fn checkpoint(&self) -> Result<()> {
         let mut j = self.w.journal.lock();
@@ -327,12 +355,14 @@ impl Fs {
                 .collect();
             set.into_iter().map(Pblk).collect()
         };
-        let now = crate::tx::now();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let mut tx = LogTransaction {
             blocks: blocks.iter().map(|(b, d)| (Pblk(*b), d.to_vec())).collect(),
             revokes: revokes(j),
-            sec: u64::try_from(now.sec).unwrap_or(0),
-            nsec: now.nsec,
+            sec: now.as_secs(),
+            nsec: now.subsec_nanos(),
         };
         let fits = j.writer.as_ref().is_some_and(|w| w.fits(&tx));
         if !fits {

@@ -55,7 +55,8 @@
 //! The journal: [`journal`] (jbd2's on-disk layouts, decode and encode, and
 //! recovery: `journal::recover`, the step run before `Fs::open`, which
 //! itself never writes), [`journaled`] (journaled writes: the running
-//! transaction under `Tx::commit`, journal commit, checkpoint) and
+//! transaction under `Tx::commit`, journal commit, checkpoint),
+//! [`committer`] (the commit interval's thread) and
 //! [`orphan`] (finds the orphans a crash left).
 //!
 //! The import graph between these modules is acyclic, except that a module
@@ -67,6 +68,7 @@ mod alloc_state;
 mod balloc;
 pub mod bitmap;
 pub mod bytes;
+pub mod committer;
 pub mod csum;
 pub mod data;
 pub mod dir;

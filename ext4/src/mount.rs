@@ -527,6 +527,28 @@ impl Fs {
             .is_some_and(|r| r.blocks.is_empty() && r.freed.is_empty()))
     }
 
+    /// The commit interval's work (called by [`crate::committer`]'s
+    /// thread): with a journal, the running transaction is committed when
+    /// the last commit is older than `interval`; without one, dirty blocks
+    /// are written home and flushed at most once per `interval`. Returns
+    /// whether it committed or wrote. Errors go through the error policy
+    /// and stay pending for the next sync.
+    pub fn commit_if_due(&self, interval: std::time::Duration) -> Result<bool> {
+        match self.mode() {
+            Mode::ReadWrite | Mode::ErrorsReadOnly => {}
+            Mode::ReadOnly | Mode::Unmounted | Mode::Stopped => return Ok(false),
+        }
+        let res = match self.journal_commit_if_older(interval) {
+            Ok(Some(done)) => Ok(done),
+            Ok(None) if self.dev().dirty_bytes() > 0 && self.periodic_due(interval) => {
+                self.write_home().map(|()| true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        res.inspect_err(|e| self.fail(e, ErrorAt::func("periodic commit")))
+    }
+
     /// Rewrites the superblock: exact free counts, write time, bytes
     /// written; `state`, when given (the end of the mount, the journal
     /// closed), replaces `s_state` and clears needs_recovery.
