@@ -26,7 +26,7 @@ const OWNER: InodeNo = InodeNo(12);
 /// Steps of the workload.
 const STEPS: u32 = 60;
 /// Metadata blocks each step allocates and logs.
-const PER_STEP: u32 = 12;
+const PER_STEP: u32 = 30;
 
 /// Journaled geometries, each with a 1 MiB journal (it wraps).
 const GEOMETRIES: &[(&str, &[&str], &str)] = &[
