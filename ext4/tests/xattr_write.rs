@@ -375,6 +375,19 @@ fn shared_blocks_are_copied_on_write() {
                     .arg("z".repeat(700))
                     .arg(&p));
             }
+            // The kernel's own layout of both areas, for the engine to edit.
+            let k = mnt.join("k");
+            std::fs::write(&k, b"k").unwrap();
+            for (n, v) in [
+                ("user.a", "1".repeat(10)),
+                ("user.b", "2".repeat(20)),
+                ("user.c", "3".repeat(500)),
+            ] {
+                run(Command::new("setfattr")
+                    .args(["-n", n, "-v"])
+                    .arg(v)
+                    .arg(&k));
+            }
         }
         let img = Image {
             mem: std::sync::Arc::new(fsvc_ext4::io::mem::MemChannel::new(
@@ -403,11 +416,18 @@ fn shared_blocks_are_copied_on_write() {
         let bytes = img.bytes();
         assert_eq!(refcount(&bytes, bs, shared), 1, "{name}");
         assert_eq!(refcount(&bytes, bs, a_blk), 1, "{name}");
+        // Edits of the kernel's layout: one removed, one replaced, one added.
+        let k = ino("k");
+        fs.remove_xattr(ROOT, k, b"user.a").unwrap();
+        fs.set_xattr(ROOT, k, b"user.b", b"replaced", REPLACE)
+            .unwrap();
+        fs.set_xattr(ROOT, k, b"user.d", &[b'4'; 300], CREATE)
+            .unwrap();
         // c, now alone on the block, changes it in place.
         fs.set_xattr(ROOT, ino("c"), b"user.shared", b"short", SET)
             .unwrap();
         let c_blk = fs.inode(ino("c")).unwrap().file_acl.0;
-        let served: Vec<_> = ["a", "b", "c"]
+        let served: Vec<_> = ["a", "b", "c", "k"]
             .iter()
             .map(|f| (*f, engine_xattrs(&fs, ino(f))))
             .collect();
@@ -425,6 +445,9 @@ fn shared_blocks_are_copied_on_write() {
         assert_eq!(served[0].1.len(), 2, "{name}");
         assert!(served[1].1.is_empty(), "{name}");
         assert_eq!(served[2].1["user.shared"], b"short", "{name}");
+        let k: Vec<&str> = served[3].1.keys().map(String::as_str).collect();
+        assert_eq!(k, ["user.b", "user.c", "user.d"], "{name}");
+        assert_eq!(served[3].1["user.b"], b"replaced", "{name}");
     }
 }
 
@@ -486,4 +509,66 @@ fn default_acls_are_inherited() {
     fs.unmount().unwrap();
     drop(fs);
     img.fsck_clean();
+}
+
+/// Inline-data files keep their data (`system.data`) beside the new
+/// attributes, and 128-byte inodes, which have no in-inode area, put
+/// everything in the block.
+#[test]
+fn inline_data_and_small_inodes() {
+    let kernel = privileged("inline_data_and_small_inodes");
+    let cases: &[(&str, &[&str])] = &[
+        ("inline", &["-b", "1024", "-O", "inline_data"]),
+        ("128-byte inodes", &["-b", "1024", "-I", "128"]),
+    ];
+    for &(name, args) in cases {
+        let s = Scratch::new("wattr-inline");
+        let src = s.0.join("tree");
+        std::fs::create_dir_all(src.join("d")).unwrap();
+        std::fs::write(src.join("f"), b"tiny inline contents").unwrap();
+        std::fs::write(src.join("d/x"), b"x").unwrap();
+        let mut a = args.to_vec();
+        a.extend(["-d", src.to_str().unwrap()]);
+        let Some(img) = Image::mkfs(&a, "16M") else {
+            return;
+        };
+        let fs = img.open_rw();
+        for p in ["f", "d"] {
+            let ino = lookup(&fs, p);
+            for i in 0..6 {
+                let key = format!("user.k{i}");
+                fs.set_xattr(ROOT, ino, key.as_bytes(), &[b'0' + i as u8; 30], SET)
+                    .unwrap();
+            }
+            fs.remove_xattr(ROOT, ino, b"user.k2").unwrap();
+        }
+        let f = lookup(&fs, "f");
+        let mut buf = vec![0u8; 64];
+        let n = fs.read(f, 0, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"tiny inline contents", "{name}");
+        assert_eq!(fs.list_xattrs(f).unwrap().len(), 5, "{name}");
+        let served: Vec<_> = ["f", "d"]
+            .iter()
+            .map(|p| (*p, engine_xattrs(&fs, lookup(&fs, p))))
+            .collect();
+        fs.unmount().unwrap();
+        drop(fs);
+        img.fsck_clean();
+        if !kernel {
+            continue;
+        }
+        let path = s.0.join("img");
+        std::fs::write(&path, img.bytes()).unwrap();
+        let mnt = s.0.join("mnt");
+        let _m = Mount::new(&path, &mnt, "ro,noload");
+        assert_eq!(
+            std::fs::read(mnt.join("f")).unwrap(),
+            b"tiny inline contents",
+            "{name}"
+        );
+        assert_eq!(std::fs::read(mnt.join("d/x")).unwrap(), b"x", "{name}");
+        for (p, want) in &served {
+            assert_eq!(&kernel_xattrs(&mnt.join(p)), want, "{name}: {p}");
+        }
+    }
 }
