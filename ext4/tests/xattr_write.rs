@@ -572,3 +572,89 @@ fn inline_data_and_small_inodes() {
         }
     }
 }
+
+/// The same attribute changes made by the kernel on one copy of an image
+/// and by the engine on another: both read back (through the kernel)
+/// with the same names, values, modes and allocated blocks.
+#[test]
+fn same_changes_as_the_kernel() {
+    if !privileged("same_changes_as_the_kernel") {
+        return;
+    }
+    for &(name, args, size) in &[GEOMETRIES[0], GEOMETRIES[1], GEOMETRIES[5]] {
+        let s = Scratch::new("wattr-same");
+        let src = s.0.join("tree");
+        tree(&src);
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["-d", src.to_str().unwrap()]);
+        let Some(img) = Image::mkfs(&a, size) else {
+            return;
+        };
+        let theirs = s.0.join("kernel.img");
+        std::fs::write(&theirs, img.bytes()).unwrap();
+        let big = "q".repeat(600);
+        let named = acl(&[
+            (tag::USER_OBJ, 6, U),
+            (tag::USER, 4, 1000),
+            (tag::GROUP_OBJ, 4, U),
+            (tag::MASK, 4, U),
+            (tag::OTHER, 4, U),
+        ]);
+        {
+            let mnt = s.0.join("kmnt");
+            let _m = Mount::new(&theirs, &mnt, "rw");
+            let f = mnt.join("f");
+            let set = |n: &str, v: &str| {
+                run(Command::new("setfattr").args(["-n", n, "-v", v]).arg(&f));
+            };
+            set("user.a", "first");
+            set("user.big", &big);
+            set("user.a", "second value");
+            run(Command::new("setfattr").args(["-x", "user.big"]).arg(&f));
+            set("trusted.t", &big);
+            run(Command::new("setfacl").args(["-m", "u:1000:r"]).arg(&f));
+            run(Command::new("chmod").arg("750").arg(&f));
+        }
+        let fs = img.open_rw();
+        let f = lookup(&fs, "f");
+        fs.set_xattr(ROOT, f, b"user.a", b"first", SET).unwrap();
+        fs.set_xattr(ROOT, f, b"user.big", big.as_bytes(), SET)
+            .unwrap();
+        fs.set_xattr(ROOT, f, b"user.a", b"second value", SET)
+            .unwrap();
+        fs.remove_xattr(ROOT, f, b"user.big").unwrap();
+        fs.set_xattr(ROOT, f, b"trusted.t", big.as_bytes(), SET)
+            .unwrap();
+        fs.set_xattr(ROOT, f, b"system.posix_acl_access", &named, SET)
+            .unwrap();
+        fs.setattr(
+            ROOT,
+            f,
+            &SetAttr {
+                mode: Some(0o750),
+                ..SetAttr::default()
+            },
+        )
+        .unwrap();
+        fs.unmount().unwrap();
+        drop(fs);
+        img.fsck_clean();
+        let ours = s.0.join("engine.img");
+        std::fs::write(&ours, img.bytes()).unwrap();
+        let view = |path: &Path, tag: &str| {
+            use std::os::unix::fs::MetadataExt;
+            let mnt = s.0.join(tag);
+            let _m = Mount::new(path, &mnt, "ro,noload");
+            let m = std::fs::metadata(mnt.join("f")).unwrap();
+            (kernel_xattrs(&mnt.join("f")), m.mode(), m.blocks())
+        };
+        let (kx, kmode, kblocks) = view(&theirs, "k-ro");
+        let (ex, emode, eblocks) = view(&ours, "e-ro");
+        assert_eq!(ex, kx, "{name}: attributes");
+        assert_eq!(emode, kmode, "{name}: mode");
+        assert_eq!(
+            eblocks, kblocks,
+            "{name}: st_blocks (the xattr block counted once)"
+        );
+    }
+}
