@@ -42,7 +42,10 @@
 //! [`wstate`] (mount mode and write state), [`super_fields`] (the
 //! superblock's changing fields), `balloc`/`ialloc` (the allocators),
 //! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
-//! the `test-util` feature).
+//! the `test-util` feature). File mappings change through [`blockmap`]
+//! (map-or-allocate, free-from, for both kinds), built on
+//! [`extent_edit`] (extent tree insert, split, depth changes, truncate)
+//! and [`indirect_edit`] (indirect block maps).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
@@ -68,6 +71,7 @@ mod alloc_state;
 pub mod attr_write;
 mod balloc;
 pub mod bitmap;
+pub mod blockmap;
 pub mod bytes;
 pub mod csum;
 pub mod data;
@@ -75,6 +79,7 @@ pub mod dir;
 pub mod dirent;
 pub mod error;
 pub mod extent;
+pub mod extent_edit;
 pub mod features;
 pub mod flags;
 pub mod fs;
@@ -83,6 +88,7 @@ pub mod hash;
 pub mod htree;
 mod ialloc;
 pub mod indirect;
+pub mod indirect_edit;
 pub mod inline;
 pub mod inode;
 pub mod io;
