@@ -81,6 +81,19 @@ pub enum Error {
     /// A file would be larger than the format allows (EFBIG).
     #[error("file too large")]
     FileTooBig,
+    /// The change is not allowed (EPERM): an immutable or append-only
+    /// inode, a flag only a privileged caller may change. The string says
+    /// which rule refused it.
+    #[error("operation not permitted: {0}")]
+    NotPermitted(String),
+    /// What the change would create exists already (EEXIST), e.g. an
+    /// extended attribute set with XATTR_CREATE.
+    #[error("already exists")]
+    Exists,
+    /// An extended attribute value is larger than any filesystem may hold
+    /// (E2BIG: past `XATTR_SIZE_MAX`, 64 KiB).
+    #[error("extended attribute value too large")]
+    ValueTooBig,
     /// An internal rule was broken (a lock taken in the wrong order, a
     /// transaction used after its end): a bug in fsvc, never the image's fault.
     #[error("internal error: {0}")]
@@ -95,6 +108,9 @@ pub enum Space {
     Blocks,
     /// Free inodes.
     Inodes,
+    /// Room for extended attributes (the in-inode area and the one xattr
+    /// block are full, or the value does not fit in a block).
+    Xattrs,
 }
 
 impl std::fmt::Display for Space {
@@ -102,6 +118,7 @@ impl std::fmt::Display for Space {
         f.write_str(match self {
             Space::Blocks => "no free blocks",
             Space::Inodes => "no free inodes",
+            Space::Xattrs => "no room for the extended attribute",
         })
     }
 }

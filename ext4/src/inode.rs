@@ -29,6 +29,8 @@ const I_GID: usize = 0x18;
 const I_LINKS_COUNT: usize = 0x1A;
 const I_BLOCKS_LO: usize = 0x1C;
 const I_FLAGS: usize = 0x20;
+/// `l_i_version` (osd1 on Linux): the low half of the change counter.
+const I_VERSION_LO: usize = 0x24;
 /// Offset of `i_block` (extent root, block map, fast symlink or inline data).
 pub const I_BLOCK: usize = 0x28;
 /// Size of `i_block`.
@@ -48,6 +50,8 @@ const I_MTIME_EXTRA: usize = 0x88;
 const I_ATIME_EXTRA: usize = 0x8C;
 const I_CRTIME: usize = 0x90;
 const I_CRTIME_EXTRA: usize = 0x94;
+/// `i_version_hi`: the high half of the change counter (extra fields).
+const I_VERSION_HI: usize = 0x98;
 
 /// Mode: file type mask and types.
 pub const S_IFMT: u16 = 0o170000;
@@ -65,6 +69,12 @@ pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFCHR: u16 = 0o020000;
 /// FIFO.
 pub const S_IFIFO: u16 = 0o010000;
+/// Set-user-id bit.
+pub const S_ISUID: u16 = 0o4000;
+/// Set-group-id bit.
+pub const S_ISGID: u16 = 0o2000;
+/// Group execute bit.
+pub const S_IXGRP: u16 = 0o0010;
 
 /// Inode flags (`i_flags`).
 pub mod flags {
@@ -668,6 +678,39 @@ impl Inode {
             put(&mut r).ok_or_else(|| Error::Internal(format!("inode {}: checksum", self.ino)))?;
         }
         Ok(r)
+    }
+}
+
+impl Inode {
+    /// `i_version`, the change counter (NFS change attribute): the low
+    /// half in `l_i_version`, the high half in `i_version_hi` when the
+    /// extra fields reach it.
+    pub fn version(&self) -> u64 {
+        let lo = u64::from(le32(&self.raw, I_VERSION_LO));
+        let hi = if self.extra_fits(I_VERSION_HI, 4) {
+            u64::from(le32(&self.raw, I_VERSION_HI))
+        } else {
+            0
+        };
+        lo | (hi << 32)
+    }
+
+    /// Counts one change in `i_version` (as the kernel's
+    /// `inode_inc_iversion`; the high half only where the inode has it).
+    pub fn bump_version(&mut self) {
+        let v = self.version().wrapping_add(1);
+        let hi_fits = self.extra_fits(I_VERSION_HI, 4);
+        // The raw buffer is `s_inode_size` long (checked at parse).
+        let _ = put_le32(&mut self.raw, I_VERSION_LO, v as u32);
+        if hi_fits {
+            let _ = put_le32(&mut self.raw, I_VERSION_HI, (v >> 32) as u32);
+        }
+    }
+
+    /// Whether `len` bytes at `off` lie inside this inode's extra fields.
+    fn extra_fits(&self, off: usize, len: usize) -> bool {
+        let good_old = usize::from(GOOD_OLD_INODE_SIZE);
+        self.raw.len() > good_old && off + len <= good_old + usize::from(self.extra_isize)
     }
 }
 

@@ -18,15 +18,25 @@
 //! `ID=<mount id> SRC=<source> TARGET=<dir> ROOT=/ OPTS=<options>`, every
 //! value escaped as mountinfo is (`\040` for a space). util-linux 2.38
 //! skips `ID=` (it matches a line to mountinfo by target, source and
-//! root); 2.39 and later match by `ID=`.
+//! root); 2.39 and later match by `ID=`. And 2.38 drops `ID=` from every
+//! line when it rewrites the file (any mount(8) or umount(8) that adds or
+//! removes a line of its own), so a line of ours may have lost its id.
+//!
+//! A line is fsvc's when its options hold `uhelper=fuse.fsvc`. It stands
+//! for the fsvc mount at its `TARGET=` with its `ID=`, or, without `ID=`,
+//! for the fsvc mount at its `TARGET=` with its `SRC=` (libmount 2.38's
+//! own match; two live fsvc mounts cannot share a source, which each holds
+//! exclusively).
 //!
 //! Invariants: every line not removed is kept byte for byte; the lines
 //! removed are the one being replaced or forgotten, fsvc's own lines
-//! (`uhelper=fuse.fsvc` with an `ID=`) whose mount is gone from this mount
-//! namespace's mountinfo at the same target, and any line carrying the
-//! mount id of a mount just made (that id now names our mount, so the
-//! line is stale). `/run/mount` must be root's and not writable by others
-//! (the helper may be setuid); a non-regular `utab` is refused.
+//! at the same target whose mount is gone from this mount namespace's
+//! mountinfo (an id-less line also when the only mount it could stand for
+//! is the one just made, which gets its own line, or the one just
+//! unmounted), and any line carrying the mount id of a mount just made
+//! (that id now names our mount, so the line is stale). `/run/mount` must
+//! be root's and not writable by others (the helper may be setuid); a
+//! non-regular `utab` is refused.
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -101,6 +111,7 @@ impl Record<'_> {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Line {
     id: Option<u64>,
+    src: Option<String>,
     target: Option<String>,
     opts: Option<String>,
 }
@@ -116,6 +127,7 @@ impl Line {
             // The first of each wins, as in libmount's parser.
             match key {
                 "ID" if line.id.is_none() => line.id = value.parse().ok(),
+                "SRC" if line.src.is_none() => line.src = Some(unescape(value)),
                 "TARGET" if line.target.is_none() => line.target = Some(unescape(value)),
                 "OPTS" if line.opts.is_none() => line.opts = Some(unescape(value)),
                 _ => {}
@@ -124,13 +136,12 @@ impl Line {
         line
     }
 
-    /// Written by fsvc: its `uhelper=` and a mount id.
+    /// Written by fsvc: its `uhelper=` (with or without the `ID=` that
+    /// util-linux 2.38 drops when it rewrites the file).
     fn is_fsvc(&self) -> bool {
-        self.id.is_some()
-            && self
-                .opts
-                .as_deref()
-                .is_some_and(|o| o.split(',').any(|w| w == UHELPER_OPTION))
+        self.opts
+            .as_deref()
+            .is_some_and(|o| o.split(',').any(|w| w == UHELPER_OPTION))
     }
 }
 
@@ -142,8 +153,9 @@ struct Edit<'a> {
     id: Option<u64>,
     /// Drop fsvc's lines at this target whose mount is gone.
     target: &'a str,
-    /// Whether an fsvc mount with this id is mounted at this target now.
-    live: &'a dyn Fn(u64, &str) -> bool,
+    /// Whether the fsvc mount an fsvc line at [`Edit::target`] stands for
+    /// is mounted there now ([`live_in`]).
+    live: &'a dyn Fn(&Line) -> bool,
 }
 
 /// Applies `edit` to utab's text; returns the new text and how many lines
@@ -155,9 +167,8 @@ fn apply(old: &[u8], edit: &Edit<'_>) -> Option<(Vec<u8>, usize)> {
     for raw in body.split(|&b| b == b'\n').filter(|_| !old.is_empty()) {
         let line = Line::parse(raw);
         let same_id = edit.id.is_some() && line.id == edit.id;
-        let stale_here = line.is_fsvc()
-            && line.target.as_deref() == Some(edit.target)
-            && !line.id.is_some_and(|id| (edit.live)(id, edit.target));
+        let stale_here =
+            line.is_fsvc() && line.target.as_deref() == Some(edit.target) && !(edit.live)(&line);
         if same_id || stale_here {
             dropped += 1;
             continue;
@@ -174,12 +185,20 @@ fn apply(old: &[u8], edit: &Edit<'_>) -> Option<(Vec<u8>, usize)> {
     Some((out, dropped))
 }
 
-/// Whether mountinfo shows an fsvc mount with `id` at `target`.
-fn live_in(mounts: &[MountEntry]) -> impl Fn(u64, &str) -> bool + '_ {
-    move |id, target| {
-        mounts
-            .iter()
-            .any(|m| m.id == id && m.mountpoint == target && m.is_fsvc())
+/// Whether `mounts` (mountinfo) shows the fsvc mount an fsvc line stands
+/// for (see the module doc): at its target, with its id, or, for a line
+/// without one, with its source and an id other than `made` (the mount
+/// just made or unmounted, whose line this edit writes or removes).
+fn live_in(mounts: &[MountEntry], made: Option<u64>) -> impl Fn(&Line) -> bool + '_ {
+    move |line| {
+        mounts.iter().any(|m| {
+            m.is_fsvc()
+                && line.target.as_deref() == Some(m.mountpoint.as_str())
+                && match line.id {
+                    Some(id) => m.id == id,
+                    None => Some(m.id) != made && line.src.as_deref() == Some(m.source.as_str()),
+                }
+        })
     }
 }
 
@@ -187,7 +206,7 @@ fn live_in(mounts: &[MountEntry]) -> impl Fn(u64, &str) -> bool + '_ {
 /// and target make, see the module doc).
 pub fn record(r: &Record<'_>) -> Result<(), String> {
     let mounts = crate::mountinfo::read_mountinfo()?;
-    let live = live_in(&mounts);
+    let live = live_in(&mounts, Some(r.id));
     update(&Edit {
         add: Some(r.line()),
         id: Some(r.id),
@@ -202,7 +221,7 @@ pub fn record(r: &Record<'_>) -> Result<(), String> {
 /// Returns how many lines went.
 pub fn forget(id: Option<u64>, target: &str) -> Result<usize, String> {
     let mounts = crate::mountinfo::read_mountinfo()?;
-    let live = live_in(&mounts);
+    let live = live_in(&mounts, id);
     update(&Edit {
         add: None,
         id,
@@ -306,8 +325,20 @@ fn update(edit: &Edit<'_>) -> Result<usize, String> {
 mod tests {
     use super::*;
 
-    fn never(_: u64, _: &str) -> bool {
+    fn never(_: &Line) -> bool {
         false
+    }
+
+    /// An fsvc mount as mountinfo lists it.
+    fn fsvc(id: u64, source: &str, target: &str) -> MountEntry {
+        MountEntry {
+            id,
+            dev: (0, 40),
+            mountpoint: target.to_string(),
+            fstype: "fuse.fsvc.ext4".to_string(),
+            source: source.to_string(),
+            super_options: "user_id=0".to_string(),
+        }
     }
 
     #[test]
@@ -324,13 +355,16 @@ mod tests {
         );
         let parsed = Line::parse(r.line().as_bytes());
         assert_eq!(parsed.id, Some(412));
+        assert_eq!(parsed.src.as_deref(), Some("/home/u/my stick.img"));
         assert_eq!(parsed.target.as_deref(), Some("/home/u/mnt"));
         assert!(parsed.is_fsvc());
         // libmount's own lines are never fsvc's.
         let theirs = Line::parse(b"SRC=/dev/sdb1 TARGET=/media/x ROOT=/ OPTS=uhelper=udisks2");
         assert!(!theirs.is_fsvc());
-        let no_id = Line::parse(b"SRC=/a TARGET=/b ROOT=/ OPTS=uhelper=fuse.fsvc");
-        assert!(!no_id.is_fsvc(), "a line without ID= is not one fsvc wrote");
+        // As util-linux 2.38 rewrites ours: still ours.
+        let no_id = Line::parse(b"SRC=/a TARGET=/b ROOT=/ OPTS=user=u,uhelper=fuse.fsvc");
+        assert!(no_id.is_fsvc(), "a line that lost its ID= is still fsvc's");
+        assert_eq!((no_id.id, no_id.src.as_deref()), (None, Some("/a")));
     }
 
     #[test]
@@ -360,52 +394,134 @@ mod tests {
         let ours_live = "ID=51 SRC=/b.img TARGET=/m ROOT=/ OPTS=uhelper=fuse.fsvc";
         let ours_elsewhere = "ID=52 SRC=/c.img TARGET=/n ROOT=/ OPTS=uhelper=fuse.fsvc";
         let reused_id = "ID=60 SRC=/x TARGET=/y ROOT=/ OPTS=x-foo";
-        let old =
-            format!("{other}\n{weird}\n{ours_gone}\n{ours_live}\n{ours_elsewhere}\n{reused_id}\n");
-        let live = |id: u64, target: &str| id == 51 && target == "/m";
+        // Lines of ours that util-linux 2.38 rewrote without their ID=.
+        let bare_live = "SRC=/f.img TARGET=/m ROOT=/ OPTS=user=u,uhelper=fuse.fsvc";
+        let bare_gone = "SRC=/e.img TARGET=/m ROOT=/ OPTS=uhelper=fuse.fsvc";
+        let bare_made = "SRC=/d.img TARGET=/m ROOT=/ OPTS=uhelper=fuse.fsvc";
+        let bare_elsewhere = "SRC=/e.img TARGET=/n ROOT=/ OPTS=uhelper=fuse.fsvc";
+        let bare_theirs = "SRC=/e.img TARGET=/m ROOT=/ OPTS=uhelper=udisks2";
+        let bare_51 = "SRC=/b.img TARGET=/m ROOT=/ OPTS=uhelper=fuse.fsvc";
+        let old = [
+            other,
+            weird,
+            ours_gone,
+            ours_live,
+            ours_elsewhere,
+            reused_id,
+            bare_live,
+            bare_gone,
+            bare_made,
+            bare_elsewhere,
+            bare_theirs,
+        ]
+        .map(|l| format!("{l}\n"))
+        .concat();
+        // 60 is the mount just made (of /d.img at /m); 53 serves /f.img at
+        // /m, stacked under it.
+        let with_new = [
+            fsvc(51, "/b.img", "/m"),
+            fsvc(52, "/c.img", "/n"),
+            fsvc(53, "/f.img", "/m"),
+            fsvc(60, "/d.img", "/m"),
+        ];
+        let after_51 = [fsvc(52, "/c.img", "/n"), fsvc(53, "/f.img", "/m")];
         let new = Record {
             id: 60,
             source: "/d.img",
             target: "/m",
             options: &[],
         };
+        let lines = |ls: &[&str]| ls.iter().map(|l| format!("{l}\n")).collect::<String>();
         struct Case<'a> {
             what: &'a str,
+            old: String,
             edit: Edit<'a>,
             want: Option<(String, usize)>,
         }
+        let live_new = live_in(&with_new, Some(60));
+        let live_after = live_in(&after_51, Some(51));
+        let live_none = live_in(&[], None);
         let cases = [
             Case {
-                what: "a new mount at /m: drops /m's dead line and the line with its id",
+                what: "a new mount at /m: drops /m's dead lines, id-less ones too, and the line with its id",
+                old: old.clone(),
                 edit: Edit {
                     add: Some(new.line()),
                     id: Some(60),
                     target: "/m",
-                    live: &live,
+                    live: &live_new,
                 },
                 want: Some((
-                    format!(
-                        "{other}\n{weird}\n{ours_live}\n{ours_elsewhere}\n{}\n",
-                        new.line()
-                    ),
-                    2,
+                    lines(&[
+                        other,
+                        weird,
+                        ours_live,
+                        ours_elsewhere,
+                        bare_live,
+                        bare_elsewhere,
+                        bare_theirs,
+                        &new.line(),
+                    ]),
+                    4,
                 )),
             },
             Case {
-                what: "forgetting 51 at /m: its line and /m's dead one",
+                what: "forgetting 51 at /m: its line and /m's dead ones",
+                old: old.clone(),
                 edit: Edit {
                     add: None,
                     id: Some(51),
                     target: "/m",
-                    live: &never,
+                    live: &live_after,
                 },
                 want: Some((
-                    format!("{other}\n{weird}\n{ours_elsewhere}\n{reused_id}\n"),
-                    2,
+                    lines(&[
+                        other,
+                        weird,
+                        ours_elsewhere,
+                        reused_id,
+                        bare_live,
+                        bare_elsewhere,
+                        bare_theirs,
+                    ]),
+                    4,
+                )),
+            },
+            Case {
+                what: "forgetting 51 after util-linux 2.38 took its ID=: found by target and source",
+                old: lines(&[other, bare_51, bare_live, weird]),
+                edit: Edit {
+                    add: None,
+                    id: Some(51),
+                    target: "/m",
+                    live: &live_after,
+                },
+                want: Some((lines(&[other, bare_live, weird]), 1)),
+            },
+            Case {
+                what: "a non-fsvc mount at /m (the stale line made umount(8) run us): every fsvc line at /m goes",
+                old: old.clone(),
+                edit: Edit {
+                    add: None,
+                    id: None,
+                    target: "/m",
+                    live: &live_none,
+                },
+                want: Some((
+                    lines(&[
+                        other,
+                        weird,
+                        ours_elsewhere,
+                        reused_id,
+                        bare_elsewhere,
+                        bare_theirs,
+                    ]),
+                    5,
                 )),
             },
             Case {
                 what: "umount(8) already removed it: no change",
+                old: old.clone(),
                 edit: Edit {
                     add: None,
                     id: Some(99),
@@ -416,7 +532,7 @@ mod tests {
             },
         ];
         for c in cases {
-            let got = apply(old.as_bytes(), &c.edit)
+            let got = apply(c.old.as_bytes(), &c.edit)
                 .map(|(t, n)| (String::from_utf8(t).expect("utf-8"), n));
             assert_eq!(got, c.want, "{}", c.what);
         }

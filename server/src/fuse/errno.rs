@@ -57,6 +57,9 @@ pub(crate) fn errno_of(e: &Error) -> Errno {
         Error::ReadOnly | Error::RwRefused(_) => Errno::EROFS,
         Error::NoSpace(_) => Errno::ENOSPC,
         Error::FileTooBig => Errno::EFBIG,
+        Error::NotPermitted(_) => Errno::EPERM,
+        Error::Exists => Errno::EEXIST,
+        Error::ValueTooBig => Errno::E2BIG,
         Error::Stopped | Error::Internal(_) => Errno::EIO,
         // The engine's error enum is non_exhaustive: anything new is an I/O
         // error until someone decides better.
