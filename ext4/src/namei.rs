@@ -23,17 +23,20 @@
 //! before anything changes.
 
 use crate::dir_edit::NewEntry;
-use crate::dir_tx::Found;
+use crate::blockmap;
+use crate::dir_tx::{Found, Slot};
 use crate::dirent::{ft_of_kind, NAME_MAX};
 use crate::error::{Error, Result};
 use crate::flags::{check_may_modify, Change};
 use crate::fs::Fs;
-use crate::inode::{kind_of_mode, Inode, S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK};
+use crate::inode::{
+    kind_of_mode, Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use crate::inode::{I_BLOCK_LEN, S_IFLNK};
 use crate::limits::LINK_MAX;
 use crate::locks::InodeWriteGuard;
 use crate::mount::ErrorAt;
-use crate::num::InodeNo;
+use crate::num::{InodeNo, Lblk};
 use crate::superblock::{compat, ro_compat};
 use crate::tx::{Creds, Tx};
 use crate::types::{FileKind, Stat};
@@ -118,6 +121,16 @@ pub(crate) fn touch(tx: &Tx<'_>, inode: &mut Inode, entries_changed: bool) {
     inode.ctime = tx.now();
     if entries_changed {
         inode.mtime = tx.now();
+    }
+}
+
+/// Blocks an insert at `slot` may need beyond the entry itself: a new
+/// directory block when none has room (its mapping may need more; the
+/// allocation itself then fails cleanly and the transaction is dropped).
+fn growth_blocks(slot: Slot) -> u64 {
+    match slot {
+        Slot::Grow => 1,
+        Slot::Block { .. } => 0,
     }
 }
 
@@ -216,7 +229,7 @@ impl Fs {
             name,
             S_IFREG | (mode & PERM_MASK),
             "create",
-            |_| Ok(()),
+            |_, _| Ok(()),
         )
     }
 
@@ -237,7 +250,7 @@ impl Fs {
             return Err(Error::Invalid(format!("mknod with file type {t:o}")));
         }
         let device = t == S_IFCHR || t == S_IFBLK;
-        self.make_node(creds, dir, name, mode, "mknod", |inode| {
+        self.make_node(creds, dir, name, mode, "mknod", |_, inode| {
             if device {
                 encode_rdev(inode.i_block_mut(), rdev);
             }
@@ -246,9 +259,17 @@ impl Fs {
     }
 
     /// Creates symlink `name` in `dir` pointing at `target`. Targets
-    /// shorter than 60 bytes are kept in the inode (a fast symlink, as the
-    /// kernel makes them); longer ones need a block (not in this step).
-    pub fn symlink(&self, creds: &Creds, dir: InodeNo, name: &[u8], target: &[u8]) -> Result<Stat> {
+    /// shorter than 60 bytes are kept in the inode (a fast symlink), longer
+    /// ones in a block of their own (a slow one), as the kernel makes them
+    /// (also on inline_data filesystems: the kernel never makes inline
+    /// symlinks).
+    pub fn symlink(
+        &self,
+        creds: &Creds,
+        dir: InodeNo,
+        name: &[u8],
+        target: &[u8],
+    ) -> Result<Stat> {
         let bs = self.block_size() as usize;
         if target.is_empty() || target.contains(&0) {
             return Err(Error::Invalid("symlink target empty or with a NUL".into()));
@@ -257,19 +278,66 @@ impl Fs {
         if target.len() + 1 > bs {
             return Err(Error::NameTooLong);
         }
-        if target.len() >= I_BLOCK_LEN {
-            return Err(Error::Unsupported(
-                "symlinks of 60 bytes or more (a block) in this step".into(),
-            ));
-        }
-        self.make_node(creds, dir, name, S_IFLNK | 0o777, "symlink", |inode| {
-            // A fast symlink maps nothing: the target replaces the root.
-            inode.flags &= !crate::inode::flags::EXTENTS;
-            let ib = inode.i_block_mut();
-            ib.fill(0);
-            ib[..target.len()].copy_from_slice(target);
+        self.make_node(creds, dir, name, S_IFLNK | 0o777, "symlink", |tx, inode| {
             inode.size = target.len() as u64;
-            Ok(())
+            if target.len() < I_BLOCK_LEN {
+                // A fast symlink maps nothing: the target replaces the root.
+                inode.flags &= !crate::inode::flags::EXTENTS;
+                let ib = inode.i_block_mut();
+                ib.fill(0);
+                ib[..target.len()].copy_from_slice(target);
+                return Ok(());
+            }
+            tx.check_space(1, 0)?;
+            let run = *blockmap::map_alloc(tx, inode, Lblk(0), 1)?
+                .first()
+                .ok_or(Error::NoSpace(crate::error::Space::Blocks))?;
+            let mut block = vec![0u8; bs];
+            block[..target.len()].copy_from_slice(target);
+            // File data (data=ordered): on the device before the commit
+            // that points the inode at it.
+            tx.fs().write_data(run.pblk, &block)
+        })
+    }
+
+    /// Creates directory `name` in `dir` with permission bits `mode`: one
+    /// block holding "." and "..", two links; the parent gains one
+    /// (`ext4_inc_count`). EMLINK when the parent has as many
+    /// subdirectories as it may.
+    pub fn mkdir(&self, creds: &Creds, dir: InodeNo, name: &[u8], mode: u16) -> Result<Stat> {
+        check_new_name(name)?;
+        let _locks = self.inode_locks().write(dir);
+        let at = ErrorAt {
+            func: "mkdir",
+            ino: dir,
+            ..ErrorAt::default()
+        };
+        self.in_tx(creds, at, |tx| {
+            let mut d = tx_dir(tx, dir)?;
+            tx.check_dir_editable(&d)?;
+            check_may_modify(&d, Change::AddEntry)?;
+            if tx.dir_find(&d, name)?.is_some() {
+                return Err(Error::Exists);
+            }
+            if dir_link_max(tx, &d) {
+                return Err(Error::TooManyLinks);
+            }
+            let slot = tx.dir_plan_insert(&d, name)?;
+            tx.check_space(1 + growth_blocks(slot), 1)?;
+            let mut inode = tx.new_inode(&d, S_IFDIR | (mode & PERM_MASK))?;
+            inode.links = 2;
+            tx.dir_init_block(&mut inode, dir)?;
+            tx.write_inode(&inode)?;
+            let e = NewEntry {
+                ino: inode.ino,
+                name,
+                file_type: ft_of_kind(FileKind::Dir),
+            };
+            tx.dir_insert(&mut d, slot, &e)?;
+            inc_dir_count(tx, &mut d);
+            touch(tx, &mut d, true);
+            tx.write_inode(&d)?;
+            Ok(inode.stat())
         })
     }
 
@@ -282,7 +350,7 @@ impl Fs {
         name: &[u8],
         mode: u16,
         func: &'static str,
-        init: impl FnOnce(&mut Inode) -> Result<()>,
+        init: impl FnOnce(&mut Tx<'_>, &mut Inode) -> Result<()>,
     ) -> Result<Stat> {
         check_new_name(name)?;
         let kind = kind_of_mode(mode)
@@ -301,9 +369,9 @@ impl Fs {
                 return Err(Error::Exists);
             }
             let slot = tx.dir_plan_insert(&d, name)?;
-            tx.check_space(0, 1)?;
+            tx.check_space(growth_blocks(slot), 1)?;
             let mut inode = tx.new_inode(&d, mode)?;
-            init(&mut inode)?;
+            init(tx, &mut inode)?;
             tx.write_inode(&inode)?;
             let e = NewEntry {
                 ino: inode.ino,
@@ -446,11 +514,12 @@ impl Fs {
             if inode.links > 0 {
                 return Ok(());
             }
-            if inode.blocks != 0 || inode.file_acl.0 != 0 {
+            if inode.file_acl.0 != 0 {
                 return Err(Error::Unsupported(format!(
-                    "freeing inode {ino}, which owns blocks, in this step"
+                    "freeing inode {ino}, which has an xattr block, in this step"
                 )));
             }
+            blockmap::free_from(tx, &mut inode, 0)?;
             tx.orphan_del(&mut inode)?;
             inode.size = 0;
             inode.dtime = u32::try_from(tx.now().sec.max(0)).unwrap_or(u32::MAX);
