@@ -87,9 +87,10 @@ impl Tx<'_> {
     fn dir_run(&self, dir: &Inode, lblk: Lblk) -> Result<Run> {
         match blockmap::lookup(self, dir, lblk)? {
             // An uninitialized extent reads as zeros: no entries, as a hole.
-            blockmap::Lookup::Hole { len } | blockmap::Lookup::Mapped { len, uninit: true, .. } => {
-                Ok(Run::Hole(len.max(1)))
-            }
+            blockmap::Lookup::Hole { len }
+            | blockmap::Lookup::Mapped {
+                len, uninit: true, ..
+            } => Ok(Run::Hole(len.max(1))),
             blockmap::Lookup::Mapped { pblk, .. } => Ok(Run::Block(pblk, self.get(pblk)?)),
         }
     }
