@@ -65,7 +65,11 @@ fn has_map(tx: &Tx, inode: &Inode) -> Result<bool> {
     }
     Ok(match inode.kind() {
         FileKind::File | FileKind::Dir => true,
-        FileKind::Symlink => !inode.is_fast_symlink(tx.sb()),
+        // A target of 60 bytes or more is never in `i_block`: a new slow
+        // symlink (no block yet) is mapped too.
+        FileKind::Symlink => {
+            !inode.is_fast_symlink(tx.sb()) || inode.size >= crate::inode::I_BLOCK_LEN as u64
+        }
         _ => false,
     })
 }

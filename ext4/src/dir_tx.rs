@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use crate::data::map_via;
+use crate::blockmap;
 use crate::dir::DirGeometry;
 use crate::dir_edit::{self, NewEntry};
 use crate::dirent::{verify_leaf, DIRENT_TAIL_SIZE};
@@ -85,11 +85,32 @@ impl Tx<'_> {
 
     /// Block `lblk` of directory `dir` as this transaction sees it.
     fn dir_run(&self, dir: &Inode, lblk: Lblk) -> Result<Run> {
-        let m = map_via(self.sb(), dir, lblk, &|b| self.get(b))?;
-        match m.pblk {
-            None => Ok(Run::Hole(m.len.max(1))),
-            Some(p) => Ok(Run::Block(p, self.get(p)?)),
+        match blockmap::lookup(self, dir, lblk)? {
+            // An uninitialized extent reads as zeros: no entries, as a hole.
+            blockmap::Lookup::Hole { len }
+            | blockmap::Lookup::Mapped {
+                len, uninit: true, ..
+            } => Ok(Run::Hole(len.max(1))),
+            blockmap::Lookup::Mapped { pblk, .. } => Ok(Run::Block(pblk, self.get(pblk)?)),
         }
+    }
+
+    /// Adds an empty leaf block at the end of directory `dir` (its size
+    /// grows by a block; the caller writes the inode). Returns the block.
+    pub(crate) fn dir_append_block(&mut self, dir: &mut Inode) -> Result<(Lblk, Pblk)> {
+        let g = DirGeometry::of(self.sb(), dir)?;
+        let lblk = Lblk(g.nblocks);
+        let run = *blockmap::map_alloc(self, dir, lblk, 1)?
+            .first()
+            .ok_or(Error::NoSpace(crate::error::Space::Blocks))?;
+        let rl = Self::region_len(&g);
+        let b = self.new_block(run.pblk)?;
+        dir_edit::init_empty(&mut b[..rl], g.fmt)?;
+        if g.csum {
+            dir_edit::set_leaf_tail(b, dir.csum_seed)?;
+        }
+        dir.size = dir.size.saturating_add(g.block_size as u64);
+        Ok((lblk, run.pblk))
     }
 
     /// Calls `f` with each mapped block of `dir` (logical, physical,
@@ -242,11 +263,9 @@ impl Tx<'_> {
         slot: Slot,
         e: &NewEntry<'_>,
     ) -> Result<()> {
-        let Slot::Block { pblk, offset } = slot else {
-            return Err(Error::Unsupported(format!(
-                "growing a directory by a block (directory {})",
-                dir.ino
-            )));
+        let (pblk, offset) = match slot {
+            Slot::Block { pblk, offset } => (pblk, offset),
+            Slot::Grow => (self.dir_append_block(dir)?.1, 0),
         };
         let dir = &*dir;
         let g = DirGeometry::of(self.sb(), dir)?;
@@ -369,5 +388,22 @@ impl Tx<'_> {
         self.dir_find(dir, b"..")?
             .map(|f| f.ino)
             .ok_or_else(|| Error::corrupt(format!("directory {}", dir.ino), "no '..' entry"))
+    }
+
+    /// Gives the new directory `dir` (no blocks yet) its first block:
+    /// "." naming itself and ".." naming `parent`; its size one block.
+    pub(crate) fn dir_init_block(&mut self, dir: &mut Inode, parent: InodeNo) -> Result<()> {
+        let g = DirGeometry::of(self.sb(), dir)?;
+        let run = *blockmap::map_alloc(self, dir, Lblk(0), 1)?
+            .first()
+            .ok_or(Error::NoSpace(crate::error::Space::Blocks))?;
+        let rl = Self::region_len(&g);
+        let b = self.new_block(run.pblk)?;
+        dir_edit::init_dots(&mut b[..rl], g.fmt, dir.ino, parent, crate::dirent::ft::DIR)?;
+        if g.csum {
+            dir_edit::set_leaf_tail(b, dir.csum_seed)?;
+        }
+        dir.size = g.block_size as u64;
+        Ok(())
     }
 }

@@ -22,21 +22,25 @@
 //! yet (no truncate yet): both are refused with [`Error::Unsupported`]
 //! before anything changes.
 
+use crate::blockmap;
 use crate::dir_edit::NewEntry;
-use crate::dir_tx::Found;
+use crate::dir_tx::{Found, Slot};
 use crate::dirent::{ft_of_kind, NAME_MAX};
 use crate::error::{Error, Result};
 use crate::flags::{check_may_modify, Change};
 use crate::fs::Fs;
-use crate::inode::{kind_of_mode, Inode, S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK};
+use crate::inode::{
+    kind_of_mode, Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use crate::inode::{I_BLOCK_LEN, S_IFLNK};
 use crate::limits::LINK_MAX;
 use crate::locks::InodeWriteGuard;
 use crate::mount::ErrorAt;
-use crate::num::InodeNo;
+use crate::num::{InodeNo, Lblk};
 use crate::superblock::{compat, ro_compat};
 use crate::tx::{Creds, Tx};
 use crate::types::{FileKind, Stat};
+use crate::xattr_write::InheritedAcl;
 
 /// How often a name is looked up again when it changed between the
 /// lookup and taking its inode's lock (another operation renamed or
@@ -118,6 +122,16 @@ pub(crate) fn touch(tx: &Tx<'_>, inode: &mut Inode, entries_changed: bool) {
     inode.ctime = tx.now();
     if entries_changed {
         inode.mtime = tx.now();
+    }
+}
+
+/// Blocks an insert at `slot` may need beyond the entry itself: a new
+/// directory block when none has room (its mapping may need more; the
+/// allocation itself then fails cleanly and the transaction is dropped).
+fn growth_blocks(slot: Slot) -> u64 {
+    match slot {
+        Slot::Grow => 1,
+        Slot::Block { .. } => 0,
     }
 }
 
@@ -204,8 +218,17 @@ impl Fs {
     }
 
     /// Creates a regular file `name` in `dir` with permission bits `mode`
-    /// (a file-type part, if any, must say regular file).
-    pub fn create(&self, creds: &Creds, dir: InodeNo, name: &[u8], mode: u16) -> Result<Stat> {
+    /// (a file-type part, if any, must say regular file) and the caller's
+    /// `umask`: applied unless `dir` has a default ACL, which the new file
+    /// inherits instead (`posix_acl_create`).
+    pub fn create(
+        &self,
+        creds: &Creds,
+        dir: InodeNo,
+        name: &[u8],
+        mode: u16,
+        umask: u16,
+    ) -> Result<Stat> {
         let t = mode & S_IFMT;
         if t != 0 && t != S_IFREG {
             return Err(Error::Invalid(format!("create with file type {t:o}")));
@@ -214,22 +237,24 @@ impl Fs {
             creds,
             dir,
             name,
-            S_IFREG | (mode & PERM_MASK),
+            (S_IFREG | (mode & PERM_MASK), umask),
             "create",
-            |_| Ok(()),
+            |_, _| Ok(()),
         )
     }
 
     /// Creates a node `name` in `dir`: `mode` holds the type (regular
     /// file, character or block device, FIFO, socket) and permission
     /// bits; `rdev` is the device number of a device node in the kernel's
-    /// `new_encode_dev` form (what FUSE delivers), ignored otherwise.
+    /// `new_encode_dev` form (what FUSE delivers), ignored otherwise;
+    /// `umask` as for [`Fs::create`].
     pub fn mknod(
         &self,
         creds: &Creds,
         dir: InodeNo,
         name: &[u8],
         mode: u16,
+        umask: u16,
         rdev: u32,
     ) -> Result<Stat> {
         let t = mode & S_IFMT;
@@ -237,7 +262,7 @@ impl Fs {
             return Err(Error::Invalid(format!("mknod with file type {t:o}")));
         }
         let device = t == S_IFCHR || t == S_IFBLK;
-        self.make_node(creds, dir, name, mode, "mknod", |inode| {
+        self.make_node(creds, dir, name, (mode, umask), "mknod", |_, inode| {
             if device {
                 encode_rdev(inode.i_block_mut(), rdev);
             }
@@ -246,8 +271,10 @@ impl Fs {
     }
 
     /// Creates symlink `name` in `dir` pointing at `target`. Targets
-    /// shorter than 60 bytes are kept in the inode (a fast symlink, as the
-    /// kernel makes them); longer ones need a block (not in this step).
+    /// shorter than 60 bytes are kept in the inode (a fast symlink), longer
+    /// ones in a block of their own (a slow one), as the kernel makes them
+    /// (also on inline_data filesystems: the kernel never makes inline
+    /// symlinks).
     pub fn symlink(&self, creds: &Creds, dir: InodeNo, name: &[u8], target: &[u8]) -> Result<Stat> {
         let bs = self.block_size() as usize;
         if target.is_empty() || target.contains(&0) {
@@ -257,19 +284,83 @@ impl Fs {
         if target.len() + 1 > bs {
             return Err(Error::NameTooLong);
         }
-        if target.len() >= I_BLOCK_LEN {
-            return Err(Error::Unsupported(
-                "symlinks of 60 bytes or more (a block) in this step".into(),
-            ));
-        }
-        self.make_node(creds, dir, name, S_IFLNK | 0o777, "symlink", |inode| {
-            // A fast symlink maps nothing: the target replaces the root.
-            inode.flags &= !crate::inode::flags::EXTENTS;
-            let ib = inode.i_block_mut();
-            ib.fill(0);
-            ib[..target.len()].copy_from_slice(target);
-            inode.size = target.len() as u64;
-            Ok(())
+        self.make_node(
+            creds,
+            dir,
+            name,
+            (S_IFLNK | 0o777, 0),
+            "symlink",
+            |tx, inode| {
+                inode.size = target.len() as u64;
+                if target.len() < I_BLOCK_LEN {
+                    // A fast symlink maps nothing: the target replaces the root.
+                    inode.flags &= !crate::inode::flags::EXTENTS;
+                    let ib = inode.i_block_mut();
+                    ib.fill(0);
+                    ib[..target.len()].copy_from_slice(target);
+                    return Ok(());
+                }
+                tx.check_space(1, 0)?;
+                let run = *blockmap::map_alloc(tx, inode, Lblk(0), 1)?
+                    .first()
+                    .ok_or(Error::NoSpace(crate::error::Space::Blocks))?;
+                let mut block = vec![0u8; bs];
+                block[..target.len()].copy_from_slice(target);
+                // File data (data=ordered): on the device before the commit
+                // that points the inode at it.
+                tx.fs().write_data(run.pblk, &block)
+            },
+        )
+    }
+
+    /// Creates directory `name` in `dir` with permission bits `mode`: one
+    /// block holding "." and "..", two links; the parent gains one
+    /// (`ext4_inc_count`). EMLINK when the parent has as many
+    /// subdirectories as it may. `umask` and default ACLs as for
+    /// [`Fs::create`] (a new directory also inherits the default ACL).
+    pub fn mkdir(
+        &self,
+        creds: &Creds,
+        dir: InodeNo,
+        name: &[u8],
+        mode: u16,
+        umask: u16,
+    ) -> Result<Stat> {
+        check_new_name(name)?;
+        let _locks = self.inode_locks().write(dir);
+        let at = ErrorAt {
+            func: "mkdir",
+            ino: dir,
+            ..ErrorAt::default()
+        };
+        self.in_tx(creds, at, |tx| {
+            let mut d = tx_dir(tx, dir)?;
+            tx.check_dir_editable(&d)?;
+            check_may_modify(&d, Change::AddEntry)?;
+            if tx.dir_find(&d, name)?.is_some() {
+                return Err(Error::Exists);
+            }
+            if dir_link_max(tx, &d) {
+                return Err(Error::TooManyLinks);
+            }
+            let slot = tx.dir_plan_insert(&d, name)?;
+            let acl = InheritedAcl::from_dir(tx, &d, S_IFDIR | (mode & PERM_MASK), umask)?;
+            tx.check_space(1 + growth_blocks(slot) + acl.max_blocks(), 1)?;
+            let mut inode = tx.new_inode(&d, acl.mode)?;
+            inode.links = 2;
+            tx.dir_init_block(&mut inode, dir)?;
+            acl.apply(tx, &mut inode)?;
+            tx.write_inode(&inode)?;
+            let e = NewEntry {
+                ino: inode.ino,
+                name,
+                file_type: ft_of_kind(FileKind::Dir),
+            };
+            tx.dir_insert(&mut d, slot, &e)?;
+            inc_dir_count(tx, &mut d);
+            touch(tx, &mut d, true);
+            tx.write_inode(&d)?;
+            Ok(inode.stat())
         })
     }
 
@@ -280,9 +371,9 @@ impl Fs {
         creds: &Creds,
         dir: InodeNo,
         name: &[u8],
-        mode: u16,
+        (mode, umask): (u16, u16),
         func: &'static str,
-        init: impl FnOnce(&mut Inode) -> Result<()>,
+        init: impl FnOnce(&mut Tx<'_>, &mut Inode) -> Result<()>,
     ) -> Result<Stat> {
         check_new_name(name)?;
         let kind = kind_of_mode(mode)
@@ -301,9 +392,11 @@ impl Fs {
                 return Err(Error::Exists);
             }
             let slot = tx.dir_plan_insert(&d, name)?;
-            tx.check_space(0, 1)?;
-            let mut inode = tx.new_inode(&d, mode)?;
-            init(&mut inode)?;
+            let acl = InheritedAcl::from_dir(tx, &d, mode, umask)?;
+            tx.check_space(growth_blocks(slot) + acl.max_blocks(), 1)?;
+            let mut inode = tx.new_inode(&d, acl.mode)?;
+            init(tx, &mut inode)?;
+            acl.apply(tx, &mut inode)?;
             tx.write_inode(&inode)?;
             let e = NewEntry {
                 ino: inode.ino,
@@ -446,11 +539,12 @@ impl Fs {
             if inode.links > 0 {
                 return Ok(());
             }
-            if inode.blocks != 0 || inode.file_acl.0 != 0 {
+            if inode.file_acl.0 != 0 {
                 return Err(Error::Unsupported(format!(
-                    "freeing inode {ino}, which owns blocks, in this step"
+                    "freeing inode {ino}, which has an xattr block, in this step"
                 )));
             }
+            blockmap::free_from(tx, &mut inode, 0)?;
             tx.orphan_del(&mut inode)?;
             inode.size = 0;
             inode.dtime = u32::try_from(tx.now().sec.max(0)).unwrap_or(u32::MAX);

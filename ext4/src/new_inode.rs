@@ -18,9 +18,8 @@
 //!   inline): e2fsck and the kernel accept both, and inline directory
 //!   edits come later (see docs/design-notes.md, "Namespace").
 
-use crate::error::{Error, Result};
-use crate::extent::{EXTENT_MAGIC, HEADER_LEN};
-use crate::features::incompat;
+use crate::blockmap;
+use crate::error::Result;
 use crate::flags::{
     mask_flags, FL_COMPR, FL_DAX, FL_DIRSYNC, FL_JOURNAL_DATA, FL_NOATIME, FL_NOCOMPR, FL_NODUMP,
     FL_NOTAIL, FL_PROJINHERIT, FL_SYNC, FL_UNRM,
@@ -48,25 +47,10 @@ const FL_INHERITED: u32 = flags::SECRM
     | flags::CASEFOLD
     | FL_DAX;
 
-/// Entries an extent root in `i_block` holds ((60 - 12) / 12).
-const ROOT_EXTENTS: u16 = 4;
-
 /// The flags a new inode of `mode` takes from its directory's `dir_flags`
-/// (the kernel's `ext4_mask_flags`).
+/// (the kernel's `ext4_mask_flags` of the inherited ones).
 pub fn inherited_flags(mode: u16, dir_flags: u32) -> u32 {
     mask_flags(mode, dir_flags & FL_INHERITED)
-}
-
-/// Writes an empty extent tree root (depth 0, no entries, room for 4)
-/// into `i_block`, as `ext4_ext_tree_init`.
-pub fn init_extent_root(i_block: &mut [u8]) -> Result<()> {
-    let h = i_block
-        .get_mut(..HEADER_LEN)
-        .ok_or_else(|| Error::Internal("i_block too small for an extent root".into()))?;
-    h.fill(0);
-    h[0..2].copy_from_slice(&EXTENT_MAGIC.to_le_bytes());
-    h[4..6].copy_from_slice(&ROOT_EXTENTS.to_le_bytes());
-    Ok(())
 }
 
 impl Tx<'_> {
@@ -86,10 +70,8 @@ impl Tx<'_> {
         let generation = self.next_generation();
         let mut inode = Inode::fresh(self.sb(), ino, generation, mode, creds.uid, gid, self.now());
         inode.flags = inherited_flags(mode, dir.flags);
-        let mapped = matches!(mode & S_IFMT, S_IFDIR | S_IFREG | S_IFLNK);
-        if mapped && self.sb().has_incompat(incompat::EXTENTS) {
-            inode.flags |= flags::EXTENTS;
-            init_extent_root(inode.i_block_mut())?;
+        if matches!(mode & S_IFMT, S_IFDIR | S_IFREG | S_IFLNK) {
+            blockmap::init_empty(self.sb(), &mut inode);
         }
         Ok(inode)
     }
@@ -115,13 +97,5 @@ mod tests {
         for (mode, want) in cases {
             assert_eq!(inherited_flags(mode | 0o644, dir), want, "{mode:o}");
         }
-    }
-
-    #[test]
-    fn empty_extent_root() {
-        let mut ib = [0xffu8; 60];
-        init_extent_root(&mut ib).unwrap();
-        assert_eq!(&ib[..12], &[0x0a, 0xf3, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]);
-        assert!(init_extent_root(&mut [0u8; 4]).is_err());
     }
 }

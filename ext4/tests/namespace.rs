@@ -51,7 +51,7 @@ fn nodes_links_and_unlinks_on_every_geometry() {
         };
         let fs = img.open_rw();
         let mut expect: BTreeMap<Vec<u8>, Stat> = BTreeMap::new();
-        let file = fs.create(&USER, ROOT_INO, b"file", 0o640).unwrap();
+        let file = fs.create(&USER, ROOT_INO, b"file", 0o640, 0).unwrap();
         assert_eq!(
             (file.kind, file.perm, file.uid, file.gid, file.nlink, file.size),
             (FileKind::File, 0o640, 1000, 1001, 1, 0),
@@ -68,7 +68,7 @@ fn nodes_links_and_unlinks_on_every_geometry() {
             (b"reg", S_IFREG | 0o4755, 0),
         ];
         for &(name, mode, dev) in nodes {
-            let st = fs.mknod(&USER, ROOT_INO, name, mode, dev).unwrap();
+            let st = fs.mknod(&USER, ROOT_INO, name, mode, 0, dev).unwrap();
             assert_eq!(st.perm, mode & 0o7777, "{geo} {name:?}");
             expect.insert(name.to_vec(), st);
         }
@@ -93,12 +93,12 @@ fn nodes_links_and_unlinks_on_every_geometry() {
         let cases: Vec<(&str, Op, &str)> = vec![
             (
                 "create existing",
-                Box::new(|fs| fs.create(&USER, ROOT_INO, b"file", 0o600).map(drop)),
+                Box::new(|fs| fs.create(&USER, ROOT_INO, b"file", 0o600, 0).map(drop)),
                 "Exists",
             ),
             (
                 "create dot",
-                Box::new(|fs| fs.create(&USER, ROOT_INO, b"..", 0o600).map(drop)),
+                Box::new(|fs| fs.create(&USER, ROOT_INO, b"..", 0o600, 0).map(drop)),
                 "Exists",
             ),
             (
@@ -123,17 +123,17 @@ fn nodes_links_and_unlinks_on_every_geometry() {
             ),
             (
                 "name too long",
-                Box::new(|fs| fs.create(&USER, ROOT_INO, &[b'x'; 256], 0o600).map(drop)),
+                Box::new(|fs| fs.create(&USER, ROOT_INO, &[b'x'; 256], 0o600, 0).map(drop)),
                 "NameTooLong",
             ),
             (
                 "create in a file",
-                Box::new(|fs| fs.create(&USER, file.ino, b"x", 0o600).map(drop)),
+                Box::new(|fs| fs.create(&USER, file.ino, b"x", 0o600, 0).map(drop)),
                 "NotDirectory",
             ),
             (
                 "mknod a directory",
-                Box::new(|fs| fs.mknod(&USER, ROOT_INO, b"d", 0o040755, 0).map(drop)),
+                Box::new(|fs| fs.mknod(&USER, ROOT_INO, b"d", 0o040755, 0, 0).map(drop)),
                 "Invalid",
             ),
         ];
@@ -147,7 +147,8 @@ fn nodes_links_and_unlinks_on_every_geometry() {
             let name = format!("n{i:02}-{}", "x".repeat(i % 7));
             made.push((
                 name.clone(),
-                fs.create(&USER, ROOT_INO, name.as_bytes(), 0o600).unwrap(),
+                fs.create(&USER, ROOT_INO, name.as_bytes(), 0o600, 0)
+                    .unwrap(),
             ));
         }
         for (i, (name, st)) in made.into_iter().enumerate() {
@@ -175,7 +176,7 @@ fn nodes_links_and_unlinks_on_every_geometry() {
         assert!(!u.orphaned);
         let u = fs.unlink(&USER, ROOT_INO, b"file2").unwrap();
         assert!(u.orphaned);
-        let held = fs.create(&USER, ROOT_INO, b"held", 0o600).unwrap();
+        let held = fs.create(&USER, ROOT_INO, b"held", 0o600, 0).unwrap();
         assert!(fs.unlink(&USER, ROOT_INO, b"held").unwrap().orphaned);
         // Two on the orphan chain; the one below the head leaves first.
         assert_eq!(fs.super_fields().last_orphan, held.ino.0);
@@ -206,9 +207,11 @@ fn setgid_directories_pass_their_group() {
     let img = img.debugfs_write("sif / mode 042775");
     let img = img.debugfs_write("sif / gid 77");
     let fs = img.open_rw();
-    let f = fs.create(&USER, ROOT_INO, b"f", 0o2755).unwrap();
+    let f = fs.create(&USER, ROOT_INO, b"f", 0o2755, 0).unwrap();
     assert_eq!((f.gid, f.perm), (77, 0o2755));
-    let n = fs.mknod(&USER, ROOT_INO, b"p", S_IFIFO | 0o644, 0).unwrap();
+    let n = fs
+        .mknod(&USER, ROOT_INO, b"p", S_IFIFO | 0o644, 0, 0)
+        .unwrap();
     assert_eq!(n.gid, 77);
     fs.unmount().unwrap();
     img.fsck_clean();
@@ -223,7 +226,7 @@ fn rmdir_refusals_change_nothing() {
     let img = img.debugfs_write("mkdir /full/inner");
     let fs = img.open_rw();
     let full = lookup(&fs, ROOT_INO, b"full").unwrap();
-    fs.create(&USER, ROOT_INO, b"file", 0o600).unwrap();
+    fs.create(&USER, ROOT_INO, b"file", 0o600, 0).unwrap();
     // (directory, name, expected error)
     let cases: &[(fsvc_ext4::InodeNo, &[u8], &str)] = &[
         (ROOT_INO, b"full", "NotEmpty"),
@@ -262,7 +265,7 @@ fn append_only_and_immutable_are_enforced() {
     let refused: Vec<(&str, Op)> = vec![
         (
             "create in an immutable dir",
-            Box::new(|fs| fs.create(&USER, ro, b"x", 0o600).map(drop)),
+            Box::new(|fs| fs.create(&USER, ro, b"x", 0o600, 0).map(drop)),
         ),
         (
             "unlink from an append-only dir",
@@ -293,7 +296,7 @@ fn append_only_and_immutable_are_enforced() {
         assert!(matches!(e, Error::NotPermitted(_)), "{what}: {e:?}");
     }
     // Adding to an append-only directory is allowed.
-    fs.create(&USER, app, b"new", 0o600).unwrap();
+    fs.create(&USER, app, b"new", 0o600, 0).unwrap();
     fs.unmount().unwrap();
     let tree = check_image(&img, "append-only and immutable");
     assert!(tree.contains_key("/app/new") && tree.contains_key("/frozen"));

@@ -135,9 +135,9 @@ impl Model {
 fn run(fs: &Fs, dirs: &[InodeNo], op: &Op) -> Result<(), Error> {
     let name = |n: usize| NAMES[n].as_bytes();
     match *op {
-        Op::Create(d, n) => fs.create(&USER, dirs[d], name(n), 0o644).map(drop),
+        Op::Create(d, n) => fs.create(&USER, dirs[d], name(n), 0o644, 0).map(drop),
         Op::Fifo(d, n) => fs
-            .mknod(&USER, dirs[d], name(n), S_IFIFO | 0o600, 0)
+            .mknod(&USER, dirs[d], name(n), S_IFIFO | 0o600, 0, 0)
             .map(drop),
         Op::Symlink(d, n) => fs.symlink(&USER, dirs[d], name(n), b"../target").map(drop),
         Op::Link(sd, sn, d, n) => {

@@ -40,9 +40,10 @@ fn renames_on_every_geometry() {
         let fs = img.open_rw();
         let (d1, d2) = (ino(&fs, "d1"), ino(&fs, "d2"));
         for name in ["a", "b", "c", "x"] {
-            fs.create(&USER, ROOT_INO, name.as_bytes(), 0o644).unwrap();
+            fs.create(&USER, ROOT_INO, name.as_bytes(), 0o644, 0)
+                .unwrap();
         }
-        fs.mknod(&USER, d1, b"f", S_IFIFO | 0o600, 0).unwrap();
+        fs.mknod(&USER, d1, b"f", S_IFIFO | 0o600, 0, 0).unwrap();
         let a = ino(&fs, "a");
         let b = ino(&fs, "b");
 
