@@ -591,10 +591,8 @@ impl Fs {
         value: Option<&[u8]>,
         flags: XattrFlags,
     ) -> Result<Stat> {
-        let _locks = self.inode_locks().write(ino);
-        let r = (|| {
-            let mut tx = self.begin(creds)?;
-            let mut inode = handle_inode(&tx, ino)?;
+        self.change(creds, &[ino], ErrorAt::inode("xattr_set", ino), |tx| {
+            let mut inode = handle_inode(tx, ino)?;
             let before = inode.clone();
             check_target(&inode, idx)?;
             let is_acl = matches!(idx, index::POSIX_ACL_ACCESS | index::POSIX_ACL_DEFAULT);
@@ -614,7 +612,7 @@ impl Fs {
             } else {
                 value.map(<[u8]>::to_vec)
             };
-            let changed = set_entry(&mut tx, &mut inode, idx, suffix, stored.as_deref(), flags)?;
+            let changed = set_entry(tx, &mut inode, idx, suffix, stored.as_deref(), flags)?;
             if !changed && inode == before {
                 // The same value again: nothing changes, ctime included
                 // (the kernel's ext4_xattr_value_same).
@@ -623,19 +621,7 @@ impl Fs {
             inode.ctime = tx.now();
             inode.bump_version();
             tx.write_inode(&inode)?;
-            let stat = tx.inode(ino)?.stat();
-            tx.commit()?;
-            Ok(stat)
-        })();
-        r.inspect_err(|e| {
-            self.fail(
-                e,
-                ErrorAt {
-                    func: "xattr_set",
-                    ino,
-                    block: Pblk(0),
-                },
-            )
+            Ok(tx.inode(ino)?.stat())
         })
     }
 }
