@@ -32,6 +32,7 @@
 //! size in [`SetAttr`] is refused with [`Error::Unsupported`] before
 //! anything changes.
 
+use crate::acl_write::chmod_acl;
 use crate::error::{Error, Result};
 use crate::flags::{check_may_modify, handle_inode, Change, FL_NOATIME};
 use crate::fs::Fs;
@@ -40,7 +41,6 @@ use crate::mount::ErrorAt;
 use crate::num::InodeNo;
 use crate::tx::Creds;
 use crate::types::{FileKind, Stat, Timestamp};
-use crate::xattr_write::chmod_acl;
 
 /// Permission bits a mode change sets (type bits excluded).
 const PERM_MASK: u16 = 0o7777;

@@ -438,8 +438,8 @@ fn shared_blocks_are_copied_on_write() {
 
 #[test]
 fn default_acls_are_inherited() {
+    use fsvc_ext4::acl_write::InheritedAcl;
     use fsvc_ext4::flags::handle_inode;
-    use fsvc_ext4::xattr_write::InheritedAcl;
     let s = Scratch::new("wattr-inherit");
     let src = s.0.join("tree");
     tree(&src);
