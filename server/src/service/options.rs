@@ -474,6 +474,7 @@ mod tests {
             read_only: false,
             allow_other_permitted: permitted,
             verbose: false,
+            idmap: false,
         }
     }
 
