@@ -10,8 +10,9 @@
 # fsck.service.ext4 (ext3, ext2) links to e2fsck, so that fstab's pass number
 # works for service.* lines (fsck(8) and systemd look for fsck.TYPE); the
 # server to $(LIBEXECDIR), a path fixed into the helper at build time
-# (FSVC_SERVER_PATH); the units with ExecStart pointing at it; the man pages,
-# completions and an example policy.
+# (FSVC_SERVER_PATH), beside it fsvc-mountd (the helper binary under the mount
+# service's name, never setuid); the units with ExecStart pointing at them;
+# the man pages, completions and an example policy.
 
 PREFIX     ?= /usr/local
 SBINDIR    ?= /sbin
@@ -37,8 +38,11 @@ INSTALLED := \
 	$(SBINDIR)/fsck.service.ext3 \
 	$(SBINDIR)/fsck.service.ext2 \
 	$(LIBEXECDIR)/fsvc-server \
+	$(LIBEXECDIR)/fsvc-mountd \
 	$(UNITDIR)/fsvc.socket \
 	$(UNITDIR)/fsvc@.service \
+	$(UNITDIR)/fsvc-mountd.socket \
+	$(UNITDIR)/fsvc-mountd@.service \
 	$(MANDIR)/man8/fsvc-mount.8 \
 	$(MANDIR)/man8/mount.service.8 \
 	$(MANDIR)/man8/fsvc-server.8 \
@@ -66,10 +70,15 @@ install: build
 	ln -sf mount.service $(DESTDIR)$(SBINDIR)/umount.fuse.fsvc
 	for t in ext4 ext3 ext2; do ln -sf e2fsck $(DESTDIR)$(SBINDIR)/fsck.service.$$t; done
 	install -m 0755 $(BUILD)/fsvc-server $(DESTDIR)$(LIBEXECDIR)/fsvc-server
+	install -m 0755 $(BUILD)/fsvc-mount $(DESTDIR)$(LIBEXECDIR)/fsvc-mountd
 	install -m 0644 units/fsvc.socket $(DESTDIR)$(UNITDIR)/fsvc.socket
 	sed 's|^ExecStart=.*|ExecStart=$(LIBEXECDIR)/fsvc-server|' units/fsvc@.service \
 		> $(DESTDIR)$(UNITDIR)/fsvc@.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/fsvc@.service
+	install -m 0644 units/fsvc-mountd.socket $(DESTDIR)$(UNITDIR)/fsvc-mountd.socket
+	sed 's|^ExecStart=.*|ExecStart=$(LIBEXECDIR)/fsvc-mountd|' units/fsvc-mountd@.service \
+		> $(DESTDIR)$(UNITDIR)/fsvc-mountd@.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/fsvc-mountd@.service
 	install -m 0644 $(DOC)/fsvc-mount.8 $(DESTDIR)$(MANDIR)/man8/fsvc-mount.8
 	ln -sf fsvc-mount.8 $(DESTDIR)$(MANDIR)/man8/mount.service.8
 	install -m 0644 docs/man/fsvc-server.8 $(DESTDIR)$(MANDIR)/man8/fsvc-server.8

@@ -32,17 +32,17 @@ pub const MAX_INIT_LEN: u16 = 32768;
 pub const LOGICAL_LIMIT: u64 = 1 << 32;
 
 // Header fields.
-const EH_MAGIC: usize = 0;
-const EH_ENTRIES: usize = 2;
-const EH_MAX: usize = 4;
-const EH_DEPTH: usize = 6;
+pub(crate) const EH_MAGIC: usize = 0;
+pub(crate) const EH_ENTRIES: usize = 2;
+pub(crate) const EH_MAX: usize = 4;
+pub(crate) const EH_DEPTH: usize = 6;
 // Entry fields (index: ei_block, ei_leaf_lo, ei_leaf_hi; leaf: ee_block, ee_len, ee_start_hi, ee_start_lo).
-const E_BLOCK: usize = 0;
-const EI_LEAF_LO: usize = 4;
-const EI_LEAF_HI: usize = 8;
-const EE_LEN: usize = 4;
-const EE_START_HI: usize = 6;
-const EE_START_LO: usize = 8;
+pub(crate) const E_BLOCK: usize = 0;
+pub(crate) const EI_LEAF_LO: usize = 4;
+pub(crate) const EI_LEAF_HI: usize = 8;
+pub(crate) const EE_LEN: usize = 4;
+pub(crate) const EE_START_HI: usize = 6;
+pub(crate) const EE_START_LO: usize = 8;
 
 /// One validated extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,15 +57,23 @@ pub struct Extent {
     pub uninit: bool,
 }
 
-struct Header {
-    entries: usize,
-    max: usize,
-    depth: u16,
+/// A node header's fields, as parsed.
+pub(crate) struct Header {
+    /// `eh_entries`.
+    pub(crate) entries: usize,
+    /// `eh_max`.
+    pub(crate) max: usize,
+    /// `eh_depth`.
+    pub(crate) depth: u16,
 }
 
 /// Checks the parts of a header needed to find the checksum tail (magic,
 /// `max` within capacity).
-fn parse_header(node: &[u8], capacity: usize, what: &dyn Fn() -> String) -> Result<Header> {
+pub(crate) fn parse_header(
+    node: &[u8],
+    capacity: usize,
+    what: &dyn Fn() -> String,
+) -> Result<Header> {
     let magic = le16(node, EH_MAGIC);
     if magic != EXTENT_MAGIC {
         return Err(Error::corrupt(
@@ -89,7 +97,7 @@ fn parse_header(node: &[u8], capacity: usize, what: &dyn Fn() -> String) -> Resu
 
 /// `eh_entries ≤ eh_max`: the entries a walk reads are bounded by the
 /// node's capacity.
-fn check_entries(h: &Header, what: &dyn Fn() -> String) -> Result<()> {
+pub(crate) fn check_entries(h: &Header, what: &dyn Fn() -> String) -> Result<()> {
     if h.entries > h.max {
         return Err(Error::corrupt(
             what(),
@@ -99,12 +107,12 @@ fn check_entries(h: &Header, what: &dyn Fn() -> String) -> Result<()> {
     Ok(())
 }
 
-fn entry(node: &[u8], i: usize) -> &[u8] {
+pub(crate) fn entry(node: &[u8], i: usize) -> &[u8] {
     let off = HEADER_LEN + i * ENTRY_LEN;
     node.get(off..off + ENTRY_LEN).unwrap_or(&[])
 }
 
-fn parse_extent(e: &[u8]) -> Extent {
+pub(crate) fn parse_extent(e: &[u8]) -> Extent {
     let raw_len = le16(e, EE_LEN);
     let (len, uninit) = if raw_len > MAX_INIT_LEN {
         (u32::from(raw_len - MAX_INIT_LEN), true)
@@ -120,7 +128,12 @@ fn parse_extent(e: &[u8]) -> Extent {
 }
 
 /// Verifies the crc32c tail of a non-root node (`max` entries long).
-fn check_tail(node: &[u8], max: usize, seed: u32, what: &dyn Fn() -> String) -> Result<()> {
+pub(crate) fn check_tail(
+    node: &[u8],
+    max: usize,
+    seed: u32,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
     let tail = HEADER_LEN + max * ENTRY_LEN;
     let stored = super::bytes::get_le32(node, tail)
         .ok_or_else(|| Error::corrupt(what(), "extent block has no room for its checksum"))?;
@@ -213,7 +226,7 @@ pub fn map(
 }
 
 /// The child block of an index entry.
-fn index_child(e: &[u8]) -> Pblk {
+pub(crate) fn index_child(e: &[u8]) -> Pblk {
     Pblk(u64::from(le32(e, EI_LEAF_LO)) | (u64::from(le16(e, EI_LEAF_HI)) << 32))
 }
 
@@ -221,7 +234,7 @@ fn index_child(e: &[u8]) -> Pblk {
 /// inside `[lo, hi)`, children inside the filesystem, as the kernel's
 /// `ext4_valid_extent_entries` does for index nodes) and picks the last
 /// entry whose key is ≤ `lblk` (`None`: `lblk` lies before the first key).
-fn pick_index(
+pub(crate) fn pick_index(
     sb: &Superblock,
     node: &[u8],
     entries: usize,
@@ -283,7 +296,7 @@ pub fn check_root(sb: &Superblock, i_block: &[u8], what: &str) -> Result<()> {
     pick_index(sb, i_block, h.entries, 0, 0, LOGICAL_LIMIT, &name).map(drop)
 }
 
-fn map_leaf(
+pub(crate) fn map_leaf(
     sb: &Superblock,
     node: &[u8],
     entries: usize,

@@ -16,11 +16,11 @@ use super::types::Mapping;
 /// Direct pointers in `i_block`.
 pub const DIRECT_BLOCKS: u64 = 12;
 /// Index of the single-indirect pointer in `i_block`.
-const IND_SLOT: usize = 12;
+pub const IND_SLOT: usize = 12;
 /// Index of the double-indirect pointer.
-const DIND_SLOT: usize = 13;
+pub const DIND_SLOT: usize = 13;
 /// Index of the triple-indirect pointer.
-const TIND_SLOT: usize = 14;
+pub const TIND_SLOT: usize = 14;
 
 /// Checks the direct pointers of `i_block` as the kernel does when it reads
 /// a block-mapped inode (`ext4_ind_check_inode`: the 12 direct pointers,
@@ -37,6 +37,34 @@ pub fn check_direct(sb: &Superblock, i_block: &[u8], what: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where logical block `lblk` lives with `per` pointers per block: its
+/// `i_block` slot and its index in each indirect block below that slot
+/// (none for a direct block, up to three); `None` past what the map
+/// addresses.
+pub fn offsets(per: u64, lblk: u64) -> Option<(usize, Vec<u64>)> {
+    if lblk < DIRECT_BLOCKS {
+        return Some((lblk as usize, vec![]));
+    }
+    let r = lblk - DIRECT_BLOCKS;
+    let p2 = per * per;
+    if r < per {
+        Some((IND_SLOT, vec![r]))
+    } else if r - per < p2 {
+        let r = r - per;
+        Some((DIND_SLOT, vec![r / per, r % per]))
+    } else if r - per - p2 < p2 * per {
+        let r = r - per - p2;
+        Some((TIND_SLOT, vec![r / p2, (r / per) % per, r % per]))
+    } else {
+        None
+    }
+}
+
+/// Blocks a block map addresses with `per` pointers per block.
+pub fn addressable(per: u64) -> u64 {
+    DIRECT_BLOCKS + per + per * per + per * per * per
 }
 
 /// Maps logical block `lblk` of a block-mapped inode. The returned length
@@ -65,28 +93,13 @@ pub fn map(
         }
     };
 
-    // Decompose lblk into a root slot and the indices at each level.
-    let (slot, path): (usize, Vec<u64>) = if lblk < DIRECT_BLOCKS {
-        (lblk as usize, vec![])
-    } else {
-        let r = lblk - DIRECT_BLOCKS;
-        let p2 = per * per;
-        if r < per {
-            (IND_SLOT, vec![r])
-        } else if r - per < p2 {
-            let r = r - per;
-            (DIND_SLOT, vec![r / per, r % per])
-        } else if r - per - p2 < p2 * per {
-            let r = r - per - p2;
-            (TIND_SLOT, vec![r / p2, (r / per) % per, r % per])
-        } else {
-            // Past what the map can address: one hole to the end of the
-            // offset space (a walk over it is one step).
-            return Ok(Mapping {
-                pblk: None,
-                len: (u64::MAX - lblk).max(1),
-            });
-        }
+    let Some((slot, path)) = offsets(per, lblk) else {
+        // Past what the map can address: one hole to the end of the
+        // offset space (a walk over it is one step).
+        return Ok(Mapping {
+            pblk: None,
+            len: (u64::MAX - lblk).max(1),
+        });
     };
 
     // Span of logical blocks covered by one pointer at each remaining depth.

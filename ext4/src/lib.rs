@@ -32,6 +32,7 @@
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
 //! | setattr, atime (inode.c `ext4_setattr`, VFS `touch_atime`) | [`attr_write`] | `setattr`, `touch_atime` |
+//! | xattr set/remove, ACLs (xattr.c, acl.c) | [`xattr_write`] | `set_xattr`, `remove_xattr` |
 //! | inode flags, append-only/immutable rules (ioctl.c) | [`flags`] | `get_flags`, `set_flags`, `get_version` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
@@ -41,7 +42,10 @@
 //! [`wstate`] (mount mode and write state), [`super_fields`] (the
 //! superblock's changing fields), `balloc`/`ialloc` (the allocators),
 //! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
-//! the `test-util` feature).
+//! the `test-util` feature). File mappings change through [`blockmap`]
+//! (map-or-allocate, free-from, for both kinds), built on
+//! [`extent_edit`] (extent tree insert, split, depth changes, truncate)
+//! and [`indirect_edit`] (indirect block maps).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
@@ -56,7 +60,10 @@
 //!
 //! The journal: [`journal`] (jbd2's on-disk layouts, decode and encode, and
 //! recovery: `journal::recover`, the step run before `Fs::open`, which
-//! itself never writes) and [`orphan`] (finds the orphans a crash left).
+//! itself never writes), [`journaled`] (journaled writes: the running
+//! transaction under `Tx::commit`, journal commit, checkpoint),
+//! [`committer`] (the commit interval's thread) and
+//! [`orphan`] (finds the orphans a crash left).
 //!
 //! The import graph between these modules is acyclic, except that a module
 //! adding an `impl Fs` block imports the `Fs` type
@@ -67,13 +74,16 @@ mod alloc_state;
 pub mod attr_write;
 mod balloc;
 pub mod bitmap;
+pub mod blockmap;
 pub mod bytes;
+pub mod committer;
 pub mod csum;
 pub mod data;
 pub mod dir;
 pub mod dirent;
 pub mod error;
 pub mod extent;
+pub mod extent_edit;
 pub mod features;
 pub mod flags;
 pub mod fs;
@@ -82,10 +92,12 @@ pub mod hash;
 pub mod htree;
 mod ialloc;
 pub mod indirect;
+pub mod indirect_edit;
 pub mod inline;
 pub mod inode;
 pub mod io;
 pub mod journal;
+pub mod journaled;
 pub mod limits;
 pub mod locks;
 pub mod mount;
@@ -103,6 +115,7 @@ pub mod tx;
 pub mod types;
 pub mod wstate;
 pub mod xattr;
+pub mod xattr_write;
 pub mod zones;
 
 pub use error::{Error, Result, Space};

@@ -25,6 +25,9 @@ pub const EXIT_MOUNT_FAILURE: u8 = 32;
 
 /// Program names (argv\[0\] basenames) that select the unmount form.
 pub const UMOUNT_HELPER_PREFIX: &str = "umount.";
+/// The program name (argv\[0\] basename) of the mount service: the same
+/// binary, started by systemd (`fsvc-mountd.socket`).
+pub const MOUNTD_NAME: &str = "fsvc-mountd";
 
 const AFTER_HELP: &str = "\
 Exit status (as mount(8) expects): 0 mounted (or unmounted), 1 usage error or
@@ -173,6 +176,8 @@ pub enum Command {
     Unmount(UnmountArgs),
     /// `--help`/`--version`: print this on stdout and exit 0.
     Print(String),
+    /// Serve one mount service connection (argv\[0\] is [`MOUNTD_NAME`]).
+    Serve,
 }
 
 /// A usage error: one line, exit code 1.
@@ -248,6 +253,14 @@ where
 {
     let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
     let argv0 = argv.first().cloned().unwrap_or_default();
+    if argv0.rsplit('/').next() == Some(MOUNTD_NAME) {
+        return match argv.len() {
+            1 => Ok(Command::Serve),
+            _ => Err(UsageError(format!(
+                "{MOUNTD_NAME} takes no arguments: systemd starts it for each connection of fsvc-mountd.socket"
+            ))),
+        };
+    }
     if is_umount_helper(&argv0) {
         let c = match UmountCli::try_parse_from(&argv) {
             Ok(c) => c,
@@ -436,6 +449,16 @@ mod tests {
                 other => panic!("{argv:?}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_service_name_selects_the_service() {
+        assert_eq!(parse(["/usr/libexec/fsvc/fsvc-mountd"]), Ok(Command::Serve));
+        assert!(parse(["fsvc-mountd", "/img"]).is_err());
+        assert!(matches!(
+            parse(["fsvc-mountd-not", "/img", "/mnt"]),
+            Ok(Command::Mount(_))
+        ));
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod conn;
 mod deliver;
 mod klog;
 mod mount;
+mod mountd;
 mod mountinfo;
 mod options;
 mod policy;
@@ -46,12 +47,27 @@ use nix::sys::stat::Mode;
 struct Failure {
     code: u8,
     message: String,
+    /// For a program that asked over a socket (`--detached`, the mount
+    /// service): EPERM for usage and permission, EIO for other failures,
+    /// unless a step knows better.
+    errno: i32,
+}
+
+impl Failure {
+    /// What a program that asked over a socket is told.
+    fn refusal(&self) -> Refusal {
+        Refusal {
+            errno: self.errno,
+            message: fsvc_protocol::clamp_reason(&self.message),
+        }
+    }
 }
 
 fn usage(message: impl Into<String>) -> Failure {
     Failure {
         code: EXIT_USAGE,
         message: message.into(),
+        errno: libc::EPERM,
     }
 }
 
@@ -59,6 +75,7 @@ fn failed(message: impl Into<String>) -> Failure {
     Failure {
         code: EXIT_MOUNT_FAILURE,
         message: message.into(),
+        errno: libc::EIO,
     }
 }
 
@@ -100,6 +117,7 @@ fn run() -> Result<(), Failure> {
             Ok(())
         }
         Command::Mount(args) => mount_cmd(&args),
+        Command::Serve => mountd::serve(),
         Command::Unmount(u) => {
             let caller = policy::caller().map_err(failed)?;
             let knobs = policy::knobs(&caller, |k| std::env::var_os(k)).map_err(usage)?;
@@ -137,7 +155,22 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
             (None, Some(r))
         }
     };
-    let result = mount_on(args, &caller, &knobs, user.as_ref(), dir.as_ref());
+    // What mountinfo, findmnt and ps show: absolute, so a person (and
+    // umount) can tell which file it is. No symlink is resolved here; the
+    // file actually opened is judged from its fd.
+    let shown_source = std::path::absolute(&args.source)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| args.source.clone());
+    let job = Job {
+        open_path: &args.source,
+        shown_source,
+        target: &args.target,
+        fs_type: args.fs_type,
+        options: &args.options,
+        verbose: args.verbose,
+        fake: args.fake,
+    };
+    let result = mount_on(&job, &caller, &knobs, user.as_ref(), dir.as_ref());
     match (result, &recipient) {
         (Ok(None), _) => Ok(()),
         (Ok(Some((mount, info))), Some(r)) => {
@@ -158,18 +191,8 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
             "internal error: a detached mount without a recipient",
         )),
         (Err(f), Some(r)) => {
-            // A program learns why too (mount(8)'s exit codes: 1 is usage
-            // or permission); the person reads stderr.
-            let errno = if f.code == EXIT_USAGE {
-                libc::EPERM
-            } else {
-                libc::EIO
-            };
-            let refusal = Refusal {
-                errno,
-                message: fsvc_protocol::clamp_reason(&f.message),
-            };
-            if let Err(e) = r.send(&Delivery::Refused(refusal), None) {
+            // A program learns why too; the person reads stderr.
+            if let Err(e) = r.send(&Delivery::Refused(f.refusal()), None) {
                 eprintln!("fsvc-mount: warning: {e}");
             }
             Err(f)
@@ -178,17 +201,37 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     }
 }
 
+/// One mount to make: from the command line, or from a mount service request.
+#[derive(Debug)]
+struct Job<'a> {
+    /// What is opened for the server (the source as named, or
+    /// `/proc/self/fd/N` of a source passed as an fd).
+    open_path: &'a str,
+    /// The source as mountinfo, ps and the logs show it (absolute).
+    shown_source: String,
+    /// Where the mount goes.
+    target: &'a Target,
+    /// The fs type.
+    fs_type: fsvc_protocol::FsType,
+    /// `-o` as given.
+    options: &'a str,
+    /// `-v`.
+    verbose: bool,
+    /// `-f`.
+    fake: bool,
+}
+
 /// The mount itself, onto `dir` or detached (`dir` is `None`). Returns the
 /// detached mount's fd and what it is, `None` for a mount on a directory
 /// (or `-f`).
 fn mount_on(
-    args: &Args,
+    args: &Job<'_>,
     caller: &fsvc_protocol::Caller,
     knobs: &policy::Knobs,
     user: Option<&policy::UserMount>,
     dir: Option<&OwnedFd>,
 ) -> Result<Option<(OwnedFd, DetachedMount)>, Failure> {
-    let opts = options::split(&args.options).map_err(|e| usage(e.0))?;
+    let opts = options::split(args.options).map_err(|e| usage(e.0))?;
     let wants_allow_other = opts.fs_options.split(',').any(|o| o == "allow_other");
     // Held until exit, so counting this user's mounts and adding one is atomic.
     let mut _user_lock = None;
@@ -210,8 +253,8 @@ fn mount_on(
             .map_err(|d| usage(d.to_string()))?;
     }
     let exists = match user {
-        Some(u) => policy::as_caller(&u.caller, || std::fs::metadata(&args.source)),
-        None => std::fs::metadata(&args.source),
+        Some(u) => policy::as_caller(&u.caller, || std::fs::metadata(args.open_path)),
+        None => std::fs::metadata(args.open_path),
     };
     match exists {
         Ok(_) => {}
@@ -220,12 +263,12 @@ fn mount_on(
             return Err(usage(
                 Denial {
                     rule: policy_file::RULE_SOURCE_ACCESS,
-                    detail: format!("cannot open {}: {e}", args.source),
+                    detail: format!("cannot open {}: {e}", args.shown_source),
                 }
                 .to_string(),
             ))
         }
-        Err(e) => return Err(failed(format!("cannot open {}: {e}", args.source))),
+        Err(e) => return Err(failed(format!("cannot open {}: {e}", args.shown_source))),
     }
     let target_text = match &args.target {
         Target::Dir(d) => d.clone(),
@@ -235,19 +278,14 @@ fn mount_on(
         if args.verbose {
             println!(
                 "fsvc-mount: would mount {} on {target_text} ({})",
-                args.source,
+                args.shown_source,
                 args.fs_type.name()
             );
         }
         return Ok(None);
     }
 
-    // What mountinfo, findmnt and ps show: absolute, so a person (and
-    // umount) can tell which file it is. No symlink is resolved here; the
-    // file actually opened is judged from its fd.
-    let shown_source = std::path::absolute(&args.source)
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| args.source.clone());
+    let shown_source = args.shown_source.clone();
     let shown_dir = match (dir, &args.target) {
         (Some(dir), Target::Dir(d)) => {
             std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))
@@ -280,6 +318,7 @@ fn mount_on(
         dir: dir.map(|d| d.as_fd()),
         options: &opts,
         shown_source: &shown_source,
+        open_path: args.open_path,
         user,
     };
     let result = session::run(&conn, &info, &ctx);
@@ -309,7 +348,7 @@ fn mount_on(
                     .flatten()
                     .map(|p| p.name)
             });
-            let kept = utab::kept_options(&args.options, login.as_deref());
+            let kept = utab::kept_options(args.options, login.as_deref());
             record_in_utab(served.mount_id, &shown_source, &shown_dir, &kept);
             if args.verbose {
                 let how = match &route {
@@ -318,7 +357,7 @@ fn mount_on(
                 };
                 println!(
                     "fsvc-mount: mounted {} on {target_text} ({}, {how})",
-                    args.source,
+                    shown_source,
                     args.fs_type.name()
                 );
             }

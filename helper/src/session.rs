@@ -46,6 +46,10 @@ pub struct Context<'a> {
     pub options: &'a SplitOptions,
     /// The source as mountinfo shows it (absolute).
     pub shown_source: &'a str,
+    /// What is opened when the server asks for the source: the path as
+    /// named, or `/proc/self/fd/N` of a source the caller passed as an fd
+    /// (the same file, never a path resolved again).
+    pub open_path: &'a str,
     /// A non-root caller's policy (`None` for root).
     pub user: Option<&'a UserMount>,
 }
@@ -206,7 +210,7 @@ fn converse(
                     )
                     .into())
                 } else {
-                    source::open_source(&info.source, access, ctx.user)
+                    source::open_source(ctx.open_path, access, ctx.user)
                 };
                 policy_denial = match &reply {
                     Err(r) if r.by_policy => Some(r.refusal.message.clone()),

@@ -444,3 +444,29 @@ pub fn describe_child_exit(code: i32) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// The fd systemd passes the accepted connection on (`SD_LISTEN_FDS_START`).
+pub const ACTIVATION_FD: RawFd = 3;
+
+/// Takes fd [`ACTIVATION_FD`], inherited from systemd, once per process:
+/// `None` when it is not open or was taken already. Marked close-on-exec,
+/// so no server the service spawns inherits it.
+pub fn take_activation_fd() -> Option<OwnedFd> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: F_GETFD only reads the descriptor flags; valid on any number.
+    if unsafe { libc::fcntl(ACTIVATION_FD, libc::F_GETFD) } < 0 {
+        return None;
+    }
+    // SAFETY: the fd is open (checked above), was inherited by number so no
+    // Rust object owns it, and TAKEN makes this the only OwnedFd made of it.
+    let fd = unsafe { OwnedFd::from_raw_fd(ACTIVATION_FD) };
+    // SAFETY: F_SETFD on an open fd with plain integer flags.
+    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return None;
+    }
+    Some(fd)
+}

@@ -34,7 +34,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fsvc_helper::cli::{UnmountArgs, EXIT_MOUNT_FAILURE, EXIT_USAGE};
+use fsvc_helper::cli::UnmountArgs;
 use fsvc_helper::policy_file::{Denial, RULE_OWN_MOUNTS_ONLY};
 use fsvc_protocol::Caller;
 use nix::fcntl::{open, OFlag};
@@ -44,7 +44,7 @@ use nix::sys::stat::{major, minor, stat, FileStat, Mode, SFlag};
 
 use crate::mountinfo::{mount_id, read_mountinfo, MountEntry};
 use crate::policy::{self, Knobs};
-use crate::{klog, sys, utab, Failure};
+use crate::{failed, klog, sys, usage, utab, Failure};
 
 /// Grace after a SIGKILL for the kernel to reap a killed server.
 const KILL_GRACE: Duration = Duration::from_secs(5);
@@ -86,20 +86,6 @@ fn mount_at(
         .map(|p| p.to_string_lossy().into_owned())
         .map_err(|e| failed(format!("cannot resolve {dir}: {e}")))?;
     Ok((id, here))
-}
-
-fn failed(message: String) -> Failure {
-    Failure {
-        code: EXIT_MOUNT_FAILURE,
-        message,
-    }
-}
-
-fn usage(message: String) -> Failure {
-    Failure {
-        code: EXIT_USAGE,
-        message,
-    }
 }
 
 /// Whether an fd (a `/proc/PID/fd/N` entry) is open on the same file as

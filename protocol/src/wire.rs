@@ -34,7 +34,7 @@ use nix::sys::socket::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::delegate::Delivery;
+use crate::delegate::{Delivery, ImageSource, MountImage};
 use crate::messages::{
     HelperMsg, MountInfo, MountRequest, Refusal, ServerMsg, MAX_MESSAGE_SIZE, MAX_OPTIONS_LEN,
     MAX_PATH_LEN, MAX_REASON_LEN,
@@ -205,6 +205,30 @@ impl WireMessage for Delivery {
             }
             Delivery::Refused(r) => check_refusal(r),
         }
+    }
+}
+
+impl WireMessage for MountImage {
+    fn fd_count(&self) -> usize {
+        MountImage::fd_count(self)
+    }
+
+    fn kind(&self) -> &'static str {
+        "MountImage"
+    }
+
+    fn check_limits(&self) -> Result<(), WireError> {
+        if let ImageSource::Path(p) = &self.source {
+            check_path("MountImage.source", p)?;
+        }
+        check_len("MountImage.options", &self.options, MAX_OPTIONS_LEN)?;
+        if self.options.contains('\0') {
+            return Err(WireError::BadField {
+                field: "MountImage.options",
+                problem: "contains a NUL byte".to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 

@@ -45,9 +45,18 @@ pub const LAYOUT: &[(&str, Installed)] = &[
     ("sbin/fsck.service.ext3", Installed::Link("e2fsck")),
     ("sbin/fsck.service.ext2", Installed::Link("e2fsck")),
     ("usr/libexec/fsvc/fsvc-server", Installed::File(0o755)),
+    ("usr/libexec/fsvc/fsvc-mountd", Installed::File(0o755)),
     ("usr/lib/systemd/system/fsvc.socket", Installed::File(0o644)),
     (
         "usr/lib/systemd/system/fsvc@.service",
+        Installed::File(0o644),
+    ),
+    (
+        "usr/lib/systemd/system/fsvc-mountd.socket",
+        Installed::File(0o644),
+    ),
+    (
+        "usr/lib/systemd/system/fsvc-mountd@.service",
         Installed::File(0o644),
     ),
     ("usr/share/man/man8/fsvc-mount.8", Installed::File(0o644)),

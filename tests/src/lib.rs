@@ -22,6 +22,7 @@ pub mod mount;
 pub mod namespace;
 pub mod oracle;
 pub mod privilege;
+pub mod runtime_probe;
 pub mod sys;
 pub mod system;
 pub mod users;

@@ -8,10 +8,7 @@
 //! the fd without attaching it leaks nothing either; a failure reaches the
 //! caller's socket as an errno and a message.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use fsvc_tests::check::check_varied_fixture;
@@ -19,84 +16,12 @@ use fsvc_tests::fixtures::{varied_image, FsKind, Mkfs, TreeOptions};
 use fsvc_tests::mount::{alive, kernel_records, servers_of};
 use fsvc_tests::oracle::{self, Compare};
 use fsvc_tests::require_privileged;
+use fsvc_tests::runtime_probe::Probe;
 use fsvc_tests::system::image_lock_free;
-use fsvc_tests::util::{bin, mount_table, mount_table_of, poll_until, read_lossy, TempDir};
+use fsvc_tests::util::{mount_table, mount_table_of, poll_until, read_lossy, TempDir};
 
 /// How long a server may take to finish after its last reference went.
 const EXIT_LIMIT: Duration = Duration::from_secs(60);
-
-/// A running probe and what it said so far.
-struct Probe {
-    child: Child,
-    out: BufReader<ChildStdout>,
-    /// The directory the probe attaches the mount on (in its namespace).
-    dir: PathBuf,
-    /// The server's log.
-    log: PathBuf,
-}
-
-impl Probe {
-    /// Starts the probe: it runs `fsvc-mount --detached SOCK -o OPTS
-    /// SOURCE` (spawn mode, the server logging to a file in `scratch`).
-    fn start(scratch: &TempDir, source: &Path, opts: &str, mode: &str) -> Probe {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let sock = scratch.join(format!("rt-{n}.sock"));
-        let dir = scratch.subdir(&format!("mnt-{n}")).expect("mnt");
-        let log = scratch.join(format!("server-{n}.log"));
-        let no_sockets = scratch.subdir(&format!("no-sockets-{n}")).expect("dir");
-        let mut c = Command::new(bin("fsvc-runtime-probe"));
-        c.arg(&sock)
-            .arg(&dir)
-            .arg(mode)
-            .arg("--")
-            .arg(bin("fsvc-mount"))
-            .arg("--detached")
-            .arg(&sock)
-            .args(["-o", opts])
-            .arg(source)
-            .env("FSVC_LOG", &log)
-            .env("FSVC_SOCKET_DIR", &no_sockets)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped());
-        let mut child = c.spawn().expect("start the probe");
-        let out = BufReader::new(child.stdout.take().expect("stdout"));
-        Probe {
-            child,
-            out,
-            dir,
-            log,
-        }
-    }
-
-    /// The probe's next line (it bounds its own waits).
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.out.read_line(&mut l).expect("read probe output");
-        l.trim_end().to_string()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Where the attached tree is seen from the host: through the probe's
-    /// root, which resolves paths in its mount namespace.
-    fn attached_root(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root", self.pid()))
-            .join(self.dir.strip_prefix("/").expect("absolute"))
-    }
-
-    /// Ends the probe (stdin closed) and waits for it.
-    fn finish(mut self) -> std::process::ExitStatus {
-        drop(self.child.stdin.take());
-        self.child.wait().expect("wait for the probe")
-    }
-
-    fn diagnostics(&self) -> String {
-        format!("--- server log ---\n{}", read_lossy(&self.log))
-    }
-}
 
 fn image(scratch: &TempDir) -> PathBuf {
     varied_image(

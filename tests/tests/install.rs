@@ -214,6 +214,8 @@ fn installed_units_verify_and_socket_activation_serves() {
                 "verify".to_string(),
                 units.join("fsvc.socket").display().to_string(),
                 units.join("fsvc@.service").display().to_string(),
+                units.join("fsvc-mountd.socket").display().to_string(),
+                units.join("fsvc-mountd@.service").display().to_string(),
             ],
         )
         .expect("systemd-analyze verify on the installed units");

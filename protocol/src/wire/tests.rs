@@ -13,7 +13,7 @@ use nix::unistd::{pipe2, read, write};
 use proptest::prelude::*;
 
 use super::*;
-use crate::delegate::{Delivery, DetachedMount};
+use crate::delegate::{Delivery, DetachedMount, ImageSource, MountImage, MOUNT_IMAGE_VERSION};
 use crate::messages::{Access, Caller, FileGrant, FsType};
 
 const SHORT: Duration = Duration::from_millis(50);
@@ -191,6 +191,70 @@ fn deliveries_round_trip_and_count_their_fd() {
         })
     ));
     assert!(write_end_closed(&r), "stray fd was leaked");
+}
+
+#[test]
+fn mount_image_requests_carry_their_fds() {
+    let (a, b) = pair();
+    let base = MountImage {
+        version: MOUNT_IMAGE_VERSION,
+        source: ImageSource::Path("/srv/img".to_owned()),
+        fs_type: FsType::Ext4,
+        read_only: false,
+        options: "noatime".to_owned(),
+        user_namespace: false,
+    };
+    let cases = [
+        (base.clone(), 0),
+        (
+            MountImage {
+                source: ImageSource::Fd,
+                ..base.clone()
+            },
+            1,
+        ),
+        (
+            MountImage {
+                source: ImageSource::Fd,
+                user_namespace: true,
+                ..base.clone()
+            },
+            2,
+        ),
+        (
+            MountImage {
+                user_namespace: true,
+                ..base.clone()
+            },
+            1,
+        ),
+    ];
+    for (msg, n) in cases {
+        assert_eq!(msg.fd_count(), n, "{msg:?}");
+        let (_r, w) = pipe();
+        let fds: Vec<BorrowedFd<'_>> = (0..n).map(|_| w.as_fd()).collect();
+        send_msg(a.as_fd(), &msg, &fds).expect("send");
+        let (got, got_fds) = recv_msg::<MountImage>(b.as_fd(), LONG).expect("recv");
+        assert_eq!((got, got_fds.len()), (msg, n));
+    }
+    // An empty path, or a NUL in the options, is refused.
+    for bad in [
+        MountImage {
+            source: ImageSource::Path(String::new()),
+            ..base.clone()
+        },
+        MountImage {
+            options: "ro\0x".to_owned(),
+            ..base.clone()
+        },
+    ] {
+        let bytes = postcard::to_stdvec(&bad).expect("encode");
+        send_packet(a.as_fd(), &bytes, &[]).expect("send raw");
+        assert!(matches!(
+            recv_msg::<MountImage>(b.as_fd(), LONG),
+            Err(WireError::BadField { .. })
+        ));
+    }
 }
 
 #[test]

@@ -2,51 +2,64 @@
 //! mount tests (issue 11). It asks for a detached mount, receives the fd
 //! and attaches it in a mount namespace of its own, as a runtime would.
 //!
-//! `fsvc-runtime-probe SOCKET DIR attach|drop -- HELPER [ARGS...]`:
-//! 1. listen on the `SOCK_SEQPACKET` socket SOCKET;
-//! 2. run HELPER ARGS (`fsvc-mount --detached SOCKET ... SOURCE`), which
-//!    connects and passes one `Delivery`;
-//! 3. `attach`: `unshare(CLONE_NEWNS)`, make every mount private, detach
-//!    the copies of other tests' mounts (so this namespace keeps none of
-//!    them busy), `move_mount` the fd onto DIR, close the fd, print
-//!    `attached`, and stay until stdin closes (the test looks at the tree
-//!    through `/proc/PID/root/DIR`); then exit, which ends the namespace.
-//!    `drop`: close the fd without attaching it, print `dropped`, exit.
+//! `fsvc-runtime-probe DIR MODE ASK...`, where ASK is one of
+//! - `helper SOCKET -- HELPER [ARGS...]`: listen on the `SOCK_SEQPACKET`
+//!   socket SOCKET and run HELPER (`fsvc-mount --detached SOCKET ...
+//!   SOURCE`), which connects and passes one `Delivery`;
+//! - `service SERVICE path|fd IMAGE OPTS`: connect to the mount service
+//!   at SERVICE and send a `MountImage` for IMAGE, as a path or as an fd
+//!   opened here (read-only when OPTS has `ro`), OPTS being the `-o`
+//!   string (`-` for none).
 //!
-//! Output lines (stdout): `helper-exit N`, then `attached`, `dropped` or
-//! `refused ERRNO MESSAGE`. Every wait is bounded; a failure prints
-//! `error: ...` and exits non-zero.
+//! MODE:
+//! - `attach` (root): `unshare(CLONE_NEWNS)`, make every mount private,
+//!   detach the copies of other tests' mounts (so this namespace keeps none
+//!   of them busy), `move_mount` the fd onto DIR, close the fd, print
+//!   `attached`; then serve commands from stdin until it closes (the test
+//!   may also look through `/proc/PID/root/DIR`), then exit, which ends the
+//!   namespace;
+//! - `attach-user` (any user): the same in a user namespace of our own
+//!   (our uid and gid mapped to 0), which is what lets a user attach;
+//! - `drop`: close the fd without attaching it, print `dropped`, exit.
+//!
+//! Commands (one per line, paths relative to DIR): `cat REL` prints
+//! `data TEXT` (the file's first line), `stat REL` prints `owner UID GID`
+//! as seen here; a failure prints `error ...`.
+//!
+//! Output lines (stdout): `helper-exit N` (helper form), then `attached`,
+//! `dropped` or `refused ERRNO MESSAGE`. Every wait is bounded; a failure
+//! prints `error: ...` and exits non-zero.
 
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use fsvc_protocol::Delivery;
+use fsvc_protocol::{Delivery, FsType, ImageSource, MountImage, MOUNT_IMAGE_VERSION};
 use fsvc_tests::namespace::is_borrowed;
 use fsvc_tests::util::mount_table;
+use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::socket::{
-    accept4, bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    accept4, bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
 };
+use nix::sys::stat::Mode;
 
-/// How long the helper may take to connect and deliver.
+/// How long the helper or service may take to deliver.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(180);
 
-fn listen_at(path: &Path) -> Result<OwnedFd> {
-    let sock = socket(
+fn seqpacket() -> Result<OwnedFd> {
+    Ok(socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?;
-    bind(sock.as_raw_fd(), &UnixAddr::new(path)?).context("bind")?;
-    listen(&sock, Backlog::new(1)?).context("listen")?;
-    Ok(sock)
+    )?)
 }
 
 /// Accepts the helper's connection; gives up when the helper exits
@@ -68,6 +81,69 @@ fn accept_from(listener: &OwnedFd, helper: &mut Child) -> Result<OwnedFd> {
     }
 }
 
+/// Runs the helper and receives what it passes.
+fn ask_helper(args: &[String], out: &mut impl Write) -> Result<(Delivery, Vec<OwnedFd>)> {
+    let (Some(sock), Some("--")) = (args.first(), args.get(1).map(String::as_str)) else {
+        bail!("usage: ... helper SOCKET -- HELPER [ARGS...]");
+    };
+    let Some((helper, helper_args)) = args.get(2..).and_then(|a| a.split_first()) else {
+        bail!("no helper command given");
+    };
+    let listener = seqpacket()?;
+    bind(listener.as_raw_fd(), &UnixAddr::new(sock.as_str())?).context("bind")?;
+    listen(&listener, Backlog::new(1)?).context("listen")?;
+    let mut child = Command::new(helper)
+        .args(helper_args)
+        .spawn()
+        .context("start the helper")?;
+    let conn = accept_from(&listener, &mut child)?;
+    let got =
+        fsvc_protocol::recv_msg::<Delivery>(conn.as_fd(), DELIVERY_LIMIT).context("receive")?;
+    let status = child.wait()?;
+    writeln!(out, "helper-exit {}", status.code().unwrap_or(-1))?;
+    Ok(got)
+}
+
+/// Asks the mount service.
+fn ask_service(args: &[String]) -> Result<(Delivery, Vec<OwnedFd>)> {
+    let [service, how, image, opts] = args else {
+        bail!("usage: ... service SERVICE path|fd IMAGE OPTS");
+    };
+    let options = if opts == "-" { "" } else { opts.as_str() };
+    let read_only = options.split(',').any(|o| o == "ro");
+    let sock = seqpacket()?;
+    connect(sock.as_raw_fd(), &UnixAddr::new(service.as_str())?).context("connect")?;
+    let mut fds = Vec::new();
+    let source = match how.as_str() {
+        "path" => ImageSource::Path(image.clone()),
+        "fd" => {
+            let access = if read_only {
+                OFlag::O_RDONLY
+            } else {
+                OFlag::O_RDWR
+            };
+            fds.push(
+                open(image.as_str(), access | OFlag::O_CLOEXEC, Mode::empty())
+                    .context("open the image")?,
+            );
+            ImageSource::Fd
+        }
+        other => bail!("unknown source form {other}"),
+    };
+    let req = MountImage {
+        version: MOUNT_IMAGE_VERSION,
+        source,
+        fs_type: FsType::Ext4,
+        read_only,
+        options: options.to_string(),
+        user_namespace: false,
+    };
+    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    fsvc_protocol::send_msg(sock.as_fd(), &req, &borrowed).context("send")?;
+    drop(fds);
+    fsvc_protocol::recv_msg::<Delivery>(sock.as_fd(), DELIVERY_LIMIT).context("receive")
+}
+
 /// A mount namespace of our own, private, without the copies of other
 /// tests' mounts.
 fn own_namespace() -> Result<()> {
@@ -86,30 +162,52 @@ fn own_namespace() -> Result<()> {
     Ok(())
 }
 
+/// A user namespace of our own with our ids mapped to 0 (what an
+/// unprivileged runtime does before it attaches a mount).
+fn own_user_namespace() -> Result<()> {
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(CloneFlags::CLONE_NEWUSER).context("unshare(CLONE_NEWUSER)")?;
+    std::fs::write("/proc/self/setgroups", "deny").context("setgroups")?;
+    std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")).context("uid_map")?;
+    std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")).context("gid_map")?;
+    Ok(())
+}
+
+/// Serves commands from stdin until it closes.
+fn commands(dir: &Path, out: &mut impl Write) -> Result<()> {
+    let mut line = String::new();
+    while std::io::stdin().lock().read_line(&mut line)? > 0 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let reply = match words.as_slice() {
+            ["cat", rel] => std::fs::read_to_string(dir.join(rel))
+                .map(|t| format!("data {}", t.lines().next().unwrap_or_default())),
+            ["stat", rel] => std::fs::symlink_metadata(dir.join(rel))
+                .map(|m| format!("owner {} {}", m.uid(), m.gid())),
+            _ => Ok(format!("error unknown command {line:?}")),
+        };
+        writeln!(
+            out,
+            "{}",
+            reply.unwrap_or_else(|e| format!("error {}", e.raw_os_error().unwrap_or(0)))
+        )?;
+        out.flush()?;
+        line.clear();
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(sock), Some(dir), Some(mode), Some("--")) = (
-        args.get(1),
-        args.get(2),
-        args.get(3),
-        args.get(4).map(String::as_str),
-    ) else {
-        bail!("usage: fsvc-runtime-probe SOCKET DIR attach|drop -- HELPER [ARGS...]");
+    let (Some(dir), Some(mode), Some(ask)) = (args.get(1), args.get(2), args.get(3)) else {
+        bail!("usage: fsvc-runtime-probe DIR attach|attach-user|drop helper|service ...");
     };
-    let Some((helper, helper_args)) = args.get(5..).and_then(|a| a.split_first()) else {
-        bail!("no helper command given");
-    };
-    let listener = listen_at(Path::new(sock))?;
-    let mut child = Command::new(helper)
-        .args(helper_args)
-        .spawn()
-        .context("start the helper")?;
-    let conn = accept_from(&listener, &mut child)?;
-    let (msg, mut fds) =
-        fsvc_protocol::recv_msg::<Delivery>(conn.as_fd(), DELIVERY_LIMIT).context("receive")?;
-    let status = child.wait()?;
+    let rest = args.get(4..).unwrap_or_default();
     let mut out = std::io::stdout();
-    writeln!(out, "helper-exit {}", status.code().unwrap_or(-1))?;
+    let (msg, mut fds) = match ask.as_str() {
+        "helper" => ask_helper(rest, &mut out)?,
+        "service" => ask_service(rest)?,
+        other => bail!("unknown way to ask: {other}"),
+    };
     let mount_fd = match msg {
         Delivery::Refused(r) => {
             writeln!(out, "refused {} {}", r.errno, r.message)?;
@@ -122,7 +220,10 @@ fn run() -> Result<()> {
             drop(mount_fd);
             writeln!(out, "dropped")?;
         }
-        "attach" => {
+        "attach" | "attach-user" => {
+            if mode == "attach-user" {
+                own_user_namespace()?;
+            }
             own_namespace()?;
             fsvc_tests::sys::move_mount_to(mount_fd.as_fd(), Path::new(dir))
                 .context("move_mount")?;
@@ -130,10 +231,7 @@ fn run() -> Result<()> {
             drop(mount_fd);
             writeln!(out, "attached")?;
             out.flush()?;
-            let mut line = String::new();
-            while std::io::stdin().lock().read_line(&mut line)? > 0 {
-                line.clear();
-            }
+            commands(Path::new(dir), &mut out)?;
         }
         other => bail!("unknown mode {other}"),
     }
