@@ -40,7 +40,7 @@ use crate::num::{InodeNo, Lblk};
 use crate::superblock::{compat, ro_compat};
 use crate::tx::{Creds, Tx};
 use crate::types::{FileKind, Stat};
-use crate::xattr_write::InheritedAcl;
+use crate::acl_write::InheritedAcl;
 
 /// How often a name is looked up again when it changed between the
 /// lookup and taking its inode's lock (another operation renamed or
