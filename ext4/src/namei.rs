@@ -22,6 +22,7 @@
 //! yet (no truncate yet): both are refused with [`Error::Unsupported`]
 //! before anything changes.
 
+use crate::acl_write::InheritedAcl;
 use crate::blockmap;
 use crate::dir_edit::NewEntry;
 use crate::dir_tx::{Found, Slot};
@@ -40,7 +41,6 @@ use crate::num::{InodeNo, Lblk};
 use crate::superblock::{compat, ro_compat};
 use crate::tx::{Creds, Tx};
 use crate::types::{FileKind, Stat};
-use crate::acl_write::InheritedAcl;
 
 /// How often a name is looked up again when it changed between the
 /// lookup and taking its inode's lock (another operation renamed or
