@@ -19,13 +19,7 @@ pub const USER: Creds = Creds {
     gid: 1001,
 };
 
-/// File-type bits.
-pub const S_IFREG: u16 = 0o100000;
-pub const S_IFDIR: u16 = 0o040000;
-pub const S_IFCHR: u16 = 0o020000;
-pub const S_IFBLK: u16 = 0o060000;
-pub const S_IFIFO: u16 = 0o010000;
-pub const S_IFSOCK: u16 = 0o140000;
+pub use fsvc_ext4::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFREG, S_IFSOCK};
 
 /// The kernel's `new_encode_dev`.
 pub fn rdev(major: u32, minor: u32) -> u32 {
