@@ -19,6 +19,8 @@ pub const USER: Creds = Creds {
     gid: 1001,
 };
 
+// Not every test uses every one.
+#[allow(unused_imports)]
 pub use fsvc_ext4::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFREG, S_IFSOCK};
 
 /// The kernel's `new_encode_dev`.
