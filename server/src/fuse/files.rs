@@ -147,6 +147,7 @@ impl Adapter {
                 );
             }
         }
+        self.accessed(node, ino);
     }
 
     /// READ of `size` bytes at `offset` through handle `fh`: from a
@@ -205,5 +206,6 @@ impl Adapter {
         if let Some(fill) = self.ra.note(fh.0, ino, offset, got, asked, gen) {
             self.ra.fill(&*self.fs, fill);
         }
+        self.accessed(node, ino);
     }
 }
