@@ -14,6 +14,7 @@ use fsvc_ext4::attr_write::{AtimePolicy, SetAttr};
 use fsvc_ext4::flags::FL_USER_VISIBLE;
 use fsvc_ext4::inode::flags;
 use fsvc_ext4::tx::Creds;
+use fsvc_ext4::xattr_write::XattrFlags;
 use fsvc_ext4::{DirEntry, Error, FileKind, Fs, InodeNo, Lblk, Result, Stat, StatFs};
 
 /// Most extent runs one `SEEK_DATA`/`SEEK_HOLE` walks before it gives the
@@ -292,6 +293,22 @@ impl Backend for Fs {
     }
     fn set_flags(&self, creds: Creds, ino: InodeNo, flags: u32) -> Result<()> {
         Fs::set_flags(self, creds, ino, flags).map(|_| ())
+    }
+    fn set_xattr(
+        &self,
+        creds: Creds,
+        ino: InodeNo,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        // setxattr(2)'s XATTR_CREATE/XATTR_REPLACE (FUSE_SETXATTR_EXT is
+        // not negotiated, so no ACL kill-sgid bit comes with them).
+        let flags = XattrFlags::from_bits(flags as u32)?;
+        Fs::set_xattr(self, creds, ino, name, value, flags).map(|_| ())
+    }
+    fn remove_xattr(&self, creds: Creds, ino: InodeNo, name: &[u8]) -> Result<()> {
+        Fs::remove_xattr(self, creds, ino, name).map(|_| ())
     }
     fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
         let _file = self.inode_locks().read(ino);

@@ -206,6 +206,5 @@ impl Adapter {
         if let Some(fill) = self.ra.note(fh.0, ino, offset, got, asked, gen) {
             self.ra.fill(&*self.fs, fill);
         }
-        self.accessed(node, ino);
     }
 }

@@ -175,6 +175,9 @@ impl fuser::Filesystem for Adapter {
     ) {
         match self.do_read(ino, fh, offset, size) {
             Ok(answer) => {
+                // Before the reply, as the kernel's ext4 updates atime
+                // before read(2) returns: a stat right after sees it.
+                self.accessed_node(ino);
                 reply.data(&answer);
                 self.read_done(ino, fh, offset, size, answer);
             }

@@ -551,12 +551,21 @@ impl Adapter {
         }
     }
 
-    /// After a read or a listing of `node` reached the server (and was
-    /// answered): the atime update the mount's policy asks for. The FUSE
+    /// [`Adapter::accessed`] for a node id from the kernel.
+    pub(crate) fn accessed_node(&self, node: INodeNo) {
+        if let Ok(ino) = self.ino(node) {
+            self.accessed(node, ino);
+        }
+    }
+
+    /// A read or a listing of `node` reached the server (called before the
+    /// reply): the atime update the mount's policy asks for. The FUSE
     /// kernel marks its inodes `S_NOATIME` and leaves atime to the server;
     /// reads served from the kernel's page cache never get here, so atime
-    /// moves only for reads that reach the server. When atime changed the
-    /// kernel's cached attributes are stale and are invalidated.
+    /// moves only for reads that reach the server. The kernel drops its
+    /// cached atime after every READ and READDIR (`fuse_invalidate_atime`);
+    /// when atime changed the attributes are invalidated here as well, so
+    /// no cached copy outlives the change whatever the kernel does.
     pub(crate) fn accessed(&self, node: INodeNo, ino: InodeNo) {
         if !self.writable() || self.flags.atime == crate::service::AtimeMode::NoAtime {
             return;
