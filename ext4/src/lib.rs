@@ -60,7 +60,10 @@
 //!
 //! The journal: [`journal`] (jbd2's on-disk layouts, decode and encode, and
 //! recovery: `journal::recover`, the step run before `Fs::open`, which
-//! itself never writes) and [`orphan`] (finds the orphans a crash left).
+//! itself never writes), [`journaled`] (journaled writes: the running
+//! transaction under `Tx::commit`, journal commit, checkpoint),
+//! [`committer`] (the commit interval's thread) and
+//! [`orphan`] (finds the orphans a crash left).
 //!
 //! The import graph between these modules is acyclic, except that a module
 //! adding an `impl Fs` block imports the `Fs` type
@@ -73,6 +76,7 @@ mod balloc;
 pub mod bitmap;
 pub mod blockmap;
 pub mod bytes;
+pub mod committer;
 pub mod csum;
 pub mod data;
 pub mod dir;
@@ -93,6 +97,7 @@ pub mod inline;
 pub mod inode;
 pub mod io;
 pub mod journal;
+pub mod journaled;
 pub mod limits;
 pub mod locks;
 pub mod mount;
