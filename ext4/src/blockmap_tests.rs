@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::blockmap::{self, Lookup};
 use crate::error::Error;
-use crate::extent_edit;
+use crate::extent_remove;
 use crate::inode::{flags, Inode};
 use crate::num::{InodeNo, Lblk, Pblk};
 use crate::testfs::{alloc_cases, Image, GEOMETRIES};
@@ -97,7 +97,7 @@ fn check(fs: &Fs, ino: InodeNo, model: &Model, ctx: &str) {
         model.len()
     );
     if inode.has_flag(flags::EXTENTS) {
-        let st = extent_edit::tree_stats(&tx, &inode).unwrap();
+        let st = extent_remove::tree_stats(&tx, &inode).unwrap();
         let mapped: u64 = st.extents.iter().map(|e| u64::from(e.len)).sum();
         assert_eq!(mapped, model.len() as u64, "{ctx}: extents cover the model");
     }
@@ -216,7 +216,7 @@ fn random_sequences(name: &str, args: &[&str], size: &str) {
         fit_size(&mut inode, &model, bs);
         tx.write_inode(&inode).unwrap();
         if extents {
-            deepest = deepest.max(extent_edit::tree_stats(&tx, &inode).unwrap().depth);
+            deepest = deepest.max(extent_remove::tree_stats(&tx, &inode).unwrap().depth);
         } else {
             highest = highest.max(model.keys().next_back().copied().unwrap_or(0));
         }
@@ -291,7 +291,7 @@ fn deep_extent_trees_grow_and_shrink_back() {
         }
         fit_size(&mut inode, &model, bs);
         tx.write_inode(&inode).unwrap();
-        depth = extent_edit::tree_stats(&tx, &inode).unwrap().depth;
+        depth = extent_remove::tree_stats(&tx, &inode).unwrap().depth;
         tx.commit().unwrap();
     }
     check(&fs, ino, &model, "grown");
@@ -299,10 +299,16 @@ fn deep_extent_trees_grow_and_shrink_back() {
     {
         let mut tx = fs.begin(Creds::ROOT).unwrap();
         let mut inode = tx.inode(ino).unwrap();
-        let before = extent_edit::tree_stats(&tx, &inode).unwrap().extents.len();
+        let before = extent_remove::tree_stats(&tx, &inode)
+            .unwrap()
+            .extents
+            .len();
         let runs = blockmap::map_alloc(&mut tx, &mut inode, Lblk(1), 1).unwrap();
         model.insert(1, runs[0].pblk.0);
-        let after = extent_edit::tree_stats(&tx, &inode).unwrap().extents.len();
+        let after = extent_remove::tree_stats(&tx, &inode)
+            .unwrap()
+            .extents
+            .len();
         // Block 1 lies between extents at 0 and 2; it merges with one at
         // most (the allocator puts it wherever it finds room).
         assert!(
@@ -321,7 +327,7 @@ fn deep_extent_trees_grow_and_shrink_back() {
         model.retain(|&k, _| k < cut);
         fit_size(&mut inode, &model, bs);
         tx.write_inode(&inode).unwrap();
-        let st = extent_edit::tree_stats(&tx, &inode).unwrap();
+        let st = extent_remove::tree_stats(&tx, &inode).unwrap();
         if model.len() <= 4 {
             assert_eq!(
                 st.depth, 0,
@@ -370,7 +376,7 @@ fn growing_files_stay_contiguous() {
         let jumps = pblks.windows(2).filter(|w| w[1] != w[0] + 1).count();
         if inode.has_flag(flags::EXTENTS) {
             let tx = fs.begin(Creds::ROOT).unwrap();
-            let st = extent_edit::tree_stats(&tx, &inode).unwrap();
+            let st = extent_remove::tree_stats(&tx, &inode).unwrap();
             assert_eq!(st.extents.len(), 1 + jumps, "{name}: one extent per run");
             assert!(st.extents.len() <= 2, "{name}: {:?}", st.extents);
         } else {
