@@ -18,6 +18,8 @@
 //!   (new) group. Only [`SetAttr::caller_groups`] can tell (a FUSE request
 //!   carries no supplementary groups; `None`: the kernel already applied
 //!   the rule, which it does under `default_permissions`);
+//! - a chmod rewrites the access ACL to match (`posix_acl_chmod`: FUSE with
+//!   POSIX ACLs leaves it to the server);
 //! - ctime is set on every setattr (to the explicit ctime when given, else
 //!   the operation's time), and `i_version` counts the change;
 //! - an immutable inode refuses every setattr; an append-only one refuses
@@ -33,18 +35,13 @@
 use crate::error::{Error, Result};
 use crate::flags::{check_may_modify, handle_inode, Change, FL_NOATIME};
 use crate::fs::Fs;
-use crate::inode::{Inode, S_IFDIR, S_IFMT};
+use crate::inode::{Inode, S_IFDIR, S_IFMT, S_ISGID, S_ISUID, S_IXGRP};
 use crate::mount::ErrorAt;
 use crate::num::{InodeNo, Pblk};
 use crate::tx::Creds;
 use crate::types::{FileKind, Stat, Timestamp};
+use crate::xattr_write::chmod_acl;
 
-/// Set-user-id bit.
-pub const S_ISUID: u16 = 0o4000;
-/// Set-group-id bit.
-pub const S_ISGID: u16 = 0o2000;
-/// Group execute bit.
-pub const S_IXGRP: u16 = 0o0010;
 /// Permission bits a mode change sets (type bits excluded).
 const PERM_MASK: u16 = 0o7777;
 /// relatime updates an atime not newer than mtime and ctime, or older than this.
@@ -240,6 +237,10 @@ impl Fs {
                 ));
             }
             apply_setattr(&mut inode, ch, creds, tx.now());
+            if ch.mode.is_some() {
+                // FUSE_POSIX_ACL leaves posix_acl_chmod to the server.
+                chmod_acl(&mut tx, &mut inode)?;
+            }
             tx.write_inode(&inode)?;
             let stat = tx.inode(ino)?.stat();
             tx.commit()?;

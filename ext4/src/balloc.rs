@@ -23,8 +23,9 @@
 //!   cleared in the same transaction;
 //! - no block inside a system zone is ever handed out or freed, whatever a
 //!   bitmap says (that is corruption);
-//! - a block freed in a transaction is not handed out again by it (it
-//!   could be reused only after the commit that frees it);
+//! - a block freed in a transaction is not handed out again by it, nor,
+//!   with a journal, by any transaction before the journal commit that
+//!   frees it is durable (`journaled.rs`);
 //! - every changed bitmap's checksum and its descriptor (counts, flags,
 //!   checksum) are updated in the same transaction; the free counts of the
 //!   transaction move with them.
@@ -235,7 +236,8 @@ impl Tx<'_> {
     /// In group `g`'s bitmap, a free run of at least `need` (at most
     /// `want`) bits from bit `from`, wrapping round to the group's start;
     /// with `take_goal`, a free bit `from` is taken with whatever run
-    /// follows it. Blocks this transaction freed are not free.
+    /// follows it. Blocks this transaction freed, or a transaction whose
+    /// journal commit is not durable yet, are not free.
     fn find_run(
         &mut self,
         g: GroupNo,
@@ -266,13 +268,13 @@ impl Tx<'_> {
     }
 
     /// The parts of bits `[s, e)` of a group starting at block `first`
-    /// that this transaction did not free.
+    /// that may be handed out (see `Tx::first_unavailable`).
     fn unfreed_runs(&self, first: u64, s: u32, e: u32) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         let mut cur = s;
         while cur < e {
             let at = first + u64::from(cur);
-            match self.freed().first_overlap(at, u64::from(e - cur)) {
+            match self.first_unavailable(at, u64::from(e - cur)) {
                 None => {
                     out.push((cur, e));
                     break;

@@ -84,6 +84,7 @@ impl Fs {
             mount_state: 0,
             kbytes_at_open: 0,
             alloc: Default::default(),
+            journal: None,
         };
         let mut fs = Fs {
             dev,

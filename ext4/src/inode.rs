@@ -69,6 +69,12 @@ pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFCHR: u16 = 0o020000;
 /// FIFO.
 pub const S_IFIFO: u16 = 0o010000;
+/// Set-user-id bit.
+pub const S_ISUID: u16 = 0o4000;
+/// Set-group-id bit.
+pub const S_ISGID: u16 = 0o2000;
+/// Group execute bit.
+pub const S_IXGRP: u16 = 0o0010;
 
 /// Inode flags (`i_flags`).
 pub mod flags {

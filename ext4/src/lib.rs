@@ -35,6 +35,7 @@
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
 //! | setattr, atime (inode.c `ext4_setattr`, VFS `touch_atime`) | [`attr_write`] | `setattr`, `touch_atime` |
+//! | xattr set/remove, ACLs (xattr.c, acl.c) | [`xattr_write`] | `set_xattr`, `remove_xattr` |
 //! | inode flags, append-only/immutable rules (ioctl.c) | [`flags`] | `get_flags`, `set_flags`, `get_version` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
@@ -63,7 +64,10 @@
 //!
 //! The journal: [`journal`] (jbd2's on-disk layouts, decode and encode, and
 //! recovery: `journal::recover`, the step run before `Fs::open`, which
-//! itself never writes) and [`orphan`] (finds the orphans a crash left).
+//! itself never writes), [`journaled`] (journaled writes: the running
+//! transaction under `Tx::commit`, journal commit, checkpoint),
+//! [`committer`] (the commit interval's thread) and
+//! [`orphan`] (finds the orphans a crash left).
 //!
 //! The import graph between these modules is acyclic, except that a module
 //! adding an `impl Fs` block imports the `Fs` type
@@ -76,6 +80,7 @@ mod balloc;
 pub mod bitmap;
 pub mod blockmap;
 pub mod bytes;
+pub mod committer;
 pub mod copy_range;
 pub mod csum;
 pub mod data;
@@ -100,6 +105,7 @@ pub mod inline;
 pub mod inode;
 pub mod io;
 pub mod journal;
+pub mod journaled;
 pub mod limits;
 pub mod locks;
 pub mod mount;
@@ -117,6 +123,7 @@ pub mod tx;
 pub mod types;
 pub mod wstate;
 pub mod xattr;
+pub mod xattr_write;
 pub mod zones;
 
 pub use error::{Error, Result, Space};

@@ -12,11 +12,9 @@
 //!   recovery (already refused by `Fs::open` unless `norecovery`, which
 //!   implies read-only).
 //! - Mounted read-write, the superblock says not clean (`s_state` without
-//!   VALID), `s_mnt_count` + 1, `s_mtime` now: as the kernel does without a
-//!   journal. Journaled filesystems are marked the same way (not with
-//!   needs_recovery) until the engine journals its transactions: an
-//!   unclean stop then makes e2fsck check everything, and nothing asks for
-//!   a replay of a journal that holds none of our changes.
+//!   VALID), `s_mnt_count` + 1, `s_mtime` now, as the kernel does; with a
+//!   journal also needs_recovery, durable before the first journal commit
+//!   (`journaled.rs`), and cleared at unmount after a full checkpoint.
 //! - Unmount writes the state back as it was at mount (plus ERROR_FS if an
 //!   error was recorded), the exact free counts, `s_wtime` and
 //!   `s_kbytes_written`, after writing every dirty block home, then flushes.
@@ -30,7 +28,6 @@ use crate::fs::Fs;
 use crate::group::GroupDesc;
 use crate::indirect;
 use crate::inode::flags;
-use crate::io::IoError;
 use crate::locks::{InodeLocks, ReadGuard};
 use crate::num::{GroupNo, InodeNo, Lblk, Pblk};
 use crate::super_fields::{errcode, ErrorInfo};
@@ -38,6 +35,7 @@ use crate::superblock::{compat, incompat, ro_compat, STATE_ERROR, STATE_VALID};
 use crate::tx::{Creds, Tx};
 use crate::wstate::{ErrorBehavior, Mode, WriteState};
 use crate::zones::{SystemZones, Zone, ZoneCheck, ZoneKind};
+use std::sync::atomic::Ordering;
 
 /// Kernel limit on the reserved pool of clusters (`ext4_calculate_resv_clusters`).
 const RESV_CLUSTERS_MAX: u64 = 4096;
@@ -45,6 +43,9 @@ const RESV_CLUSTERS_MAX: u64 = 4096;
 const RESV_CLUSTERS_DIVISOR: u64 = 50;
 /// Most extent runs of the journal inode walked for the system zones.
 pub const MAX_JOURNAL_RUNS: u32 = 1 << 16;
+/// Journal commits `begin` makes at most while waiting for room in the
+/// running transaction.
+const BEGIN_COMMIT_TRIES: u32 = 3;
 /// `s_max_mnt_count` the kernel writes when it finds 0.
 const DEFAULT_MAX_MNT_COUNT: u16 = 20;
 
@@ -137,6 +138,7 @@ impl Fs {
         if let Some(why) = self.rw_refusal() {
             return Err(Error::RwRefused(why));
         }
+        let log = self.open_log()?;
         self.w.set_mode(Mode::ReadWrite);
         let mut tx = self.begin_internal()?;
         let now = tx.now().sec;
@@ -147,8 +149,37 @@ impl Fs {
             f.max_mnt_count = DEFAULT_MAX_MNT_COUNT;
         }
         f.mtime = now;
+        if log.is_some() {
+            // Durable before the first journal commit: a crash from here
+            // on makes the next mount (or e2fsck) replay the log.
+            f.feature_incompat |= incompat::RECOVER;
+        }
         tx.commit()?;
-        self.write_home().map_err(Error::Io)
+        self.write_home()?;
+        match log {
+            Some(writer) => self.start_journal(writer),
+            None => Ok(()),
+        }
+    }
+
+    /// The log writer on this filesystem's journal, for a read-write
+    /// mount (`None` without a journal): the journal superblock gets the
+    /// features of a default kernel mount. An external journal, or one too
+    /// small for a transaction, refuses the read-write mount.
+    fn open_log(&self) -> Result<Option<crate::journal::LogWriter>> {
+        let sb = self.sb();
+        if !sb.has_compat(compat::HAS_JOURNAL) {
+            return Ok(None);
+        }
+        if sb.journal_inum.0 == 0 {
+            return Err(Error::RwRefused(
+                "fsvc does not write through an external journal; mount it read-only (-o ro)"
+                    .into(),
+            ));
+        }
+        let writer = crate::journal::recover::open_for_writing(self.dev().io(), sb)?;
+        crate::journaled::usable_capacity(&writer)?;
+        Ok(Some(writer))
     }
 
     /// The write state when opening (free counts summed from `groups`).
@@ -163,6 +194,7 @@ impl Fs {
             kbytes_at_open: sbf.kbytes_written,
             sbf,
             alloc: crate::alloc_state::AllocState::new(sb.group_count, seed),
+            journal: None,
         }
     }
 
@@ -281,11 +313,6 @@ impl Fs {
         ((sb.blocks_count >> sb.log_cluster_ratio) / RESV_CLUSTERS_DIVISOR).min(RESV_CLUSTERS_MAX)
     }
 
-    /// The journal transaction committed blocks join (0: no journal yet).
-    pub(crate) fn journal_tid(&self) -> u64 {
-        0
-    }
-
     /// Holds the change lock shared while metadata is looked at: a reader
     /// never sees half of a commit. Take it around each engine read call
     /// that looks at metadata (not across a long data read); never call
@@ -301,12 +328,33 @@ impl Fs {
     /// Begins a transaction for a change asked by `creds` (inode locks
     /// first: see `locks`). Refused ([`Error::ReadOnly`]) unless the
     /// filesystem is read-write.
+    /// With a journal, a running transaction past its size limit is
+    /// committed first (outside the change lock), so that one operation
+    /// always has room in the next journal commit.
     pub fn begin(&self, creds: Creds) -> Result<Tx<'_>> {
         self.check_writable()?;
-        let guard = self.w.change.write()?;
-        // An error may have turned the filesystem read-only while waiting.
-        self.check_writable()?;
-        Ok(Tx::start(self, guard, creds))
+        let mut tries = 0;
+        loop {
+            let guard = self.w.change.write()?;
+            // An error may have turned the filesystem read-only while waiting.
+            self.check_writable()?;
+            let full = guard
+                .state()
+                .journal
+                .as_ref()
+                .is_some_and(|r| r.over_soft_limit());
+            // Others may fill it again meanwhile: the hard limit at
+            // commit still holds, so give up waiting after a few rounds.
+            if !full || tries == BEGIN_COMMIT_TRIES {
+                return Ok(Tx::start(self, guard, creds));
+            }
+            drop(guard);
+            tries += 1;
+            if let Err(e) = self.journal_commit() {
+                self.fail(&e, ErrorAt::func("journal commit"));
+                return Err(e);
+            }
+        }
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -337,39 +385,77 @@ impl Fs {
         }
     }
 
-    /// After a commit (change lock released): write back early when dirty
-    /// blocks pass the cache's limit.
+    /// After a commit (change lock released): with a journal, commit it
+    /// when the running transaction passed its size limit, and commit and
+    /// checkpoint when dirty blocks pass the cache's limit; without one,
+    /// write back early past that limit. Not while an error is being
+    /// recorded (that records through a commit of its own).
     pub(crate) fn after_commit(&self) {
-        if self.dev().dirty_bytes() > self.dev().dirty_limit() {
+        if self.w.failing.load(Ordering::SeqCst) {
+            return;
+        }
+        let over_dirty = self.dev().dirty_bytes() > self.dev().dirty_limit();
+        let over_journal = self
+            .w
+            .change
+            .write()
+            .map(|g| {
+                g.state()
+                    .journal
+                    .as_ref()
+                    .is_some_and(|r| r.over_soft_limit())
+            })
+            .unwrap_or(false);
+        if over_dirty {
             // An error is kept (sticky) and recorded by `writeback`.
             let _ = self.writeback();
+        } else if over_journal {
+            if let Err(e) = self.journal_commit() {
+                self.fail(&e, ErrorAt::func("journal commit"));
+            }
         }
     }
 
-    /// Writes every dirty block home (no device flush). Holds the change
+    /// Writes every committed change home (no device flush without a
+    /// journal). With a journal: commits the running transaction and
+    /// checkpoints the log (which flushes). Without one: holds the change
     /// lock shared meanwhile, so that no commit can free and reuse a block
     /// whose old copy is being written. A write error is recorded as a
     /// filesystem error (`fail`) and stays pending for the next sync.
     pub fn writeback(&self) -> Result<()> {
-        let res = {
-            let _no_commits = self.w.change.read()?;
-            self.dev().writeback()
+        let res = match self.journal_flush() {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                let _no_commits = self.w.change.read()?;
+                self.dev().writeback().map(|_| ()).map_err(Error::Io)
+            }
+            Err(e) => Err(e),
         };
-        res.map(|_| ()).map_err(|e| {
-            let err = Error::Io(e);
-            self.fail(&err, ErrorAt::func("writeback"));
-            err
-        })
+        res.inspect_err(|e| self.fail(e, ErrorAt::func("writeback")))
     }
 
-    /// Writeback and device flush without the error policy (for the
-    /// engine's own records).
-    fn write_home(&self) -> std::result::Result<(), IoError> {
+    /// Every committed change home and durable, without the error policy
+    /// (for the engine's own records): journal commit and checkpoint with
+    /// a journal, writeback and device flush without.
+    fn write_home(&self) -> Result<()> {
+        if self.journal_flush()? {
+            return Ok(());
+        }
         {
-            let _no_commits = self.w.change.read().map_err(|_| IoError::ReadOnly)?;
+            let _no_commits = self.w.change.read()?;
             self.dev().writeback()?;
         }
-        self.dev().flush()
+        Ok(self.dev().flush()?)
+    }
+
+    /// Every committed change durable (in the log or at home), without the
+    /// error policy: a journal commit with a journal (whose flushes also
+    /// make file data durable), else [`Fs::write_home`].
+    fn make_durable(&self) -> Result<()> {
+        if self.is_journaled() {
+            return self.journal_commit();
+        }
+        self.write_home()
     }
 
     /// File data: writes `buf` (whole blocks) at block `blk` straight to
@@ -409,10 +495,15 @@ impl Fs {
     pub fn sync(&self) -> Result<()> {
         match self.mode() {
             Mode::ReadWrite | Mode::ErrorsReadOnly => {
-                self.commit_super(None)?;
-                let res = self.write_home();
+                let res = if self.journal_idle()? {
+                    // Nothing to commit: only file data may be in flight.
+                    self.dev().flush().map_err(Error::Io)
+                } else {
+                    self.commit_super(None)?;
+                    self.make_durable()
+                };
                 if let Err(e) = &res {
-                    self.fail(&Error::Io(e.clone()), ErrorAt::func("sync"));
+                    self.fail(e, ErrorAt::func("sync"));
                 }
             }
             Mode::ReadOnly | Mode::Unmounted | Mode::Stopped => {}
@@ -423,8 +514,44 @@ impl Fs {
         }
     }
 
+    /// Whether a journal is running with nothing in its running
+    /// transaction (a sync then has nothing to commit).
+    fn journal_idle(&self) -> Result<bool> {
+        // Exclusive only because readers' guards give no access to the
+        // state; held for this look only.
+        let guard = self.w.change.write()?;
+        Ok(guard
+            .state()
+            .journal
+            .as_ref()
+            .is_some_and(|r| r.blocks.is_empty() && r.freed.is_empty()))
+    }
+
+    /// The commit interval's work (called by [`crate::committer`]'s
+    /// thread): with a journal, the running transaction is committed when
+    /// the last commit is older than `interval`; without one, dirty blocks
+    /// are written home and flushed at most once per `interval`. Returns
+    /// whether it committed or wrote. Errors go through the error policy
+    /// and stay pending for the next sync.
+    pub fn commit_if_due(&self, interval: std::time::Duration) -> Result<bool> {
+        match self.mode() {
+            Mode::ReadWrite | Mode::ErrorsReadOnly => {}
+            Mode::ReadOnly | Mode::Unmounted | Mode::Stopped => return Ok(false),
+        }
+        let res = match self.journal_commit_if_older(interval) {
+            Ok(Some(done)) => Ok(done),
+            Ok(None) if self.dev().dirty_bytes() > 0 && self.periodic_due(interval) => {
+                self.write_home().map(|()| true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        res.inspect_err(|e| self.fail(e, ErrorAt::func("periodic commit")))
+    }
+
     /// Rewrites the superblock: exact free counts, write time, bytes
-    /// written; `state`, when given, replaces `s_state`.
+    /// written; `state`, when given (the end of the mount, the journal
+    /// closed), replaces `s_state` and clears needs_recovery.
     fn commit_super(&self, state: Option<u16>) -> Result<()> {
         let mut tx = self.begin_internal()?;
         let written = self.dev().write_stats();
@@ -439,6 +566,7 @@ impl Fs {
         f.kbytes_written = kbytes;
         if let Some(s) = state {
             f.state = s;
+            f.feature_incompat &= !incompat::RECOVER;
         }
         tx.commit()
     }
@@ -459,14 +587,18 @@ impl Fs {
             Mode::Stopped => return Err(Error::Stopped),
             Mode::ReadWrite | Mode::ErrorsReadOnly => {}
         }
-        // Everything committed goes home first: the clean mark must not
-        // reach the device before the changes it vouches for.
+        // Everything committed goes home first (journal committed and
+        // checkpointed: the log is empty): the clean mark must not reach
+        // the device before the changes it vouches for.
         let first = self.write_home().err();
-        let pending = self.dev().take_write_error().or(first);
+        let pending = self.dev().take_write_error().map(Error::Io).or(first);
         if let Some(e) = pending {
+            // The log (if any) still holds what did not reach home: the
+            // superblock keeps needs_recovery, the next mount replays.
             self.w.set_mode(Mode::Unmounted);
-            return Err(Error::Io(e));
+            return Err(e);
         }
+        self.close_journal()?;
         let clean = {
             let guard = self.w.change.write()?;
             let st = guard.state();
@@ -474,7 +606,7 @@ impl Fs {
         };
         let res = self
             .commit_super(Some(clean))
-            .and_then(|()| self.write_home().map_err(Error::Io));
+            .and_then(|()| self.write_home());
         self.w.set_mode(Mode::Unmounted);
         res?;
         match self.dev().take_write_error() {
@@ -502,6 +634,9 @@ impl Fs {
             Mode::ReadWrite | Mode::ErrorsReadOnly => {}
             Mode::ReadOnly | Mode::Stopped | Mode::Unmounted => return,
         }
+        // The record's own commit must not start another journal commit
+        // (whose failure would come back here).
+        self.w.failing.store(true, Ordering::SeqCst);
         if let Ok(mut tx) = self.begin_internal() {
             let info = ErrorInfo {
                 time: tx.now().sec,
@@ -517,6 +652,7 @@ impl Fs {
                 let _ = self.write_home();
             }
         }
+        self.w.failing.store(false, Ordering::SeqCst);
         match self.w.errors {
             ErrorBehavior::Continue => {}
             ErrorBehavior::RemountRo => self.w.set_mode(Mode::ErrorsReadOnly),

@@ -227,8 +227,13 @@ fn errors_are_recorded_and_the_policy_applied() {
                 assert!(matches!(fs.unmount(), Err(Error::Stopped)));
             }
         }
-        // The error stays recorded: e2fsck sees it and a read-write open is refused.
-        let after = mem.snapshot();
+        // The error stays recorded: e2fsck sees it and a read-write open is
+        // refused. After errors=panic nothing more was written: the
+        // journal is replayed first, as after a crash.
+        let replayed = Arc::new(MemChannel::new(mem.snapshot()));
+        let io: Arc<dyn crate::io::IoChannel> = replayed.clone();
+        crate::journal::recover(&io).unwrap();
+        let after = replayed.snapshot();
         assert_ne!(disk_fields(&after).state & STATE_ERROR, 0);
         assert!(matches!(
             Fs::open(
@@ -258,7 +263,13 @@ fn errors_are_recorded_and_the_policy_applied() {
 
 #[test]
 fn write_errors_reach_sync_and_unmount() {
-    let Some(img) = Image::mkfs(&["-b", "1024"], "8M") else {
+    for args in [&["-b", "1024"][..], &["-b", "1024", "-O", "^has_journal"]] {
+        write_errors_reach_sync_and_unmount_on(args);
+    }
+}
+
+fn write_errors_reach_sync_and_unmount_on(args: &[&str]) {
+    let Some(img) = Image::mkfs(args, "8M") else {
         return;
     };
     let mem = Arc::new(MemChannel::new(img.bytes()));
@@ -278,6 +289,9 @@ fn write_errors_reach_sync_and_unmount() {
     // Reported once; the device comes back; the next sync writes them.
     faulty.clear_faults();
     fs.sync().unwrap();
+    // With a journal the sync committed them to the log; the checkpoint
+    // writes them home.
+    fs.writeback().unwrap();
     assert!(fs.dev().dirty_blocks().is_empty());
     let at = (b.0 * 1024) as usize;
     assert!(mem.snapshot()[at..at + 1024].iter().all(|&x| x == 3));

@@ -29,8 +29,11 @@
 //! - A block freed in a `Tx` is never handed out again by the same `Tx`;
 //!   at commit its cached copy (dirty or not) is dropped and no copy of it
 //!   is installed.
-//! - Commit does no device IO. Past the cache's dirty limit, the
-//!   committing thread writes back after it released the change lock.
+//! - Commit does no device IO. With a journal, commit adds the blocks to
+//!   the running journal transaction (`journaled.rs`); past the cache's
+//!   dirty limit or the journal transaction's size, the committing thread
+//!   commits the journal (or, without one, writes back) after it released
+//!   the change lock.
 //! - Each encoder sets its own checksum (inodes, descriptors, bitmaps, the
 //!   superblock here; extent, directory and xattr blocks by the code that
 //!   builds them): commit recomputes nothing.
@@ -257,6 +260,11 @@ impl<'fs> Tx<'fs> {
                 "block {blk} changed after this transaction freed it"
             )));
         }
+        if self.journal_unavailable(blk.0, 1).is_some() {
+            return Err(Error::Internal(format!(
+                "block {blk} changed after a transaction not yet journaled freed it"
+            )));
+        }
         Ok(())
     }
 
@@ -433,6 +441,27 @@ impl<'fs> Tx<'fs> {
         &self.freed
     }
 
+    /// The first range intersecting `[start, start + len)` that may not be
+    /// handed out: freed by this transaction, or by a committed one whose
+    /// journal commit is not durable yet.
+    pub(crate) fn first_unavailable(&self, start: u64, len: u64) -> Option<(u64, u64)> {
+        match (
+            self.freed.first_overlap(start, len),
+            self.journal_unavailable(start, len),
+        ) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// [`Tx::first_unavailable`] for the journal's part only.
+    fn journal_unavailable(&self, start: u64, len: u64) -> Option<(u64, u64)> {
+        self.state()
+            .journal
+            .as_ref()
+            .and_then(|r| r.first_unavailable(start, len))
+    }
+
     /// Notes that `[start, start + len)` was freed (allocators only).
     pub(crate) fn note_freed(&mut self, start: Pblk, len: u64) {
         self.freed.insert(start.0, len);
@@ -456,7 +485,15 @@ impl<'fs> Tx<'fs> {
     /// Blocks this transaction freed do not count: they are not reused
     /// before it commits.
     pub fn available_blocks(&self, kind: AllocKind) -> u64 {
-        let free = self.free_blocks_count().saturating_sub(self.freed.total());
+        let not_yet = self
+            .state()
+            .journal
+            .as_ref()
+            .map_or(0, |r| r.unavailable_total());
+        let free = self
+            .free_blocks_count()
+            .saturating_sub(self.freed.total())
+            .saturating_sub(not_yet);
         let sb = self.sb();
         let pool = self.fs.reserved_pool();
         let root_reserve = sb.r_blocks_count >> sb.log_cluster_ratio;
@@ -529,8 +566,25 @@ impl<'fs> Tx<'fs> {
         {
             return Err(Error::Internal(format!("block {b} cannot be installed")));
         }
-        let tid = self.fs.journal_tid();
+        if let Some(run) = self.guard.state().journal.as_ref() {
+            let new = self
+                .blocks
+                .keys()
+                .filter(|b| !run.blocks.contains(&b.0))
+                .count();
+            if run.blocks.len() + new > run.hard_limit {
+                return Err(Error::Internal(format!(
+                    "an operation changing {} metadata blocks does not fit one journal \
+                     transaction ({} blocks, {} already running)",
+                    self.blocks.len(),
+                    run.hard_limit,
+                    run.blocks.len()
+                )));
+            }
+        }
+        let tid = self.guard.state().journal.as_ref().map_or(0, |r| r.epoch);
         let dev = self.fs.dev();
+        let installed: Vec<u64> = self.blocks.keys().map(|b| b.0).collect();
         for (blk, b) in self.blocks.drain() {
             // Checked above: cannot fail.
             dev.install_dirty(blk.0, b.data, tid)?;
@@ -540,6 +594,9 @@ impl<'fs> Tx<'fs> {
         }
         self.fs.publish_groups(new_groups);
         let st = self.guard.state_mut();
+        if let Some(run) = st.journal.as_mut() {
+            run.join(installed.into_iter(), &freed);
+        }
         if let Some(f) = fields {
             st.sbf = f;
         }

@@ -109,6 +109,8 @@ fn commit_is_atomic_for_readers() {
     assert!(seen <= 300);
     assert_eq!(fs.dev().dirty_blocks(), vec![y.0, x.0]);
     fs.sync().unwrap();
+    // Synced into the journal; the checkpoint writes them home.
+    fs.writeback().unwrap();
     assert!(fs.dev().dirty_blocks().is_empty());
     let bytes = img.bytes();
     let at = |b: Pblk| {

@@ -74,6 +74,9 @@ pub struct WriteState {
     /// Allocator hints and verification marks (never restored on abort:
     /// they stay true whatever a transaction does).
     pub(crate) alloc: crate::alloc_state::AllocState,
+    /// The running journal transaction (`None` without a journal, before
+    /// it is opened and after it is closed at unmount).
+    pub(crate) journal: Option<crate::journaled::Running>,
 }
 
 /// The write side of `Fs`.
@@ -84,6 +87,12 @@ pub(crate) struct WriteSide {
     pub(crate) zones: SystemZones,
     pub(crate) change: ChangeLock<WriteState>,
     pub(crate) inode_locks: InodeLocks,
+    /// The journal lock: the log writer and what the log holds (see
+    /// `journaled.rs`; taken before the change lock, never while holding it).
+    pub(crate) journal: crate::journaled::JournalLock,
+    /// Set while `fail` records an error (its commit must not start a
+    /// journal commit of its own).
+    pub(crate) failing: std::sync::atomic::AtomicBool,
     /// A copy of the committed superblock fields (a leaf lock), for
     /// readers that must not take the change lock.
     published: Mutex<SuperFields>,
@@ -98,6 +107,8 @@ impl WriteSide {
             published: Mutex::new(state.sbf.clone()),
             change: ChangeLock::new(state),
             inode_locks: InodeLocks::default(),
+            journal: Default::default(),
+            failing: Default::default(),
         }
     }
 

@@ -35,10 +35,14 @@ use super::superblock::incompat;
 pub const XATTR_MAGIC: u32 = 0xEA02_0000;
 /// Size of the xattr block header.
 pub const BLOCK_HEADER_SIZE: usize = 32;
+/// Offset of `h_refcount` in the block header: how many inodes share the block.
+pub(crate) const H_REFCOUNT: usize = 4;
 /// Offset of `h_blocks` in the block header.
-const H_BLOCKS: usize = 8;
+pub(crate) const H_BLOCKS: usize = 8;
+/// Offset of `h_hash` in the block header.
+pub(crate) const H_HASH: usize = 12;
 /// Offset of `h_checksum` in the block header.
-const H_CHECKSUM: usize = 16;
+pub(crate) const H_CHECKSUM: usize = 16;
 /// Size of the in-inode area header (the magic).
 pub const IBODY_HEADER_SIZE: usize = 4;
 /// Fixed part of an entry.
@@ -242,6 +246,17 @@ pub fn parse_ibody(
     parse_entries(area, IBODY_HEADER_SIZE, IBODY_HEADER_SIZE, fmt, what)
 }
 
+/// The metadata_csum checksum of xattr block `block` at `blocknr`: crc32c
+/// seeded with the filesystem's seed over the block number (64-bit) and
+/// the block with `h_checksum` taken as zero. The writer stores it, the
+/// reader compares it. `block` is at least a header long.
+pub fn block_csum(block: &[u8], blocknr: Pblk, seed: u32) -> u32 {
+    let mut c = crc32c(seed, &blocknr.0.to_le_bytes());
+    c = crc32c(c, block.get(..H_CHECKSUM).unwrap_or(&[]));
+    c = crc32c(c, &[0; 4]);
+    crc32c(c, block.get(H_CHECKSUM + 4..).unwrap_or(&[]))
+}
+
 /// Checks an xattr block's header and checksum (with `csum_seed` =
 /// `Some(fs seed)` under metadata_csum) and parses its entries.
 pub fn parse_block(
@@ -262,11 +277,7 @@ pub fn parse_block(
         return Err(bad("xattr block h_blocks is not 1"));
     }
     if let Some(seed) = csum_seed {
-        let mut c = crc32c(seed, &blocknr.0.to_le_bytes());
-        c = crc32c(c, &block[..H_CHECKSUM]);
-        c = crc32c(c, &[0; 4]);
-        c = crc32c(c, &block[H_CHECKSUM + 4..]);
-        if Some(c) != get_le32(block, H_CHECKSUM) {
+        if Some(block_csum(block, blocknr, seed)) != get_le32(block, H_CHECKSUM) {
             return Err(Error::checksum(what()));
         }
     }

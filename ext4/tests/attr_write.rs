@@ -256,6 +256,15 @@ fn check_kernel(img: &Path, dir: &Path, extra: bool, ctx: &str) {
         (mt.sec, i64::from(mt.nsec)),
         "{ctx}"
     );
+    // lsattr through the kernel: nodump set, append-only and immutable gone.
+    let lsattr = run(std::process::Command::new("lsattr")
+        .arg("-d")
+        .arg(dir.join("f")));
+    let attrs = lsattr.split_whitespace().next().unwrap_or("");
+    assert!(
+        attrs.contains('d') && !attrs.contains('a') && !attrs.contains('i'),
+        "{ctx}: {lsattr}"
+    );
     let x = std::fs::symlink_metadata(dir.join("x")).unwrap();
     assert_eq!((x.mode() & 0o7777, x.uid()), (0o755, 1000), "{ctx}");
     let l = std::fs::symlink_metadata(dir.join("lock")).unwrap();

@@ -134,7 +134,18 @@ fn main() -> ExitCode {
     // nothing will use again.
     drop(svc);
     log::info!("mounted and serving");
+    // The commit interval (`commit=`): the engine's thread, only on
+    // read-write mounts, started inside the sandbox and stopped before the
+    // end-of-mount work below.
+    let committer = match fsvc_ext4::committer::Committer::start(Arc::clone(&fs)) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("no commit thread ({e}): changes not synced wait for the unmount");
+            None
+        }
+    };
     let served = server.run();
+    drop(committer);
     // The kernel connection has ended (unmount, or an abort). The engine's
     // end-of-mount work comes first, then its verdict in the log, and only
     // then is the device closed (the last `Fs` reference, dropped when this
@@ -283,6 +294,7 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>, Strin
         mode,
         flags: opts.flags,
         allow_other: req.allow_other,
+        commit: open.commit_interval,
     };
     let server = FuseServer::new(Arc::clone(&fs), fuse_fd, &serve_opts)
         .map_err(|e| Failure::new(Errno::EIO, format!("cannot start serving the mount: {e}")))?;

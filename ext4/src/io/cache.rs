@@ -174,6 +174,14 @@ impl Shard {
         self.put(idx, blk, data, Some(tid));
     }
 
+    /// The dirty copy of `blk`, if there is one (no reference bit set:
+    /// the journal's gathering is not a use).
+    pub(super) fn dirty_copy(&self, blk: u64) -> Option<Arc<[u8]>> {
+        let idx = *self.map.get(&blk)?;
+        let slot = self.slots.get(idx)?.as_ref()?;
+        slot.dirty.map(|_| slot.data.clone())
+    }
+
     /// Marks `blk` clean if it still holds `data` (a newer commit may have
     /// replaced it while writeback wrote the old copy: that one stays dirty).
     pub(super) fn mark_clean(&mut self, blk: u64, data: &Arc<[u8]>) {

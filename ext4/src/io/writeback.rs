@@ -74,7 +74,6 @@ impl BlockDevice {
     /// stay dirty, the first error is kept for
     /// [`BlockDevice::take_write_error`] and also returned.
     pub fn writeback_through(&self, max_tid: u64) -> Result<usize, IoError> {
-        let _one_at_a_time = lock(&self.wb.running);
         let mut dirty: Vec<(u64, Arc<[u8]>)> = Vec::new();
         for shard in self.shards() {
             dirty.extend(
@@ -86,7 +85,23 @@ impl BlockDevice {
                     .map(|s| (s.blk, s.data.clone())),
             );
         }
+        self.write_home(dirty)
+    }
+
+    /// Writes the given copies of blocks home, sorted and coalesced into
+    /// runs of neighbours, and marks each block clean if the cache still
+    /// holds the very copy written (a newer one stays dirty). Returns how
+    /// many blocks were written. The journal's checkpoint writes its
+    /// committed copies this way (the cache may already hold newer,
+    /// uncommitted ones). Every block number must lie on the device. On a
+    /// device error the remaining runs are still tried, the failed blocks
+    /// stay dirty, the first error is kept for
+    /// [`BlockDevice::take_write_error`] and also returned.
+    pub fn write_home(&self, mut blocks: Vec<(u64, Arc<[u8]>)>) -> Result<usize, IoError> {
+        let _one_at_a_time = lock(&self.wb.running);
+        let dirty = &mut blocks;
         dirty.sort_unstable_by_key(|(b, _)| *b);
+        dirty.dedup_by_key(|(b, _)| *b);
         let bs = self.block_size() as usize;
         let per_run = (MAX_RUN_BYTES / bs.max(1)).max(1);
         let mut written = 0;
@@ -117,6 +132,18 @@ impl BlockDevice {
             Some(e) => Err(e),
             None => Ok(written),
         }
+    }
+
+    /// The dirty copy of `blk`, if the cache holds one (the journal
+    /// gathers its running transaction's blocks this way).
+    pub fn dirty_copy(&self, blk: u64) -> Option<Arc<[u8]>> {
+        self.shard(blk).dirty_copy(blk)
+    }
+
+    /// Keeps `e` as the sticky write error (for writes made past the
+    /// cache, e.g. the journal's), unless an earlier one is waiting.
+    pub fn note_write_error(&self, e: &IoError) {
+        self.record_error(e);
     }
 
     /// One device write of the consecutive blocks `run` (starting at `start`).

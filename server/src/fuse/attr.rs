@@ -68,6 +68,32 @@ pub(crate) fn system_time(t: Timestamp) -> SystemTime {
     }
 }
 
+/// The ext4 timestamp of a point in time (the inverse of [`system_time`];
+/// times before the epoch count back in whole seconds with a forward
+/// nanosecond part, as ext4 stores them).
+pub(crate) fn timestamp(t: SystemTime) -> Timestamp {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => Timestamp {
+            sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            nsec: d.subsec_nanos(),
+        },
+        Err(before) => {
+            let d = before.duration();
+            let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match d.subsec_nanos() {
+                0 => Timestamp {
+                    sec: -secs,
+                    nsec: 0,
+                },
+                n => Timestamp {
+                    sec: -secs - 1,
+                    nsec: 1_000_000_000 - n,
+                },
+            }
+        }
+    }
+}
+
 /// FUSE attributes of `st` under node id `node`, with `blksize` the fs block size.
 pub(crate) fn file_attr(node: INodeNo, st: &Stat, blksize: u32) -> FileAttr {
     let rdev = match st.kind {
@@ -182,5 +208,17 @@ mod tests {
         // Before 1970: -1 s + 0.5 s = -0.5 s.
         assert_eq!(d(t(-1, 500_000_000)), (-500_000_000, 0));
         assert_eq!(d(t(-2_147_483_648, 0)), (-2_147_483_648_000_000_000, 0));
+        // And back: every representable time round-trips.
+        for (sec, nsec) in [
+            (0i64, 0u32),
+            (1_700_000_000, 123_456_789),
+            (4_000_000_000, 1),
+            (-1, 500_000_000),
+            (-1, 0),
+            (-2_147_483_648, 999_999_999),
+        ] {
+            let ts = Timestamp { sec, nsec };
+            assert_eq!(timestamp(system_time(ts)), ts, "{sec}.{nsec}");
+        }
     }
 }

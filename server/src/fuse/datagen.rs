@@ -75,13 +75,6 @@ impl DataGen {
     }
 
     /// Marks the start of a change to `ino`'s data; the guard marks its end.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the write requests, wired when the engine can write"
-        )
-    )]
     pub(crate) fn begin_write(&self, ino: InodeNo) -> WriteGuard<'_> {
         self.bump(ino);
         WriteGuard { gens: self, ino }

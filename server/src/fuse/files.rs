@@ -44,8 +44,8 @@ impl Adapter {
     pub(crate) fn do_open(&self, node: INodeNo, flags: OpenFlags) -> Result<FileHandle, Errno> {
         let ino = self.ino(node)?;
         let probe = OpenFile { ino, flags };
-        if (probe.writable() || probe.truncates()) && !self.writable() {
-            return Err(Errno::EROFS);
+        if probe.writable() || probe.truncates() {
+            self.check_writable()?;
         }
         self.nodes.opened(ino);
         Ok(self.handles.open_file(ino, flags))
@@ -57,7 +57,9 @@ impl Adapter {
         let ino = self.ino(node)?;
         self.handles.release_file(fh, ino)?;
         self.ra.release(fh.0);
-        self.nodes.closed(ino);
+        if self.nodes.closed(ino) {
+            self.unreferenced(ino);
+        }
         Ok(())
     }
 
@@ -72,7 +74,9 @@ impl Adapter {
     pub(crate) fn do_releasedir(&self, node: INodeNo, fh: FileHandle) -> Result<(), Errno> {
         let ino = self.ino(node)?;
         self.handles.release_dir(fh, ino)?;
-        self.nodes.closed(ino);
+        if self.nodes.closed(ino) {
+            self.unreferenced(ino);
+        }
         Ok(())
     }
 
@@ -99,7 +103,34 @@ impl Adapter {
     pub(crate) fn do_forget(&self, node: INodeNo, n: u64) {
         // A node id we never issued cannot hold anything.
         if let Ok(ino) = self.ino(node) {
-            self.nodes.forget(ino, n);
+            if self.nodes.forget(ino, n) {
+                self.unreferenced(ino);
+            }
+        }
+    }
+
+    /// The last reference to `ino` went (docs/design-notes.md, "Freeing
+    /// inodes"): if it is an orphan, the engine frees it now.
+    fn unreferenced(&self, ino: fsvc_ext4::InodeNo) {
+        if self.nodes.take_orphan(ino) {
+            self.evict(ino);
+        }
+    }
+
+    /// Frees the orphan `ino`. Nothing can answer a FORGET or RELEASE
+    /// with an error, so a failure is only logged; the inode then stays on
+    /// the orphan list, which the next mount (or e2fsck) cleans up.
+    pub(crate) fn evict(&self, ino: fsvc_ext4::InodeNo) {
+        match self.fs.evict(ino) {
+            Ok(()) => {
+                if let Err(e) = self.changed(super::ops::Change::Inode) {
+                    log::debug!("sync after freeing inode {ino}: {e:?}");
+                }
+            }
+            Err(e) => {
+                let errno = self.err(&e, || format!("freeing unlinked inode {ino}"));
+                log::warn!("inode {ino} stays an orphan: {e} ({errno:?})");
+            }
         }
     }
 

@@ -12,14 +12,20 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
+use std::path::Path;
+use std::time::SystemTime;
+
 use fuser::{
-    AccessFlags, Errno, FileHandle, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags,
-    KernelConfig, LockOwner, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, FopenFlags, Generation,
+    INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use super::attr::{file_type, placeholder_attr};
-use super::ops::{Adapter, NO_TTL, TTL};
+use super::attr::{file_type, placeholder_attr, timestamp};
+use super::backend::{SetAttr, SetTime};
+use super::ops::{creds, Adapter, NO_TTL, TTL};
+use super::writes::Entry;
 use fsvc_ext4::FileKind;
 
 /// Background requests (readahead, async reads) the kernel may queue. More
@@ -57,6 +63,29 @@ fn empty(reply: ReplyEmpty, res: Result<(), Errno>) {
     match res {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(e),
+    }
+}
+
+/// Sends an entry reply (a new name) or the error.
+fn entry(reply: ReplyEntry, res: Result<Entry, Errno>) {
+    match res {
+        Ok((attr, gen)) => reply.entry(&TTL, &attr, gen),
+        Err(e) => reply.error(e),
+    }
+}
+
+/// Sends a byte count (WRITE, COPY_FILE_RANGE) or the error.
+fn written(reply: ReplyWrite, res: Result<u32, Errno>) {
+    match res {
+        Ok(n) => reply.written(n),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => SetTime::At(timestamp(t)),
+        TimeOrNow::Now => SetTime::Now,
     }
 }
 
@@ -222,18 +251,18 @@ impl fuser::Filesystem for Adapter {
 
     fn ioctl(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _flags: IoctlFlags,
         cmd: u32,
-        _in_data: &[u8],
+        in_data: &[u8],
         out_size: u32,
         reply: ReplyIoctl,
     ) {
         let res = self
             .check_any(ino, fh)
-            .and_then(|()| self.do_ioctl(ino, cmd, out_size));
+            .and_then(|()| self.do_ioctl(creds(req), ino, cmd, in_data, out_size));
         match res {
             Ok(data) => reply.ioctl(0, &data),
             Err(e) => reply.error(e),
@@ -361,5 +390,236 @@ impl fuser::Filesystem for Adapter {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.do_listxattr(ino, size).send(reply);
+    }
+
+    // The requests that change the filesystem (`writes`). Each answers
+    // EROFS on a read-only mount before it looks at anything else.
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            // The permission bits; the type never changes.
+            mode: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            size,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
+            ctime: ctime.map(timestamp),
+        };
+        match self.do_setattr(creds(req), ino, fh, &set) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.do_mknod(creds(req), parent, name.as_bytes(), mode, umask, rdev),
+        );
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.do_mkdir(creds(req), parent, name.as_bytes(), mode, umask),
+        );
+    }
+
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.do_remove(creds(req), parent, name.as_bytes(), false),
+        );
+    }
+
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            reply,
+            self.do_remove(creds(req), parent, name.as_bytes(), true),
+        );
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.do_symlink(
+                creds(req),
+                parent,
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+            ),
+        );
+    }
+
+    fn rename(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.do_rename(
+                creds(req),
+                parent,
+                name.as_bytes(),
+                newparent,
+                newname.as_bytes(),
+                flags.bits(),
+            ),
+        );
+    }
+
+    fn link(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        entry(
+            reply,
+            self.do_link(creds(req), ino, newparent, newname.as_bytes()),
+        );
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        written(reply, self.do_write(creds(req), ino, fh, offset, data));
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.do_create(creds(req), parent, name.as_bytes(), mode, umask, flags) {
+            Ok(((attr, gen), fh)) => {
+                reply.created(&TTL, &attr, gen, fh, FopenFlags::FOPEN_KEEP_CACHE);
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.do_fallocate(creds(req), ino, fh, offset, length, mode),
+        );
+    }
+
+    fn copy_file_range(
+        &self,
+        req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        written(
+            reply,
+            self.do_copy_range(
+                creds(req),
+                (ino_in, fh_in, offset_in),
+                (ino_out, fh_out, offset_out),
+                len,
+            ),
+        );
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            reply,
+            self.do_setxattr(creds(req), ino, name.as_bytes(), value, flags),
+        );
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(reply, self.do_removexattr(creds(req), ino, name.as_bytes()));
     }
 }

@@ -20,6 +20,7 @@
 
 mod attr;
 mod backend;
+mod commit;
 mod datagen;
 #[cfg(test)]
 mod engine_tests;
@@ -32,17 +33,23 @@ mod ops;
 mod readahead;
 mod readbuf;
 #[cfg(test)]
+mod rw_tests;
+#[cfg(test)]
 mod state_tests;
 #[cfg(test)]
 mod tests;
+mod writes;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use fuser::{Config, Session, SessionACL};
 
 use crate::mode::{MountMode, ReadOnlyReason};
 use crate::service::MountFlags;
+pub use commit::DEFAULT_COMMIT;
+use commit::{CommitPlan, Committer};
 pub use errno::engine_errno;
 use fsvc_ext4::Fs;
 use ops::Adapter;
@@ -68,6 +75,9 @@ pub struct ServeOptions {
     /// The helper allowed `allow_other` on the mount. Informational: the
     /// kernel enforces it (see the module documentation).
     pub allow_other: bool,
+    /// Longest time a change may wait before it is written home
+    /// (`commit=`; `None`: [`DEFAULT_COMMIT`]).
+    pub commit: Option<Duration>,
 }
 
 impl Default for ServeOptions {
@@ -77,6 +87,7 @@ impl Default for ServeOptions {
             mode: MountMode::ReadOnly(ReadOnlyReason::Requested),
             flags: MountFlags::default(),
             allow_other: false,
+            commit: None,
         }
     }
 }
@@ -85,6 +96,9 @@ impl Default for ServeOptions {
 #[derive(Debug)]
 pub struct FuseServer {
     session: Session<Adapter>,
+    /// The periodic commit's view: the filesystem, what changed, how often
+    /// (`None` on a read-only mount: nothing to commit).
+    commit: Option<CommitPlan>,
 }
 
 impl FuseServer {
@@ -100,7 +114,7 @@ impl FuseServer {
         fuse_fd: OwnedFd,
         opts: &ServeOptions,
     ) -> std::io::Result<FuseServer> {
-        FuseServer::from_adapter(Adapter::new(fs, opts.mode), fuse_fd, opts)
+        FuseServer::from_adapter(Adapter::new(fs, opts), fuse_fd, opts)
     }
 
     fn from_adapter(
@@ -117,13 +131,28 @@ impl FuseServer {
         // Reopening /dev/fuse is impossible under Landlock.
         config.clone_fd = false;
         config.acl = SessionACL::All;
+        let commit = adapter.writable().then(|| CommitPlan {
+            fs: adapter.fs.clone(),
+            changes: adapter.changes.clone(),
+            every: opts.commit.unwrap_or(DEFAULT_COMMIT),
+        });
         let session = Session::from_fd(adapter, fuse_fd, SessionACL::All, config)?;
-        Ok(FuseServer { session })
+        Ok(FuseServer { session, commit })
     }
 
     /// Serves requests until the kernel ends the connection (unmount or
-    /// abort), then returns. The caller then flushes and closes the device.
+    /// abort), then returns. The caller then flushes and closes the device
+    /// (`Fs::unmount`). On a read-write mount the periodic commit runs
+    /// meanwhile (see `commit`), and has stopped when this returns.
     pub fn run(self) -> std::io::Result<()> {
-        self.session.run()
+        let committer = match self.commit {
+            Some(plan) => Some(Committer::start(plan)?),
+            None => None,
+        };
+        let served = self.session.run();
+        if let Some(c) = committer {
+            c.stop();
+        }
+        served
     }
 }

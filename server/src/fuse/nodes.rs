@@ -33,7 +33,7 @@
 //! holds, so an engine bug that reused one can never give the kernel one
 //! node id for two inodes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -71,6 +71,9 @@ pub(crate) struct NodeTable {
     /// reply handed over an entry without counting it (a bug that could
     /// free an inode the kernel holds).
     over_forgotten: AtomicU64,
+    /// Inodes whose last link went while something held them: the engine
+    /// frees each once when its last reference goes.
+    orphans: Mutex<HashSet<InodeNo>>,
 }
 
 impl Default for NodeTable {
@@ -78,6 +81,7 @@ impl Default for NodeTable {
         NodeTable {
             shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
             over_forgotten: AtomicU64::new(0),
+            orphans: Mutex::default(),
         }
     }
 }
@@ -102,13 +106,6 @@ impl NodeTable {
     /// symlink). Refused when the kernel still holds that number: the
     /// engine must never hand out an inode number the kernel knows (see
     /// the module documentation); the caller answers with an error.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the write requests, wired when the engine can write"
-        )
-    )]
     pub(crate) fn remember_new(&self, ino: InodeNo) -> Result<(), StillHeld> {
         let mut s = self.shard(ino);
         if ino == ROOT_INO {
@@ -165,15 +162,31 @@ impl NodeTable {
         true
     }
 
+    fn orphan_set(&self) -> MutexGuard<'_, HashSet<InodeNo>> {
+        self.orphans.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The engine says `ino` lost its last link (unlink, rmdir, a rename
+    /// over it). Returns true when nothing holds it now: the caller frees
+    /// it at once. Otherwise it is remembered, and [`NodeTable::take_orphan`]
+    /// says so when its last reference goes. Exactly one of the two ever
+    /// answers true for one orphaning, however they race: the set is the
+    /// token.
+    pub(crate) fn orphaned(&self, ino: InodeNo) -> bool {
+        self.orphan_set().insert(ino);
+        // Marked first, then checked: a last FORGET between the two finds
+        // the mark and frees it; one after finds the reference gone.
+        !self.is_referenced(ino) && self.take_orphan(ino)
+    }
+
+    /// After the last reference to `ino` went: whether it was an orphan to
+    /// free (and no longer is one to this table).
+    pub(crate) fn take_orphan(&self, ino: InodeNo) -> bool {
+        self.orphan_set().remove(&ino)
+    }
+
     /// Whether the kernel or an open handle still holds `ino`: while it
     /// does, the inode must be neither freed nor its number reused.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "the engine's orphan handling asks it, once the engine can unlink"
-        )
-    )]
     pub(crate) fn is_referenced(&self, ino: InodeNo) -> bool {
         ino == ROOT_INO || self.shard(ino).get(&ino).is_some_and(|r| !r.is_empty())
     }
@@ -276,6 +289,26 @@ mod tests {
         assert_eq!(t.refs(InodeNo(20)), refs(1, 0));
         // The root is never new.
         assert!(t.remember_new(ROOT_INO).is_err());
+    }
+
+    #[test]
+    fn an_orphan_is_freed_once_by_whoever_lets_go_last() {
+        let t = NodeTable::default();
+        // Held while unlinked: freed at the last forget, once.
+        t.remember(InodeNo(30));
+        t.opened(InodeNo(30));
+        assert!(!t.orphaned(InodeNo(30)), "still held");
+        assert!(!t.forget(InodeNo(30), 1));
+        assert!(t.closed(InodeNo(30)));
+        assert!(t.take_orphan(InodeNo(30)));
+        assert!(!t.take_orphan(InodeNo(30)), "freed twice");
+        // Not held at the unlink: the unlink frees it.
+        assert!(t.orphaned(InodeNo(31)));
+        assert!(!t.take_orphan(InodeNo(31)));
+        // An inode never orphaned is not freed when it is forgotten.
+        t.remember(InodeNo(32));
+        assert!(t.forget(InodeNo(32), 1));
+        assert!(!t.take_orphan(InodeNo(32)));
     }
 
     #[test]

@@ -23,12 +23,17 @@ use fuser::{AccessFlags, Errno, FileAttr, Generation, INodeNo, ReplyXattr};
 
 use super::attr::{ext4_ino, file_attr, fuse_ino, placeholder_attr};
 use super::backend::Backend;
+use super::commit::Changes;
 use super::datagen::DataGen;
 use super::errno::ErrorLog;
 use super::handles::HandleTable;
 use super::nodes::NodeTable;
 use super::readahead::ReadAhead;
-use crate::mode::{MountMode, ENGINE_WRITES};
+use super::writes::{FS_IOC_GETVERSION, FS_IOC_SETFLAGS};
+use super::ServeOptions;
+use crate::mode::MountMode;
+use crate::service::MountFlags;
+use fsvc_ext4::tx::Creds;
 use fsvc_ext4::{DirEntry, Error, FileKind, InodeNo};
 
 /// Attribute and entry lifetime in the kernel's caches: an hour. Long,
@@ -39,7 +44,7 @@ pub(crate) const TTL: Duration = Duration::from_secs(3600);
 /// so any real use of the entry asks again and receives the error.
 pub(crate) const NO_TTL: Duration = Duration::ZERO;
 /// Longest name a directory entry can have.
-const NAME_MAX: usize = 255;
+pub(crate) const NAME_MAX: usize = 255;
 
 /// What a getxattr/listxattr answer is, given the caller's buffer size.
 #[derive(Debug, PartialEq, Eq)]
@@ -95,6 +100,10 @@ pub(crate) struct DirItem<'a> {
 pub(crate) struct Adapter {
     pub(crate) fs: Arc<dyn Backend>,
     pub(crate) mode: MountMode,
+    /// `sync`, `dirsync` and the atime mode of the mount.
+    pub(crate) flags: MountFlags,
+    /// What changed since the last sync (shared with the periodic commit).
+    pub(crate) changes: Arc<Changes>,
     /// The filesystem block size, reported as `st_blksize`.
     pub(crate) blksize: u32,
     errors: ErrorLog,
@@ -104,13 +113,6 @@ pub(crate) struct Adapter {
     /// Open files and directories.
     pub(crate) handles: HandleTable,
     /// Data generations: a write's mark for the readahead.
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "for the write requests, wired when the engine can write"
-        )
-    )]
     pub(crate) gens: Arc<DataGen>,
     /// Sequential readahead of file data (see `readahead`).
     pub(crate) ra: ReadAhead,
@@ -130,12 +132,14 @@ pub(crate) fn lossy(name: &[u8]) -> String {
 }
 
 impl Adapter {
-    pub(crate) fn new(fs: Arc<dyn Backend>, mode: MountMode) -> Adapter {
+    pub(crate) fn new(fs: Arc<dyn Backend>, opts: &ServeOptions) -> Adapter {
         let blksize = fs.statfs().block_size;
         let gens = Arc::new(DataGen::default());
         Adapter {
             fs,
-            mode,
+            mode: opts.mode,
+            flags: opts.flags,
+            changes: Arc::default(),
             blksize,
             errors: ErrorLog::default(),
             nodes: Arc::default(),
@@ -345,8 +349,8 @@ impl Adapter {
         self.fs
             .stat(ino)
             .map_err(|e| self.err(&e, || format!("access inode {ino}")))?;
-        if mask.contains(AccessFlags::W_OK) && !self.writable() {
-            return Err(Errno::EROFS);
+        if mask.contains(AccessFlags::W_OK) {
+            self.check_writable()?;
         }
         Ok(())
     }
@@ -370,43 +374,110 @@ impl Adapter {
         }
     }
 
-    /// The answer to an ioctl: `FS_IOC_GETFLAGS` (lsattr) is served from
-    /// the inode, every other command is not one of ours (ENOTTY, as the
-    /// kernel answers an unknown ioctl).
+    /// The answer to an ioctl: `FS_IOC_GETFLAGS` (lsattr) and
+    /// `FS_IOC_GETVERSION` are served from the inode, `FS_IOC_SETFLAGS`
+    /// (chattr) by the engine; every other command is not one of ours
+    /// (ENOTTY, as the kernel answers an unknown ioctl).
     pub(crate) fn do_ioctl(
         &self,
+        creds: Creds,
         node: INodeNo,
         cmd: u32,
+        in_data: &[u8],
         out_size: u32,
     ) -> Result<Vec<u8>, Errno> {
-        if cmd != FS_IOC_GETFLAGS {
-            return Err(Errno::ENOTTY);
-        }
         let ino = self.ino(node)?;
-        let st = self
-            .fs
-            .stat(ino)
-            .map_err(|e| self.err(&e, || format!("getflags inode {ino}")))?;
-        let flags = (st.flags & EXT4_FL_USER_VISIBLE).to_ne_bytes();
-        let n = flags.len().min(out_size as usize);
-        Ok(flags.get(..n).unwrap_or(&[]).to_vec())
+        let value = match cmd {
+            FS_IOC_SETFLAGS => {
+                self.do_setflags(creds, ino, in_data)?;
+                return Ok(Vec::new());
+            }
+            FS_IOC_GETFLAGS | FS_IOC_GETVERSION => {
+                let st = self
+                    .fs
+                    .stat(ino)
+                    .map_err(|e| self.err(&e, || format!("ioctl {cmd:#x} inode {ino}")))?;
+                if cmd == FS_IOC_GETFLAGS {
+                    st.flags & EXT4_FL_USER_VISIBLE
+                } else {
+                    st.generation
+                }
+            }
+            _ => return Err(Errno::ENOTTY),
+        };
+        let bytes = value.to_ne_bytes();
+        let n = bytes.len().min(out_size as usize);
+        Ok(bytes.get(..n).unwrap_or(&[]).to_vec())
     }
 }
 
 impl Adapter {
     /// FSYNC/FSYNCDIR on `node` (handle already checked): the engine's
     /// sync, whose errors go through the one errno table (a write error
-    /// kept since a writeback is EIO).
+    /// kept since a writeback is EIO), or the error a background commit
+    /// met since the last fsync.
     pub(crate) fn do_sync(&self, node: INodeNo) -> Result<(), Errno> {
-        self.fs
-            .sync()
-            .map_err(|e| self.err(&e, || format!("fsync of node {node}")))
+        let res = self
+            .changes
+            .sync(&*self.fs)
+            .map_err(|e| self.err(&e, || format!("fsync of node {node}")));
+        match self.changes.take_error() {
+            Some(kept) => Err(kept),
+            None => res,
+        }
     }
 
-    /// Whether this mount takes changes: a read-write mode, and an engine
-    /// that can write (the server refuses a read-write mount before then;
-    /// this keeps the adapter honest on its own).
+    /// Whether this mount takes changes. The mode is read-write only when
+    /// the engine can write (`mode::ENGINE_WRITES`); until then every
+    /// request that would change something answers EROFS here.
     pub(crate) fn writable(&self) -> bool {
-        !self.mode.is_read_only() && ENGINE_WRITES
+        !self.mode.is_read_only()
+    }
+
+    /// EROFS unless the mount takes changes: the first check of every
+    /// request that changes the filesystem.
+    pub(crate) fn check_writable(&self) -> Result<(), Errno> {
+        if self.writable() {
+            Ok(())
+        } else {
+            Err(Errno::EROFS)
+        }
+    }
+
+    /// After an engine call that changed (or tried to change) the
+    /// filesystem: marks it for the periodic commit, and makes it durable
+    /// now on a `sync` mount, or a `dirsync` mount for a directory change
+    /// (`what`), as the kernel does before such a request returns. The
+    /// sync's error is the request's.
+    pub(crate) fn changed(&self, what: Change) -> Result<(), Errno> {
+        self.changes.mark();
+        let now = self.flags.sync || (self.flags.dirsync && what == Change::Namespace);
+        if !now {
+            return Ok(());
+        }
+        self.changes
+            .sync(&*self.fs)
+            .map_err(|e| self.err(&e, || "sync after a change (sync/dirsync mount)".into()))
+    }
+}
+
+/// What kind of change a request made (for `dirsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A directory's entries (create, mkdir, link, unlink, rename, ...).
+    Namespace,
+    /// File data or attributes.
+    Inode,
+}
+
+/// The engine's view of who asks: the request's fsuid and fsgid (the kernel
+/// checked permissions already, `default_permissions`; the engine needs the
+/// caller for ownership of what it creates and for the reserved blocks).
+/// Supplementary groups are not sent by FUSE for most requests; the
+/// setgid-directory rule needs only the directory's group.
+pub(crate) fn creds(req: &fuser::Request) -> Creds {
+    Creds {
+        uid: req.uid(),
+        gid: req.gid(),
     }
 }

@@ -9,8 +9,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use fuser::{Errno, INodeNo, OpenFlags};
@@ -39,7 +39,16 @@ pub(crate) struct FakeFs {
     inodes: HashMap<InodeNo, FakeInode>,
     pub(crate) read_dir_calls: AtomicU64,
     pub(crate) entries_emitted: AtomicU64,
+    /// Successful syncs.
     pub(crate) syncs: AtomicU64,
+    /// Make every sync fail (an IO error), as a failing device would.
+    pub(crate) fail_syncs: AtomicBool,
+    /// The inodes the adapter asked to evict, in order.
+    pub(crate) evicted: Mutex<Vec<InodeNo>>,
+    /// The inode number the next create-style call hands out (0: 100).
+    pub(crate) next_ino: AtomicU64,
+    /// The changes asked for, as text, in order (the fake changes nothing).
+    pub(crate) changes: Mutex<Vec<String>>,
 }
 
 fn stat(ino: InodeNo, kind: FileKind, perm: u16, size: u64, nlink: u32) -> Stat {
@@ -265,7 +274,63 @@ impl Backend for FakeFs {
         Ok((offset < size).then_some(if hole { size } else { offset }))
     }
     fn sync(&self) -> Result<()> {
+        if self.fail_syncs.load(Ordering::Relaxed) {
+            return Err(Error::Io(fsvc_ext4::io::IoError::Injected { offset: 0 }));
+        }
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+    fn mknod(
+        &self,
+        creds: fsvc_ext4::tx::Creds,
+        parent: InodeNo,
+        name: &[u8],
+        mode: u32,
+        _umask: u32,
+        _rdev: u32,
+    ) -> Result<Stat> {
+        self.node(parent)?;
+        let ino = match self.next_ino.load(Ordering::Relaxed) {
+            0 => InodeNo(100),
+            n => InodeNo(n as u32),
+        };
+        self.changes.lock().unwrap().push(format!(
+            "mknod {} {mode:o} by {}",
+            String::from_utf8_lossy(name),
+            creds.uid
+        ));
+        Ok(stat(ino, FileKind::File, (mode & 0o7777) as u16, 0, 1))
+    }
+    fn write(
+        &self,
+        _creds: fsvc_ext4::tx::Creds,
+        ino: InodeNo,
+        offset: u64,
+        data: &[u8],
+        append: bool,
+    ) -> Result<usize> {
+        self.changes.lock().unwrap().push(format!(
+            "write {ino} {offset}+{} append={append}",
+            data.len()
+        ));
+        Ok(data.len())
+    }
+    fn unlink(
+        &self,
+        _creds: fsvc_ext4::tx::Creds,
+        parent: InodeNo,
+        name: &[u8],
+    ) -> Result<Option<InodeNo>> {
+        let ino = Backend::lookup(self, parent, name)?;
+        self.changes
+            .lock()
+            .unwrap()
+            .push(format!("unlink {}", String::from_utf8_lossy(name)));
+        // The fake's files all have one link, but for LINKED.
+        Ok((ino != LINKED).then_some(ino))
+    }
+    fn evict(&self, ino: InodeNo) -> Result<()> {
+        self.evicted.lock().unwrap().push(ino);
         Ok(())
     }
     fn statfs(&self) -> StatFs {
@@ -285,9 +350,20 @@ impl Backend for FakeFs {
 /// The mode of the adapters under test: read-only, as asked.
 pub(crate) const RO_MODE: MountMode = MountMode::ReadOnly(ReadOnlyReason::Requested);
 
+/// The caller of the adapter calls in these tests.
+pub(crate) const ROOT_CREDS: fsvc_ext4::tx::Creds = fsvc_ext4::tx::Creds::ROOT;
+
+/// Serve options of a read-only mount.
+pub(crate) fn ro_options() -> ServeOptions {
+    ServeOptions {
+        mode: RO_MODE,
+        ..ServeOptions::default()
+    }
+}
+
 pub(crate) fn adapter() -> (Arc<FakeFs>, Adapter) {
     let fs = Arc::new(fake());
-    (fs.clone(), Adapter::new(fs, RO_MODE))
+    (fs.clone(), Adapter::new(fs, &ro_options()))
 }
 
 pub(crate) fn node(ino: InodeNo) -> INodeNo {
@@ -481,7 +557,7 @@ fn ioctl_serves_getflags_only() {
     // Visible flags pass, internal ones (EXT4_EXTENTS_FL is visible,
     // EXT4_EA_INODE_FL 0x200000 is not) are masked.
     type Case = (InodeNo, u32, u32, std::result::Result<Vec<u8>, i32>);
-    let table: [Case; 5] = [
+    let table: [Case; 7] = [
         (
             HELLO,
             GETFLAGS,
@@ -500,11 +576,17 @@ fn ioctl_serves_getflags_only() {
             2,
             Ok(0x0008_0010u32.to_ne_bytes()[..2].to_vec()),
         ),
-        (HELLO, 0x4008_6602, 8, Err(libc::ENOTTY)), // FS_IOC_SETFLAGS
+        // FS_IOC_GETVERSION: the generation, as an int.
+        (HELLO, 0x8008_7601, 8, Ok(84u32.to_ne_bytes().to_vec())),
+        // FS_IOC_SETFLAGS: a change, refused on this read-only mount.
+        (HELLO, 0x4008_6602, 8, Err(libc::EROFS)),
+        (HELLO, 0x4008_6603, 8, Err(libc::ENOTTY)),
         (BROKEN, GETFLAGS, 4, Err(EUCLEAN)),
     ];
     for (ino, cmd, out, want) in table {
-        let got = a.do_ioctl(node(ino), cmd, out).map_err(Errno::code);
+        let got = a
+            .do_ioctl(ROOT_CREDS, node(ino), cmd, &[], out)
+            .map_err(Errno::code);
         assert_eq!(got, want, "{ino} {cmd:#x} {out}");
     }
 }
@@ -522,7 +604,7 @@ impl TestMount {
         vfs_read_only: bool,
         opts: &ServeOptions,
     ) -> Option<TestMount> {
-        TestMount::with_adapter(Adapter::new(fs, opts.mode), vfs_read_only, opts)
+        TestMount::with_adapter(Adapter::new(fs, opts), vfs_read_only, opts)
     }
 
     /// Mounts and serves `adapter` (whose shared state the caller may keep).
