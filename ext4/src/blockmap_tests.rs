@@ -5,63 +5,23 @@
 //! into the system zone.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::blockmap::{self, Lookup};
 use crate::error::Error;
 use crate::extent_remove;
 use crate::inode::{flags, Inode};
 use crate::num::{InodeNo, Lblk, Pblk};
-use crate::testfs::{alloc_cases, Image, GEOMETRIES};
+use crate::testfs::{alloc_cases, Image, Rng, GEOMETRIES};
 use crate::tx::{AllocKind, Creds};
 use crate::Fs;
 
-/// A directory holding empty files `a`, `b`, `c` for `mkfs -d`.
-fn tree(tag: &str) -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "fsvc-wdata-tree-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    for f in ["a", "b", "c"] {
-        std::fs::write(d.join(f), b"").unwrap();
-    }
-    d
-}
-
-/// An image of geometry `args` with the files of [`tree`].
-fn image(tag: &str, args: &[&str], size: &str) -> Option<Image> {
-    let d = tree(tag);
-    let mut a: Vec<&str> = args.to_vec();
-    let ds = d.to_str().unwrap().to_string();
-    a.extend(["-d", &ds]);
-    let img = Image::mkfs(&a, size);
-    let _ = std::fs::remove_dir_all(&d);
-    img
+/// An image of geometry `args` with empty files `a`, `b` and `c`.
+fn image(args: &[&str], size: &str) -> Option<Image> {
+    Image::mkfs_with_files(args, size, &[("a", b""), ("b", b""), ("c", b"")])
 }
 
 fn file(fs: &Fs, name: &str) -> InodeNo {
     fs.lookup(InodeNo::ROOT, name.as_bytes()).unwrap()
-}
-
-/// A small deterministic generator (xorshift64*), so a failing sequence
-/// is reproduced by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// Model of one file: logical → physical block.
@@ -140,7 +100,7 @@ fn pick(rng: &mut Rng, fs: &Fs, extents: bool) -> (u64, u32) {
 }
 
 fn random_sequences(name: &str, args: &[&str], size: &str) {
-    let Some(img) = image(name, args, size) else {
+    let Some(img) = image(args, size) else {
         return;
     };
     let cases = alloc_cases();
@@ -270,7 +230,7 @@ fn random_map_free_sequences_match_the_model_on_every_geometry() {
 /// checks it, then truncates in steps back to nothing.
 #[test]
 fn deep_extent_trees_grow_and_shrink_back() {
-    let Some(img) = image("deep", &["-b", "1024"], "32M") else {
+    let Some(img) = image(&["-b", "1024"], "32M") else {
         return;
     };
     let fs = img.open_rw();
@@ -349,7 +309,7 @@ fn deep_extent_trees_grow_and_shrink_back() {
 #[test]
 fn growing_files_stay_contiguous() {
     for &(name, args, size) in GEOMETRIES {
-        let Some(img) = image(name, args, size) else {
+        let Some(img) = image(args, size) else {
             return;
         };
         let fs = img.open_rw();
@@ -394,7 +354,7 @@ fn growing_files_stay_contiguous() {
 #[test]
 fn running_out_of_space_maps_what_fits_and_changes_nothing_after() {
     for &(name, args, size) in GEOMETRIES {
-        let Some(img) = image(name, args, size) else {
+        let Some(img) = image(args, size) else {
             return;
         };
         let fs = img.open_rw();
@@ -461,7 +421,7 @@ fn running_out_of_space_maps_what_fits_and_changes_nothing_after() {
 #[test]
 fn mappings_into_the_system_zone_are_refused() {
     for (name, args) in [("ext4", &["-b", "1024"][..]), ("ext2", &["-t", "ext2"][..])] {
-        let Some(img) = image(name, args, "16M") else {
+        let Some(img) = image(args, "16M") else {
             return;
         };
         let itable = img

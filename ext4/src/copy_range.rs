@@ -87,8 +87,6 @@ impl Fs {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
     use crate::error::Error;
     use crate::num::InodeNo;
     use crate::testfs::{Image, GEOMETRIES};
@@ -96,22 +94,10 @@ mod tests {
 
     #[test]
     fn copies_match_the_source_on_every_geometry() {
-        static N: AtomicU64 = AtomicU64::new(0);
         for &(name, args, size) in GEOMETRIES {
-            let d = std::env::temp_dir().join(format!(
-                "fsvc-wdata-ctree-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::create_dir_all(&d).unwrap();
             let src: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-            std::fs::write(d.join("src"), &src).unwrap();
-            std::fs::write(d.join("dst"), b"old contents").unwrap();
-            let ds = d.to_str().unwrap().to_string();
-            let mut a: Vec<&str> = args.to_vec();
-            a.extend(["-d", &ds]);
-            let img = Image::mkfs(&a, size);
-            let _ = std::fs::remove_dir_all(&d);
+            let files: &[(&str, &[u8])] = &[("src", &src), ("dst", b"old contents")];
+            let img = Image::mkfs_with_files(args, size, files);
             let Some(img) = img else { return };
             let fs = img.open_rw();
             let s = fs.lookup(InodeNo::ROOT, b"src").unwrap();

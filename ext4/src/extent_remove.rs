@@ -177,14 +177,7 @@ fn cut(
             continue;
         }
         let child_blk = Pblk(e.ptr);
-        let mut child = load(
-            tx,
-            inode,
-            Some(child_blk),
-            Some(node.depth - 1),
-            keys[i],
-            child_hi,
-        )?;
+        let (mut child, _) = child(tx, inode, node, i, hi)?;
         if start <= keys[i] && child_hi <= end {
             free_subtree(tx, inode, &child, child_hi)?;
             release(tx, inode, child_blk, 1, AllocKind::Meta, &what)?;
@@ -211,6 +204,22 @@ fn cut(
     Ok(changed)
 }
 
+/// Child `i` of index node `node` (whose keys lie below `hi`), read and
+/// validated with its key range, and the end of that range.
+fn child(tx: &Tx, inode: &Inode, node: &Node, i: usize, hi: u64) -> Result<(Node, u64)> {
+    let e = node.ents[i];
+    let child_hi = node.ents.get(i + 1).map_or(hi, |n| u64::from(n.key));
+    let c = load(
+        tx,
+        inode,
+        Some(Pblk(e.ptr)),
+        Some(node.depth - 1),
+        u64::from(e.key),
+        child_hi,
+    )?;
+    Ok((c, child_hi))
+}
+
 /// Frees everything `node` maps and every node below it (not `node`'s
 /// own block); its keys lie below `hi`.
 fn free_subtree(tx: &mut Tx, inode: &mut Inode, node: &Node, hi: u64) -> Result<()> {
@@ -229,16 +238,8 @@ fn free_subtree(tx: &mut Tx, inode: &mut Inode, node: &Node, hi: u64) -> Result<
         return Ok(());
     }
     for (i, e) in node.ents.iter().enumerate() {
-        let child_hi = node.ents.get(i + 1).map_or(hi, |n| u64::from(n.key));
-        let child = load(
-            tx,
-            inode,
-            Some(Pblk(e.ptr)),
-            Some(node.depth - 1),
-            u64::from(e.key),
-            child_hi,
-        )?;
-        free_subtree(tx, inode, &child, child_hi)?;
+        let (c, child_hi) = child(tx, inode, node, i, hi)?;
+        free_subtree(tx, inode, &c, child_hi)?;
         release(tx, inode, Pblk(e.ptr), 1, AllocKind::Meta, &what)?;
     }
     Ok(())
@@ -315,14 +316,7 @@ fn shift_node(
             continue;
         }
         let e = node.ents[i];
-        let mut child = load(
-            tx,
-            inode,
-            Some(Pblk(e.ptr)),
-            Some(node.depth - 1),
-            keys[i],
-            child_hi,
-        )?;
+        let (mut child, _) = child(tx, inode, node, i, hi)?;
         if shift_node(tx, inode, &mut child, child_hi, from, delta)? {
             store(tx, inode, &child, false)?;
         }
@@ -367,18 +361,10 @@ fn walk(tx: &Tx, inode: &Inode, node: &Node, hi: u64, st: &mut TreeStats) -> Res
         }));
         return Ok(());
     }
-    for (i, e) in node.ents.iter().enumerate() {
-        let child_hi = node.ents.get(i + 1).map_or(hi, |n| u64::from(n.key));
-        let child = load(
-            tx,
-            inode,
-            Some(Pblk(e.ptr)),
-            Some(node.depth - 1),
-            u64::from(e.key),
-            child_hi,
-        )?;
+    for i in 0..node.ents.len() {
+        let (c, child_hi) = child(tx, inode, node, i, hi)?;
         st.blocks += 1;
-        walk(tx, inode, &child, child_hi, st)?;
+        walk(tx, inode, &c, child_hi, st)?;
     }
     Ok(())
 }

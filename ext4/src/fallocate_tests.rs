@@ -4,31 +4,16 @@
 //! back by the engine and debugfs, e2fsck clean; the kernel's argument
 //! rules.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::mode::*;
 use crate::error::Error;
 use crate::inode::flags;
 use crate::num::InodeNo;
-use crate::testfs::{Image, GEOMETRIES};
+use crate::testfs::{Image, Rng, GEOMETRIES};
 use crate::tx::Creds;
 use crate::Fs;
 
 fn image(args: &[&str], size: &str) -> Option<Image> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "fsvc-wdata-ftree-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("f"), b"").unwrap();
-    let ds = d.to_str().unwrap().to_string();
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["-d", &ds]);
-    let img = Image::mkfs(&a, size);
-    let _ = std::fs::remove_dir_all(&d);
-    img
+    Image::mkfs_with_files(args, size, &[("f", b"")])
 }
 
 fn contents(fs: &Fs, ino: InodeNo) -> Vec<u8> {
@@ -36,17 +21,6 @@ fn contents(fs: &Fs, ino: InodeNo) -> Vec<u8> {
     let mut buf = vec![0u8; size];
     assert_eq!(fs.read(ino, 0, &mut buf).unwrap(), size);
     buf
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n.max(1)
-    }
 }
 
 /// The model's view of one fallocate call (after the engine accepted it).

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::error::Error;
 use crate::inode::flags;
 use crate::num::InodeNo;
-use crate::testfs::{Image, GEOMETRIES};
+use crate::testfs::{Image, Rng, GEOMETRIES};
 use crate::tx::Creds;
 use crate::Fs;
 
@@ -18,24 +18,9 @@ const USER: Creds = Creds {
     gid: 1000,
 };
 
-/// An image with empty files `a` and `b` (made by `mkfs -d`).
+/// An image with empty files `a` and `b`.
 fn image(args: &[&str], size: &str) -> Option<Image> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "fsvc-wdata-wtree-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    for f in ["a", "b"] {
-        std::fs::write(d.join(f), b"").unwrap();
-    }
-    let ds = d.to_str().unwrap().to_string();
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["-d", &ds]);
-    let img = Image::mkfs(&a, size);
-    let _ = std::fs::remove_dir_all(&d);
-    img
+    Image::mkfs_with_files(args, size, &[("a", b""), ("b", b"")])
 }
 
 fn file(fs: &Fs, name: &str) -> InodeNo {
@@ -66,20 +51,6 @@ fn debugfs_contents(img: &Image, name: &str) -> Vec<u8> {
 fn rand_tag() -> u64 {
     static N: AtomicU64 = AtomicU64::new(0);
     N.fetch_add(1, Ordering::Relaxed)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// Applies a write to the model as the file system must: zeros fill any
