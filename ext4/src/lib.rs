@@ -34,6 +34,7 @@
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
+//! | namespace changes (namei.c) | [`namei`], [`rename`] | `create`, `mknod`, `symlink`, `link`, `unlink`, `rmdir`, `evict`, `rename` |
 //! | setattr, atime (inode.c `ext4_setattr`, VFS `touch_atime`) | [`attr_write`] | `setattr`, `touch_atime` |
 //! | xattr set/remove, ACLs (xattr.c, acl.c) | [`xattr_write`] | `set_xattr`, `remove_xattr` |
 //! | inode flags, append-only/immutable rules (ioctl.c) | [`flags`] | `get_flags`, `set_flags`, `get_version` |
@@ -49,7 +50,10 @@
 //! (map-or-allocate, free-from, for both kinds), built on
 //! [`extent_edit`] (extent tree insert, split, depth growth),
 //! [`extent_remove`] (range removal, depth shrinking, shifts)
-//! and [`indirect_edit`] (indirect block maps).
+//! and [`indirect_edit`] (indirect block maps). The namespace:
+//! [`new_inode`] (a fresh inode's set-up), [`dir_edit`] (entry insert and
+//! removal inside a dirent region), [`htree_edit`] (index changes),
+//! `dir_tx` (directories read and changed through a `Tx`).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
@@ -85,6 +89,8 @@ pub mod copy_range;
 pub mod csum;
 pub mod data;
 pub mod dir;
+pub mod dir_edit;
+mod dir_tx;
 pub mod dirent;
 pub mod error;
 pub mod extent;
@@ -98,6 +104,7 @@ pub mod fs;
 pub mod group;
 pub mod hash;
 pub mod htree;
+pub mod htree_edit;
 mod ialloc;
 pub mod indirect;
 pub mod indirect_edit;
@@ -109,9 +116,12 @@ pub mod journaled;
 pub mod limits;
 pub mod locks;
 pub mod mount;
+pub mod namei;
+pub mod new_inode;
 pub mod num;
 pub mod orphan;
 pub mod ranges;
+pub mod rename;
 pub mod super_fields;
 pub mod superblock;
 pub mod symlink;

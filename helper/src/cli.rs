@@ -89,6 +89,10 @@ pub struct MountCli {
     /// mount lives until its fd and every namespace it was attached in are gone.
     #[arg(long = "detached", value_name = "SOCKET", conflicts_with = "unmount")]
     pub detached: Option<String>,
+    /// With --detached: idmap the mount into the user namespace FILE (e.g.
+    /// /proc/PID/ns/user, opened as the caller), which the caller must own.
+    #[arg(long = "userns", value_name = "FILE", requires = "detached")]
+    pub userns: Option<String>,
     /// With -u: lazy unmount (detach now; the server finishes when the last file closes).
     #[arg(short = 'l', long = "lazy", requires = "unmount")]
     pub lazy: bool,
@@ -152,6 +156,8 @@ pub struct Args {
     pub verbose: bool,
     /// `-f`: check what can be checked without a server, mount nothing.
     pub fake: bool,
+    /// `--userns FILE`: idmap the detached mount into this user namespace.
+    pub userns: Option<String>,
 }
 
 /// What an unmount command line asked for.
@@ -323,6 +329,7 @@ where
         options: options.join(","),
         verbose: c.verbose,
         fake: c.fake,
+        userns: c.userns,
     }))
 }
 
@@ -407,7 +414,16 @@ mod tests {
         assert_eq!(a.source, "-img");
         assert_eq!(a.target, Target::Dir("/mnt".into()));
         assert!(a.fake);
+        let a = mount(&[
+            "--detached",
+            "/run/rt.sock",
+            "--userns",
+            "/proc/7/ns/user",
+            "/img",
+        ]);
+        assert_eq!(a.userns.as_deref(), Some("/proc/7/ns/user"));
         let a = mount(&["--detached", "/run/rt.sock", "-o", "ro", "/img"]);
+        assert_eq!(a.userns, None);
         assert_eq!(a.source, "/img");
         assert_eq!(a.target, Target::Detached("/run/rt.sock".into()));
         assert_eq!(a.options, "ro");
@@ -514,6 +530,10 @@ mod tests {
             (&["--detached", "/s"], "SOURCE only"),
             (&["--detached", "", "/img"], "must not be empty"),
             (&["-u", "/mnt", "--detached", "/s"], "cannot be used with"),
+            (
+                &["--userns", "/proc/1/ns/user", "/img", "/mnt"],
+                "--detached",
+            ),
         ];
         for (argv, want) in cases {
             let mut full = vec!["fsvc-mount"];

@@ -32,7 +32,7 @@ mod sys;
 mod unmount;
 mod utab;
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::ExitCode;
 
 use fsvc_helper::cli::{self, Args, Command, Target, EXIT_MOUNT_FAILURE, EXIT_USAGE};
@@ -133,6 +133,31 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
     // serve learns nothing about the paths it named.
     let user = policy::check_caller(&caller).map_err(usage)?;
 
+    // Opened as the caller, before anything is mounted: a user may name
+    // only a namespace file they can open (their own processes').
+    let userns = match &args.userns {
+        None => None,
+        Some(path) => {
+            let open_ns = || {
+                open(
+                    path.as_str(),
+                    OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                    Mode::empty(),
+                )
+            };
+            let fd = match &user {
+                Some(u) => policy::as_caller(&u.caller, open_ns),
+                None => open_ns(),
+            }
+            .map_err(|e| {
+                usage(format!(
+                    "cannot open the user namespace {path}: {}",
+                    e.desc()
+                ))
+            })?;
+            Some(fd)
+        }
+    };
     let (dir, recipient) = match &args.target {
         // Looked up as the caller: a user may not mount on, or probe, a
         // directory they could not reach themselves.
@@ -169,6 +194,7 @@ fn mount_cmd(args: &Args) -> Result<(), Failure> {
         options: &args.options,
         verbose: args.verbose,
         fake: args.fake,
+        userns: userns.as_ref().map(|fd| fd.as_fd()),
     };
     let result = mount_on(&job, &caller, &knobs, user.as_ref(), dir.as_ref());
     match (result, &recipient) {
@@ -219,6 +245,8 @@ struct Job<'a> {
     verbose: bool,
     /// `-f`.
     fake: bool,
+    /// Idmap the (detached) mount into this user namespace.
+    userns: Option<BorrowedFd<'a>>,
 }
 
 /// The mount itself, onto `dir` or detached (`dir` is `None`). Returns the
@@ -231,6 +259,20 @@ fn mount_on(
     user: Option<&policy::UserMount>,
     dir: Option<&OwnedFd>,
 ) -> Result<Option<(OwnedFd, DetachedMount)>, Failure> {
+    // Only into a namespace the caller owns (root included), and only for a
+    // detached mount (the kernel idmaps nothing already attached).
+    if let Some(ns) = args.userns {
+        let owner = sys::user_namespace_owner(ns).map_err(|e| Failure {
+            errno: libc::EINVAL,
+            ..usage(format!(
+                "the user namespace fd is not a user namespace: {e}"
+            ))
+        })?;
+        policy_file::check_userns_owner(caller.uid, owner).map_err(|d| usage(d.to_string()))?;
+        if !matches!(args.target, Target::Detached(_)) {
+            return Err(usage("an idmapped mount must be detached (--detached)"));
+        }
+    }
     let opts = options::split(args.options).map_err(|e| usage(e.0))?;
     let wants_allow_other = opts.fs_options.split(',').any(|o| o == "allow_other");
     // Held until exit, so counting this user's mounts and adding one is atomic.
@@ -311,6 +353,7 @@ fn mount_on(
         fs_options: opts.fs_options.clone(),
         read_only: opts.read_only,
         verbose: args.verbose,
+        idmap: args.userns.is_some(),
     };
     let route = reached.route;
     let conn = conn::Conn::new(reached.sock, knobs.timeout).map_err(failed)?;
@@ -331,6 +374,16 @@ fn mount_on(
                 eprintln!("fsvc-mount: warning: {note}");
             }
             if let Some(mount) = served.detached {
+                // Before anyone else holds the fd: the kernel idmaps only a
+                // mount attached nowhere. On failure the fd closes here,
+                // which ends the mount and its server.
+                if let Some(ns) = args.userns {
+                    sys::idmap_mount(mount.as_fd(), ns).map_err(|e| {
+                        failed(format!(
+                            "cannot idmap the mount into the user namespace: {e} (FUSE needs Linux 6.12 or later)"
+                        ))
+                    })?;
+                }
                 let what = DetachedMount {
                     source: shown_source,
                     fs_type: args.fs_type,

@@ -18,6 +18,11 @@
 //! again; the caller's filesystem ids are checked against it as for any
 //! source), with the helper's `O_EXCL`/`flock` rules, and never with more
 //! access than the passed fd had: a read-only fd makes a read-only mount.
+//! With a user-namespace fd the mount is idmapped into that namespace
+//! (`mount_setattr(MOUNT_ATTR_IDMAP)` on the detached mount, the server
+//! opting into `FUSE_ALLOW_IDMAP`), only when the caller owns it (rule
+//! `userns-owner`, checked with `NS_GET_OWNER_UID`, for root too).
+//!
 //! The caller's supplementary groups are not known to the service (it has
 //! only `SO_PEERCRED`), so access granted through a group alone is refused,
 //! which fails closed.
@@ -148,12 +153,13 @@ fn handle(
         ImageSource::Fd => fds.next(),
         ImageSource::Path(_) => None,
     };
-    if req.user_namespace {
-        return Err(Failure {
-            errno: libc::EOPNOTSUPP,
-            ..failed("idmapped mounts (a user-namespace fd) are not supported yet")
-        });
-    }
+    let userns = match req.user_namespace {
+        true => Some(
+            fds.next()
+                .ok_or_else(|| failed("the user namespace fd is missing"))?,
+        ),
+        false => None,
+    };
     let mut options = req.options.clone();
     let mut read_only = req.read_only;
     let (open_path, shown_source) = match (&req.source, &source_fd) {
@@ -193,6 +199,7 @@ fn handle(
         options: &options,
         verbose: false,
         fake: false,
+        userns: userns.as_ref().map(|fd| fd.as_fd()),
     };
     // `source_fd` stays open until the mount is made: the path opened is its
     // /proc/self/fd link.

@@ -141,6 +141,22 @@ pub const RULE_MOUNTPOINT_WRITABLE: &str = "mountpoint-writable";
 pub const RULE_STICKY_DIRECTORY: &str = "sticky-directory";
 /// Unmounting someone else's mount.
 pub const RULE_OWN_MOUNTS_ONLY: &str = "own-mounts-only";
+/// An idmapped mount into a user namespace the caller does not own (for
+/// every caller, root too: the namespace must be the caller's own).
+pub const RULE_USERNS_OWNER: &str = "userns-owner";
+
+/// The user namespace a mount is idmapped into must be the caller's
+/// (`owner` from `NS_GET_OWNER_UID`).
+pub fn check_userns_owner(caller: u32, owner: u32) -> Result<(), Denial> {
+    if owner == caller {
+        Ok(())
+    } else {
+        Err(deny(
+            RULE_USERNS_OWNER,
+            format!("the user namespace is owned by uid {owner}, not by you (uid {caller})"),
+        ))
+    }
+}
 
 /// A refusal: the rule that refused and what a person can do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -490,6 +506,23 @@ mod tests {
                     assert!(d.to_string().contains(rule), "case {i}: {d}");
                 }
                 (got, want) => panic!("case {i}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn userns_must_be_the_callers() {
+        for (caller, owner, ok) in [
+            (1000, 1000, true),
+            (0, 0, true),
+            (0, 1000, false),
+            (1000, 0, false),
+        ] {
+            let got = check_userns_owner(caller, owner);
+            assert_eq!(got.is_ok(), ok, "{caller} {owner}");
+            if let Err(d) = got {
+                assert_eq!(d.rule, RULE_USERNS_OWNER);
+                assert!(d.detail.contains(&owner.to_string()), "{d}");
             }
         }
     }

@@ -464,3 +464,73 @@ pub fn take_activation_fd() -> Option<OwnedFd> {
     }
     Some(fd)
 }
+
+/// `NS_GET_NSTYPE` (`_IO(0xb7, 0x3)`, <linux/nsfs.h>): the namespace's `CLONE_NEW*` type.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+/// `NS_GET_OWNER_UID` (`_IO(0xb7, 0x4)`): the uid that created a user namespace.
+const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+
+/// The owner (creator's euid, in the initial namespace's terms) of the
+/// user namespace open on `fd`; an error when `fd` is not a user namespace.
+pub fn user_namespace_owner(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the type; fd is open.
+    let kind = check(unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) }.into())?;
+    if kind != libc::c_long::from(libc::CLONE_NEWUSER) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which
+    // points at a live local of that type; fd is open.
+    check(
+        unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                NS_GET_OWNER_UID as _,
+                &mut uid as *mut libc::uid_t,
+            )
+        }
+        .into(),
+    )?;
+    Ok(uid)
+}
+
+/// Mount attribute: idmap the mount (`mount_attr.userns_fd` names the namespace).
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// `struct mount_attr` (<linux/mount.h>, `MOUNT_ATTR_SIZE_VER0`).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(mnt, "", AT_EMPTY_PATH, {attr_set: MOUNT_ATTR_IDMAP,
+/// userns_fd})`: idmaps the detached mount `mnt` into the user namespace
+/// `userns` (the kernel allows it only on a mount attached nowhere yet, of
+/// a filesystem that supports it).
+pub fn idmap_mount(mnt: BorrowedFd<'_>, userns: BorrowedFd<'_>) -> io::Result<()> {
+    let ns =
+        u64::try_from(userns.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: ns,
+    };
+    let empty = c"";
+    // SAFETY: the path is a valid empty string, `attr` a live struct of the
+    // size passed; both fds are open.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            mnt.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &raw const attr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}

@@ -70,10 +70,13 @@ fn fd_attached_to_a_server_message() {
     out.assert_mount_failure("file descriptor");
 }
 
-/// The encoding of `ServerMsg::Hello { version: 1 }`, made by the protocol
+/// The encoding of the server's `Hello`, made by the protocol
 /// crate's own encoder so only the fd is wrong.
 fn postcard_hello() -> Vec<u8> {
-    fsvc_protocol::encode(&ServerMsg::Hello { version: 1 }).expect("encode")
+    fsvc_protocol::encode(&ServerMsg::Hello {
+        version: fsvc_protocol::PROTOCOL_VERSION_MAX,
+    })
+    .expect("encode")
 }
 
 #[test]
@@ -99,7 +102,9 @@ fn out_of_order_messages() {
         ),
         (
             "hello twice",
-            vec![ServerMsg::Hello { version: 1 }],
+            vec![ServerMsg::Hello {
+                version: fsvc_protocol::PROTOCOL_VERSION_MAX,
+            }],
             "unexpected Hello",
         ),
         (

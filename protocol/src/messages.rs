@@ -7,9 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Oldest protocol version this build speaks.
-pub const PROTOCOL_VERSION_MIN: u32 = 1;
+pub const PROTOCOL_VERSION_MIN: u32 = 2;
 /// Newest protocol version this build speaks.
-pub const PROTOCOL_VERSION_MAX: u32 = 1;
+pub const PROTOCOL_VERSION_MAX: u32 = 2;
 
 /// Largest encoded message, in bytes. Paths are bounded by PATH_MAX (4096)
 /// and option strings by the kernel's page-sized mount data, so 16 KiB
@@ -98,6 +98,10 @@ pub struct MountInfo {
     pub allow_other_permitted: bool,
     /// Verbose logging was asked (`-v`).
     pub verbose: bool,
+    /// The helper will idmap the mount into a user namespace (a detached
+    /// mount, issue 11): the server opts into `FUSE_ALLOW_IDMAP`. Added in
+    /// protocol version 2.
+    pub idmap: bool,
 }
 
 /// A file the helper opened for the server. The fd travels with the message.

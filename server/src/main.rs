@@ -294,6 +294,7 @@ fn mount(svc: &mut Service, log_fd: RawFd) -> Result<(FuseServer, Arc<Fs>, Strin
         mode,
         flags: opts.flags,
         allow_other: req.allow_other,
+        allow_idmap: info.idmap,
         commit: open.commit_interval,
     };
     let server = FuseServer::new(Arc::clone(&fs), fuse_fd, &serve_opts)

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use fsvc_protocol::{
     recv_server_msg, send_helper_msg, send_packet, Access, Caller, FileGrant, FsType, HelperMsg,
-    MountInfo, Refusal, ServerMsg, WireError,
+    MountInfo, Refusal, ServerMsg, WireError, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN,
 };
 use nix::errno::Errno;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -128,6 +128,7 @@ fn info(source: &str, options: &str) -> MountInfo {
         read_only: true,
         allow_other_permitted: true,
         verbose: false,
+        idmap: false,
     }
 }
 
@@ -137,8 +138,8 @@ fn send(r: &Running, m: &HelperMsg, fds: &[std::os::fd::BorrowedFd<'_>]) {
 
 fn hello() -> HelperMsg {
     HelperMsg::Hello {
-        min_version: 1,
-        max_version: 1,
+        min_version: PROTOCOL_VERSION_MIN,
+        max_version: PROTOCOL_VERSION_MAX,
     }
 }
 
@@ -262,7 +263,12 @@ fn systemd_bad_option_gets_a_goodbye_and_a_journal_line() {
     );
     let (sent, status, log) = finish(r);
     assert_eq!(status.code(), Some(1));
-    assert_eq!(sent.first(), Some(&ServerMsg::Hello { version: 1 }));
+    assert_eq!(
+        sent.first(),
+        Some(&ServerMsg::Hello {
+            version: PROTOCOL_VERSION_MAX
+        })
+    );
     let (st, reason) = goodbye(&sent);
     assert_eq!(st, Errno::EINVAL as i32);
     assert_eq!(reason, "Unknown parameter 'frobnicate'");

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use fsvc_protocol::{
     encode, recv_server_msg, send_helper_msg, send_packet, Access, Caller, FileGrant, FsType,
-    HelperMsg, MountInfo, Refusal, ServerMsg, WireError, MAX_MESSAGE_SIZE,
+    HelperMsg, MountInfo, Refusal, ServerMsg, WireError, MAX_MESSAGE_SIZE, PROTOCOL_VERSION_MAX,
+    PROTOCOL_VERSION_MIN,
 };
 use fsvc_server::service::{OptionError, Service, ServiceError};
 use nix::errno::Errno;
@@ -88,13 +89,14 @@ fn info(uid: u32, options: &str, allow_other_permitted: bool) -> MountInfo {
         read_only: true,
         allow_other_permitted,
         verbose: false,
+        idmap: false,
     }
 }
 
 fn hello() -> HelperMsg {
     HelperMsg::Hello {
-        min_version: 1,
-        max_version: 1,
+        min_version: PROTOCOL_VERSION_MIN,
+        max_version: PROTOCOL_VERSION_MAX,
     }
 }
 
@@ -175,7 +177,7 @@ fn happy_path_walks_the_whole_conversation() {
     packets.push(Pkt::Msg(HelperMsg::MountReply(Ok(())), vec![dev_null()]));
     let (res, sent) = run(packets, |sock| -> Result<(), ServiceError> {
         let mut svc = accept(sock)?;
-        assert_eq!(svc.version(), 1);
+        assert_eq!(svc.version(), PROTOCOL_VERSION_MAX);
         assert!(svc.options().debug);
         let (_fd, grant) = svc.request_file(Access::ReadOnly)?.expect("granted");
         assert_eq!(grant, ro_grant());
@@ -189,7 +191,9 @@ fn happy_path_walks_the_whole_conversation() {
     });
     res.expect("conversation");
     let want = vec![
-        ServerMsg::Hello { version: 1 },
+        ServerMsg::Hello {
+            version: PROTOCOL_VERSION_MAX,
+        },
         ServerMsg::FileRequest {
             path: "/tmp/plumbing-source.img".to_owned(),
             access: Access::ReadOnly,
@@ -242,11 +246,11 @@ fn a_bad_opening_is_refused_with_a_goodbye() {
         (
             "no common version",
             vec![msg(HelperMsg::Hello {
-                min_version: 2,
-                max_version: 9,
+                min_version: PROTOCOL_VERSION_MAX + 1,
+                max_version: PROTOCOL_VERSION_MAX + 8,
             })],
             Errno::EPROTONOSUPPORT,
-            "versions 2..=9",
+            "versions 3..=10",
         ),
         (
             "inverted version range",
@@ -388,7 +392,9 @@ fn a_helper_that_hangs_up_ends_the_conversation() {
     let mut svc = Service::accept(srv, LONG).expect("opening");
     assert_eq!(
         recv_server_msg(helper.as_fd(), LONG).expect("hello"),
-        ServerMsg::Hello { version: 1 }
+        ServerMsg::Hello {
+            version: PROTOCOL_VERSION_MAX
+        }
     );
     drop(helper);
     let err = svc.request_file(Access::ReadOnly).expect_err("closed peer");
@@ -612,7 +618,12 @@ fn our_own_misuse_is_refused_locally() {
     // Nothing but Hello and FilesDone went out.
     assert_eq!(
         sent,
-        vec![ServerMsg::Hello { version: 1 }, ServerMsg::FilesDone]
+        vec![
+            ServerMsg::Hello {
+                version: PROTOCOL_VERSION_MAX
+            },
+            ServerMsg::FilesDone
+        ]
     );
 
     // allow_other is never requested when the helper did not permit it.

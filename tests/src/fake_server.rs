@@ -121,7 +121,7 @@ impl Conn {
     }
 
     /// Does the opening handshake as a real server would: receives Hello,
-    /// answers with version 1, receives MountInfo.
+    /// answers with the oldest version both speak, receives MountInfo.
     pub fn handshake(&self) -> Result<HelperMsg> {
         match self.expect()? {
             HelperMsg::Hello { min_version, .. } => self.send(&ServerMsg::Hello {

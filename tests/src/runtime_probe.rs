@@ -9,7 +9,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::util::{bin, read_lossy, TempDir};
+use crate::mount::{alive, servers_of};
+use crate::system::image_lock_free;
+use crate::util::{bin, mount_table_of, poll_until, read_lossy, MountEntry, TempDir};
+
+/// How long a server may take to finish after its last reference went.
+pub const EXIT_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// After the last reference to a detached mount went: every server in
+/// `servers` has exited, the image's lock is free and no server holds it.
+pub fn assert_released(image: &Path, servers: &[i32], context: &str) {
+    assert!(
+        poll_until(EXIT_LIMIT, || servers.iter().all(|p| !alive(*p))),
+        "the server still runs after its last reference went\n{context}"
+    );
+    assert!(
+        poll_until(EXIT_LIMIT, || image_lock_free(image).unwrap_or(false)),
+        "the image is still locked after the server exited\n{context}"
+    );
+    let canon = std::fs::canonicalize(image).expect("canonical");
+    assert!(servers_of(&canon).is_empty(), "no server holds the image");
+}
 
 /// A number for this process's scratch names.
 fn next() -> usize {
@@ -55,7 +75,8 @@ impl Probe {
 
     /// Starts the probe on `dir` asking the mount service at `service`
     /// (`how` is `path` or `fd`) for `source`; `user` runs it as that
-    /// user (ids only, no groups). `log` is the service's server log.
+    /// user (ids only, no groups); `userns` (`own` or a namespace file)
+    /// asks for an idmapped mount. `log` is the service's server log.
     #[allow(clippy::too_many_arguments)]
     pub fn ask_service(
         service: &Path,
@@ -65,6 +86,7 @@ impl Probe {
         mode: &str,
         dir: &Path,
         user: Option<(u32, u32)>,
+        userns: Option<&str>,
         log: &Path,
     ) -> Probe {
         let mut c = match user {
@@ -84,7 +106,8 @@ impl Probe {
             .arg(service)
             .arg(how)
             .arg(source)
-            .arg(opts);
+            .arg(opts)
+            .args(userns);
         Probe::spawn(c, dir.to_path_buf(), log.to_path_buf())
     }
 
@@ -113,6 +136,22 @@ impl Probe {
         let mut l = String::new();
         self.out.read_line(&mut l).expect("read probe output");
         l.trim_end().to_string()
+    }
+
+    /// The one mount on [`Probe::dir`] in the probe's namespace.
+    pub fn mount_entry(&self) -> MountEntry {
+        let ns = mount_table_of(Path::new(&format!("/proc/{}/mountinfo", self.pid())))
+            .expect("the probe's mountinfo");
+        let here: Vec<_> = ns
+            .into_iter()
+            .filter(|m| m.mountpoint == self.dir)
+            .collect();
+        assert_eq!(
+            here.len(),
+            1,
+            "one mount on the probe's directory: {here:?}"
+        );
+        here.into_iter().next().expect("one")
     }
 
     /// The probe's pid.

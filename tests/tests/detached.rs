@@ -9,19 +9,15 @@
 //! caller's socket as an errno and a message.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use fsvc_tests::check::check_varied_fixture;
 use fsvc_tests::fixtures::{varied_image, FsKind, Mkfs, TreeOptions};
-use fsvc_tests::mount::{alive, kernel_records, servers_of};
+use fsvc_tests::mount::{kernel_records, servers_of};
 use fsvc_tests::oracle::{self, Compare};
 use fsvc_tests::require_privileged;
-use fsvc_tests::runtime_probe::Probe;
+use fsvc_tests::runtime_probe::{assert_released, Probe};
 use fsvc_tests::system::image_lock_free;
-use fsvc_tests::util::{mount_table, mount_table_of, poll_until, read_lossy, TempDir};
-
-/// How long a server may take to finish after its last reference went.
-const EXIT_LIMIT: Duration = Duration::from_secs(60);
+use fsvc_tests::util::{mount_table, read_lossy, TempDir};
 
 fn image(scratch: &TempDir) -> PathBuf {
     varied_image(
@@ -43,20 +39,6 @@ fn assert_not_on_host(image: &Path) {
     assert!(host.is_empty(), "the host sees the mount: {host:?}");
 }
 
-/// Every server of `image` has exited and the image's lock is free.
-fn assert_released(image: &Path, servers: &[i32], context: &str) {
-    assert!(
-        poll_until(EXIT_LIMIT, || servers.iter().all(|p| !alive(*p))),
-        "the server still runs after its last reference went\n{context}"
-    );
-    assert!(
-        poll_until(EXIT_LIMIT, || image_lock_free(image).unwrap_or(false)),
-        "the image is still locked after the server exited\n{context}"
-    );
-    let canon = std::fs::canonicalize(image).expect("canonical");
-    assert!(servers_of(&canon).is_empty(), "no server holds the image");
-}
-
 #[test]
 fn a_runtime_attaches_the_mount_in_its_own_namespace() {
     if !require_privileged("a_runtime_attaches_the_mount_in_its_own_namespace") {
@@ -75,13 +57,10 @@ fn a_runtime_attaches_the_mount_in_its_own_namespace() {
     assert_eq!(servers.len(), 1, "one server serves the detached mount");
 
     // In the probe's namespace: one fsvc mount on its directory ...
-    let ns_mounts = mount_table_of(Path::new(&format!("/proc/{}/mountinfo", p.pid())))
-        .expect("the probe's mountinfo");
-    let here: Vec<_> = ns_mounts.iter().filter(|m| m.mountpoint == p.dir).collect();
-    assert_eq!(here.len(), 1, "{ns_mounts:?}");
-    assert_eq!(here[0].fstype, "fuse.fsvc.ext4");
-    assert_eq!(Path::new(&here[0].source), img, "the source a person named");
-    assert!(here[0].has_option("ro"), "{:?}", here[0]);
+    let here = p.mount_entry();
+    assert_eq!(here.fstype, "fuse.fsvc.ext4");
+    assert_eq!(Path::new(&here.source), img, "the source a person named");
+    assert!(here.has_option("ro"), "{here:?}");
     // ... whose tree is the kernel's read of the image ...
     let seen = oracle::walk(&p.attached_root()).expect("walk");
     oracle::assert_same(&expected, &seen, Compare::EXACT, &p.diagnostics());

@@ -237,11 +237,17 @@ pub fn handshake(sock: &OwnedFd) -> MountInfo {
             fds,
         ) => {
             assert!(fds.is_empty());
-            assert!(min_version <= 1 && 1 <= max_version);
+            let v = fsvc_protocol::PROTOCOL_VERSION_MAX;
+            assert!(min_version <= v && v <= max_version);
         }
         other => panic!("expected Hello, got {other:?}"),
     }
-    send(sock, &ServerMsg::Hello { version: 1 });
+    send(
+        sock,
+        &ServerMsg::Hello {
+            version: fsvc_protocol::PROTOCOL_VERSION_MAX,
+        },
+    );
     match recv(sock) {
         (HelperMsg::MountInfo(info), fds) => {
             assert!(fds.is_empty());

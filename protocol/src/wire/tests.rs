@@ -48,6 +48,7 @@ fn mount_info() -> MountInfo {
         read_only: true,
         allow_other_permitted: false,
         verbose: true,
+        idmap: false,
     }
 }
 

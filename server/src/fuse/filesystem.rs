@@ -97,6 +97,14 @@ impl fuser::Filesystem for Adapter {
                 got.push(*name);
             }
         }
+        if self.allow_idmap {
+            match config.add_capabilities(InitFlags::FUSE_ALLOW_IDMAP) {
+                Ok(()) => got.push("allow_idmap"),
+                Err(_) => log::warn!(
+                    "this kernel cannot idmap FUSE mounts (no FUSE_ALLOW_IDMAP, Linux 6.12+): the idmap will be refused"
+                ),
+            }
+        }
         // Readahead as large as the kernel allows: file data is read in
         // big sequential requests.
         if let Err(max) = config.set_max_readahead(u32::MAX) {

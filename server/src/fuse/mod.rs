@@ -75,6 +75,12 @@ pub struct ServeOptions {
     /// The helper allowed `allow_other` on the mount. Informational: the
     /// kernel enforces it (see the module documentation).
     pub allow_other: bool,
+    /// Opt into `FUSE_ALLOW_IDMAP` (the helper idmaps the mount into a
+    /// user namespace; `default_permissions` is always on). Only when
+    /// asked: with it the kernel sends uid and gid -1 in every request but
+    /// the creating ones (whose ids it maps through the mount's idmap), on
+    /// every mount of the connection.
+    pub allow_idmap: bool,
     /// Longest time a change may wait before it is written home
     /// (`commit=`; `None`: [`DEFAULT_COMMIT`]).
     pub commit: Option<Duration>,
@@ -87,6 +93,7 @@ impl Default for ServeOptions {
             mode: MountMode::ReadOnly(ReadOnlyReason::Requested),
             flags: MountFlags::default(),
             allow_other: false,
+            allow_idmap: false,
             commit: None,
         }
     }

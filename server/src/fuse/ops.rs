@@ -106,6 +106,9 @@ pub(crate) struct Adapter {
     pub(crate) changes: Arc<Changes>,
     /// The filesystem block size, reported as `st_blksize`.
     pub(crate) blksize: u32,
+    /// Ask the kernel for `FUSE_ALLOW_IDMAP` at INIT (the helper will
+    /// idmap the mount; see `ServeOptions::allow_idmap`).
+    pub(crate) allow_idmap: bool,
     errors: ErrorLog,
     /// The inodes the kernel and the open handles hold (shared so that
     /// tests can watch it while the session owns the adapter).
@@ -141,6 +144,7 @@ impl Adapter {
             flags: opts.flags,
             changes: Arc::default(),
             blksize,
+            allow_idmap: opts.allow_idmap,
             errors: ErrorLog::default(),
             nodes: Arc::default(),
             handles: HandleTable::default(),

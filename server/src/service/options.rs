@@ -473,6 +473,7 @@ mod tests {
             read_only: false,
             allow_other_permitted: permitted,
             verbose: false,
+            idmap: false,
         }
     }
 

@@ -6,10 +6,13 @@
 //! - `helper SOCKET -- HELPER [ARGS...]`: listen on the `SOCK_SEQPACKET`
 //!   socket SOCKET and run HELPER (`fsvc-mount --detached SOCKET ...
 //!   SOURCE`), which connects and passes one `Delivery`;
-//! - `service SERVICE path|fd IMAGE OPTS`: connect to the mount service
-//!   at SERVICE and send a `MountImage` for IMAGE, as a path or as an fd
-//!   opened here (read-only when OPTS has `ro`), OPTS being the `-o`
-//!   string (`-` for none).
+//! - `service SERVICE path|fd IMAGE OPTS [USERNS]`: connect to the mount
+//!   service at SERVICE and send a `MountImage` for IMAGE, as a path or as
+//!   an fd opened here (read-only when OPTS has `ro`), OPTS being the `-o`
+//!   string (`-` for none); with USERNS (`own`, or a namespace file such as
+//!   `/proc/PID/ns/user`) the mount is to be idmapped into that namespace.
+//!   `own` is a user namespace made here, held by a child (`fsvc-runtime-probe
+//!   userns-child`) with uid and gid maps 0 -> 100000 (65536 ids).
 //!
 //! MODE:
 //! - `attach` (root): `unshare(CLONE_NEWNS)`, make every mount private,
@@ -20,6 +23,9 @@
 //!   namespace;
 //! - `attach-user` (any user): the same in a user namespace of our own
 //!   (our uid and gid mapped to 0), which is what lets a user attach;
+//! - `attach-idmap` (root, with USERNS): as `attach`, but the namespace is
+//!   made before asking, so the userns child shares it; commands `ns-stat
+//!   REL` and `ns-create REL` run in the child, as uid 0 of its namespace;
 //! - `drop`: close the fd without attaching it, print `dropped`, exit.
 //!
 //! Commands (one per line, paths relative to DIR): `cat REL` prints
@@ -104,10 +110,11 @@ fn ask_helper(args: &[String], out: &mut impl Write) -> Result<(Delivery, Vec<Ow
     Ok(got)
 }
 
-/// Asks the mount service.
-fn ask_service(args: &[String]) -> Result<(Delivery, Vec<OwnedFd>)> {
-    let [service, how, image, opts] = args else {
-        bail!("usage: ... service SERVICE path|fd IMAGE OPTS");
+/// Asks the mount service (`userns`: the namespace to idmap into).
+fn ask_service(args: &[String], userns: Option<&OwnedFd>) -> Result<(Delivery, Vec<OwnedFd>)> {
+    let (service, how, image, opts) = match args {
+        [s, h, i, o] | [s, h, i, o, _] => (s, h, i, o),
+        _ => bail!("usage: ... service SERVICE path|fd IMAGE OPTS [USERNS]"),
     };
     let options = if opts == "-" { "" } else { opts.as_str() };
     let read_only = options.split(',').any(|o| o == "ro");
@@ -136,9 +143,10 @@ fn ask_service(args: &[String]) -> Result<(Delivery, Vec<OwnedFd>)> {
         fs_type: FsType::Ext4,
         read_only,
         options: options.to_string(),
-        user_namespace: false,
+        user_namespace: userns.is_some(),
     };
-    let borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    let mut borrowed: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+    borrowed.extend(userns.map(|f| f.as_fd()));
     fsvc_protocol::send_msg(sock.as_fd(), &req, &borrowed).context("send")?;
     drop(fds);
     fsvc_protocol::recv_msg::<Delivery>(sock.as_fd(), DELIVERY_LIMIT).context("receive")
@@ -174,10 +182,18 @@ fn own_user_namespace() -> Result<()> {
 }
 
 /// Serves commands from stdin until it closes.
-fn commands(dir: &Path, out: &mut impl Write) -> Result<()> {
+fn commands(dir: &Path, mut child: Option<&mut UsernsChild>, out: &mut impl Write) -> Result<()> {
     let mut line = String::new();
     while std::io::stdin().lock().read_line(&mut line)? > 0 {
         let words: Vec<&str> = line.split_whitespace().collect();
+        if let (["ns-stat" | "ns-create", rel], Some(c)) = (words.as_slice(), child.as_mut()) {
+            let verb = words[0].trim_start_matches("ns-");
+            c.say(&format!("{verb} {}", dir.join(rel).display()))?;
+            writeln!(out, "{}", c.line()?)?;
+            out.flush()?;
+            line.clear();
+            continue;
+        }
         let reply = match words.as_slice() {
             ["cat", rel] => std::fs::read_to_string(dir.join(rel))
                 .map(|t| format!("data {}", t.lines().next().unwrap_or_default())),
@@ -196,18 +212,134 @@ fn commands(dir: &Path, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// The `own` user namespace: a child that unshares one, maps 0 -> 100000
+/// (65536 uids and gids, written here as root), becomes its uid 0 and then
+/// runs `stat`/`create` commands.
+struct UsernsChild {
+    child: Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl UsernsChild {
+    fn start() -> Result<(UsernsChild, OwnedFd)> {
+        let mut child = Command::new("/proc/self/exe")
+            .arg("userns-child")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("start the userns child")?;
+        let out = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        let mut c = UsernsChild { child, out };
+        c.expect("ready")?;
+        let pid = c.child.id();
+        for map in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{map}"), "0 100000 65536")
+                .with_context(|| format!("write {map}"))?;
+        }
+        let ns = open(
+            format!("/proc/{pid}/ns/user").as_str(),
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .context("open the child's user namespace")?;
+        c.say("go")?;
+        c.expect("set")?;
+        Ok((c, ns))
+    }
+
+    fn say(&mut self, line: &str) -> Result<()> {
+        let stdin = self.child.stdin.as_mut().context("stdin")?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut l = String::new();
+        self.out.read_line(&mut l)?;
+        Ok(l.trim_end().to_string())
+    }
+
+    fn expect(&mut self, want: &str) -> Result<()> {
+        let got = self.line()?;
+        if got != want {
+            bail!("the userns child said {got:?}, not {want:?}");
+        }
+        Ok(())
+    }
+}
+
+/// The child side of [`UsernsChild`].
+fn userns_child() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWUSER).context("unshare(CLONE_NEWUSER)")?;
+    let mut out = std::io::stdout();
+    let mut line = String::new();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    std::io::stdin().lock().read_line(&mut line)?;
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid).context("setresgid")?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).context("setresuid")?;
+    writeln!(out, "set")?;
+    out.flush()?;
+    line.clear();
+    while std::io::stdin().lock().read_line(&mut line)? > 0 {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let reply = match words.as_slice() {
+            ["stat", path] => owner_of(Path::new(path)),
+            ["create", path] => std::fs::write(path, b"made in the namespace\n")
+                .and_then(|()| owner_of(Path::new(path))),
+            _ => Ok(format!("error unknown command {line:?}")),
+        };
+        writeln!(
+            out,
+            "{}",
+            reply.unwrap_or_else(|e| format!("error {}", e.raw_os_error().unwrap_or(0)))
+        )?;
+        out.flush()?;
+        line.clear();
+    }
+    Ok(())
+}
+
+fn owner_of(path: &Path) -> std::io::Result<String> {
+    std::fs::symlink_metadata(path).map(|m| format!("owner {} {}", m.uid(), m.gid()))
+}
+
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("userns-child") {
+        return userns_child();
+    }
     let (Some(dir), Some(mode), Some(ask)) = (args.get(1), args.get(2), args.get(3)) else {
         bail!("usage: fsvc-runtime-probe DIR attach|attach-user|drop helper|service ...");
     };
     let rest = args.get(4..).unwrap_or_default();
     let mut out = std::io::stdout();
+    // Before asking, so that the userns child made below shares it.
+    if mode == "attach-idmap" {
+        own_namespace()?;
+    }
+    let mut userns_child = None;
+    let userns = match (ask.as_str(), rest.get(4).map(String::as_str)) {
+        ("service", Some("own")) => {
+            let (c, ns) = UsernsChild::start()?;
+            userns_child = Some(c);
+            Some(ns)
+        }
+        ("service", Some(path)) => Some(
+            open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .with_context(|| format!("open {path}"))?,
+        ),
+        _ => None,
+    };
     let (msg, mut fds) = match ask.as_str() {
         "helper" => ask_helper(rest, &mut out)?,
-        "service" => ask_service(rest)?,
+        "service" => ask_service(rest, userns.as_ref())?,
         other => bail!("unknown way to ask: {other}"),
     };
+    drop(userns);
     let mount_fd = match msg {
         Delivery::Refused(r) => {
             writeln!(out, "refused {} {}", r.errno, r.message)?;
@@ -220,18 +352,20 @@ fn run() -> Result<()> {
             drop(mount_fd);
             writeln!(out, "dropped")?;
         }
-        "attach" | "attach-user" => {
+        "attach" | "attach-user" | "attach-idmap" => {
             if mode == "attach-user" {
                 own_user_namespace()?;
             }
-            own_namespace()?;
+            if mode != "attach-idmap" {
+                own_namespace()?;
+            }
             fsvc_tests::sys::move_mount_to(mount_fd.as_fd(), Path::new(dir))
                 .context("move_mount")?;
             // Attached: the namespace holds the mount now, not the fd.
             drop(mount_fd);
             writeln!(out, "attached")?;
             out.flush()?;
-            commands(Path::new(dir), &mut out)?;
+            commands(Path::new(dir), userns_child.as_mut(), &mut out)?;
         }
         other => bail!("unknown mode {other}"),
     }
