@@ -36,7 +36,7 @@
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
 //! | namespace changes (namei.c) | [`namei`], [`rename`] | `create`, `mknod`, `symlink`, `link`, `unlink`, `rmdir`, `evict`, `rename` |
 //! | setattr, atime (inode.c `ext4_setattr`, VFS `touch_atime`) | [`attr_write`] | `setattr`, `touch_atime` |
-//! | xattr set/remove, ACLs (xattr.c, acl.c) | [`xattr_write`] | `set_xattr`, `remove_xattr` |
+//! | xattr set/remove, ACLs (xattr.c, acl.c) | [`xattr_write`], [`acl_write`] | `set_xattr`, `remove_xattr` |
 //! | inode flags, append-only/immutable rules (ioctl.c) | [`flags`] | `get_flags`, `set_flags`, `get_version` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
@@ -78,6 +78,7 @@
 //! (`tests/import_graph.rs` checks it).
 
 pub mod acl;
+pub mod acl_write;
 mod alloc_state;
 pub mod attr_write;
 mod balloc;
