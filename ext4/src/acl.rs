@@ -70,6 +70,12 @@ const LONG_ENTRY: usize = 8;
 /// Converts an on-disk ACL to the xattr format. `Ok(None)` for an ACL with
 /// no entries (reported as "no such attribute").
 pub fn disk_to_xattr(value: &[u8], what: &dyn Fn() -> String) -> Result<Option<Vec<u8>>> {
+    Ok(parse_disk(value, what)?.map(|e| encode_xattr(&e)))
+}
+
+/// Parses an on-disk ACL into entries (`Ok(None)` for none): a wrong
+/// version, an unknown tag or a truncated entry is corruption.
+pub fn parse_disk(value: &[u8], what: &dyn Fn() -> String) -> Result<Option<Vec<AclEntry>>> {
     let bad = |d: &str| Error::corrupt(what(), d.to_string());
     let version = value
         .get(..HEADER_SIZE)
@@ -78,16 +84,16 @@ pub fn disk_to_xattr(value: &[u8], what: &dyn Fn() -> String) -> Result<Option<V
     if version != EXT4_ACL_VERSION {
         return Err(bad("unknown on-disk ACL version"));
     }
-    let mut out = POSIX_ACL_XATTR_VERSION.to_le_bytes().to_vec();
+    let mut out = Vec::new();
     let mut pos = HEADER_SIZE;
     // Each entry consumes at least 4 bytes, so this loop is bounded.
     while pos < value.len() {
         let e = value
             .get(pos..pos + SHORT_ENTRY)
             .ok_or_else(|| bad("truncated ACL entry"))?;
-        let t = u16::from_le_bytes([e[0], e[1]]);
+        let tag = u16::from_le_bytes([e[0], e[1]]);
         let perm = u16::from_le_bytes([e[2], e[3]]);
-        let id = match t {
+        let id = match tag {
             tag::USER_OBJ | tag::GROUP_OBJ | tag::MASK | tag::OTHER => {
                 pos += SHORT_ENTRY;
                 ACL_UNDEFINED_ID
@@ -101,14 +107,21 @@ pub fn disk_to_xattr(value: &[u8], what: &dyn Fn() -> String) -> Result<Option<V
             }
             _ => return Err(bad("unknown ACL tag")),
         };
-        out.extend_from_slice(&t.to_le_bytes());
-        out.extend_from_slice(&perm.to_le_bytes());
-        out.extend_from_slice(&id.to_le_bytes());
+        out.push(AclEntry { tag, perm, id });
     }
-    if out.len() == HEADER_SIZE {
-        return Ok(None);
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// `entries` in the xattr format getxattr(2) returns (version 2, 8-byte
+/// entries, [`ACL_UNDEFINED_ID`] where an entry has no id).
+pub fn encode_xattr(entries: &[AclEntry]) -> Vec<u8> {
+    let mut out = POSIX_ACL_XATTR_VERSION.to_le_bytes().to_vec();
+    for e in entries {
+        out.extend_from_slice(&e.tag.to_le_bytes());
+        out.extend_from_slice(&e.perm.to_le_bytes());
+        out.extend_from_slice(&e.id.to_le_bytes());
     }
-    Ok(Some(out))
+    out
 }
 
 /// Parses and validates an ACL in the xattr format a caller gives
@@ -190,24 +203,6 @@ fn validate(entries: &[AclEntry]) -> std::result::Result<(), &'static str> {
     } else {
         Err("entries missing")
     }
-}
-
-/// Parses an on-disk ACL into entries (`Ok(None)` for none); corruption
-/// as in [`disk_to_xattr`].
-pub fn parse_disk(value: &[u8], what: &dyn Fn() -> String) -> Result<Option<Vec<AclEntry>>> {
-    let Some(x) = disk_to_xattr(value, what)? else {
-        return Ok(None);
-    };
-    Ok(Some(
-        x[HEADER_SIZE..]
-            .chunks_exact(LONG_ENTRY)
-            .map(|e| AclEntry {
-                tag: u16::from_le_bytes([e[0], e[1]]),
-                perm: u16::from_le_bytes([e[2], e[3]]),
-                id: u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
-            })
-            .collect(),
-    ))
 }
 
 /// ext4's on-disk form of `entries` (`ext4_acl_to_disk`): version 1,
@@ -344,13 +339,11 @@ mod tests {
     }
 
     fn xattr(entries: &[(u16, u16, u32)]) -> Vec<u8> {
-        let mut v = POSIX_ACL_XATTR_VERSION.to_le_bytes().to_vec();
-        for &(t, p, id) in entries {
-            v.extend_from_slice(&t.to_le_bytes());
-            v.extend_from_slice(&p.to_le_bytes());
-            v.extend_from_slice(&id.to_le_bytes());
-        }
-        v
+        let e: Vec<AclEntry> = entries
+            .iter()
+            .map(|&(tag, perm, id)| AclEntry { tag, perm, id })
+            .collect();
+        encode_xattr(&e)
     }
 
     const U: u32 = ACL_UNDEFINED_ID;

@@ -32,15 +32,15 @@
 //! size in [`SetAttr`] is refused with [`Error::Unsupported`] before
 //! anything changes.
 
+use crate::acl_write::chmod_acl;
 use crate::error::{Error, Result};
 use crate::flags::{check_may_modify, handle_inode, Change, FL_NOATIME};
 use crate::fs::Fs;
 use crate::inode::{Inode, S_IFDIR, S_IFMT, S_ISGID, S_ISUID, S_IXGRP};
 use crate::mount::ErrorAt;
-use crate::num::{InodeNo, Pblk};
+use crate::num::InodeNo;
 use crate::tx::Creds;
 use crate::types::{FileKind, Stat, Timestamp};
-use crate::xattr_write::chmod_acl;
 
 /// Permission bits a mode change sets (type bits excluded).
 const PERM_MASK: u16 = 0o7777;
@@ -225,10 +225,8 @@ impl Fs {
     /// setattr by `creds` on `ino` (chmod, chown, utimensat; see the module
     /// docs for the rules): returns the attributes as stored.
     pub fn setattr(&self, creds: Creds, ino: InodeNo, ch: &SetAttr) -> Result<Stat> {
-        let _locks = self.inode_locks().write(ino);
-        let r = (|| {
-            let mut tx = self.begin(creds)?;
-            let mut inode = handle_inode(&tx, ino)?;
+        self.change(creds, &[ino], ErrorAt::inode("setattr", ino), |tx| {
+            let mut inode = handle_inode(tx, ino)?;
             check_may_modify(&inode, ch.change())?;
             if ch.size.is_some() {
                 check_may_modify(&inode, Change::Truncate)?;
@@ -239,14 +237,11 @@ impl Fs {
             apply_setattr(&mut inode, ch, creds, tx.now());
             if ch.mode.is_some() {
                 // FUSE_POSIX_ACL leaves posix_acl_chmod to the server.
-                chmod_acl(&mut tx, &mut inode)?;
+                chmod_acl(tx, &mut inode)?;
             }
             tx.write_inode(&inode)?;
-            let stat = tx.inode(ino)?.stat();
-            tx.commit()?;
-            Ok(stat)
-        })();
-        r.inspect_err(|e| self.fail(e, at("setattr", ino)))
+            Ok(tx.inode(ino)?.stat())
+        })
     }
 
     /// The atime update a read of `ino` makes under `policy`: performed
@@ -268,33 +263,25 @@ impl Fs {
                 return Ok(false);
             }
         }
-        let _locks = self.inode_locks().write(ino);
-        let r = (|| {
-            let mut tx = match self.begin(Creds::ROOT) {
-                Ok(tx) => tx,
-                // Turned read-only meanwhile: a read does not fail for it.
-                Err(Error::ReadOnly) => return Ok(false),
-                Err(e) => return Err(e),
-            };
-            let mut inode = handle_inode(&tx, ino)?;
-            if !atime_needs_update(policy, &inode, tx.now()) {
-                return Ok(false);
-            }
-            inode.atime = tx.now();
-            tx.write_inode(&inode)?;
-            tx.commit()?;
-            Ok(true)
-        })();
-        r.inspect_err(|e| self.fail(e, at("touch_atime", ino)))
-    }
-}
-
-/// Where an attribute operation failed, for the error record.
-fn at(func: &'static str, ino: InodeNo) -> ErrorAt {
-    ErrorAt {
-        func,
-        ino,
-        block: Pblk(0),
+        let r = self.change(
+            Creds::ROOT,
+            &[ino],
+            ErrorAt::inode("touch_atime", ino),
+            |tx| {
+                let mut inode = handle_inode(tx, ino)?;
+                if !atime_needs_update(policy, &inode, tx.now()) {
+                    return Ok(false);
+                }
+                inode.atime = tx.now();
+                tx.write_inode(&inode)?;
+                Ok(true)
+            },
+        );
+        match r {
+            // Turned read-only meanwhile: a read does not fail for it.
+            Err(Error::ReadOnly) => Ok(false),
+            r => r,
+        }
     }
 }
 

@@ -8,34 +8,41 @@
 //! of the read loop consumes at least one byte, so a read is bounded by its
 //! buffer.
 
+use std::sync::Arc;
+
 use super::error::{Error, Result};
 use super::extent;
 use super::fs::Fs;
 use super::indirect;
 use super::inode::{flags, Inode};
 use super::num::{InodeNo, Lblk, Pblk};
+use super::superblock::Superblock;
 use super::types::Mapping;
+
+/// Logical → physical mapping of one block of `inode` with the length of
+/// the run, reading mapping blocks with `read`: `Fs::map_extent` reads the
+/// committed state, a transaction passes its own view (`Tx::get`).
+pub fn map_via(
+    sb: &Superblock,
+    inode: &Inode,
+    lblk: Lblk,
+    read: &dyn Fn(Pblk) -> Result<Arc<[u8]>>,
+) -> Result<Mapping> {
+    let what = format!("inode {}", inode.ino);
+    if inode.has_flag(flags::INLINE_DATA) {
+        return Err(Error::Invalid(format!("{what} keeps its data inline")));
+    }
+    if inode.has_flag(flags::EXTENTS) {
+        extent::map(sb, inode.i_block(), inode.csum_seed, lblk, read, &what)
+    } else {
+        indirect::map(sb, inode.i_block(), lblk, read, &what)
+    }
+}
 
 impl Fs {
     /// Logical → physical mapping of one block with the length of the run.
     pub fn map_extent(&self, inode: &Inode, lblk: Lblk) -> Result<Mapping> {
-        let what = format!("inode {}", inode.ino);
-        let read = |b: Pblk| self.meta_block(b);
-        if inode.has_flag(flags::INLINE_DATA) {
-            return Err(Error::Invalid(format!("{what} keeps its data inline")));
-        }
-        if inode.has_flag(flags::EXTENTS) {
-            extent::map(
-                self.sb(),
-                inode.i_block(),
-                inode.csum_seed,
-                lblk,
-                &read,
-                &what,
-            )
-        } else {
-            indirect::map(self.sb(), inode.i_block(), lblk, &read, &what)
-        }
+        map_via(self.sb(), inode, lblk, &|b: Pblk| self.meta_block(b))
     }
 
     /// Logical → physical; `None` for holes and uninitialized extents.

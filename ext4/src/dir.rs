@@ -29,6 +29,7 @@ use super::fs::Fs;
 use super::htree;
 use super::inode::{flags as iflags, Inode};
 use super::num::{InodeNo, Lblk};
+use super::superblock::Superblock;
 use super::types::{DirEntry, FileKind};
 
 /// Called by `walk_blocks` with each mapped block's number and contents;
@@ -43,15 +44,54 @@ enum DirRun {
     Block(Arc<[u8]>),
 }
 
-/// What the directory walkers need to know about one directory.
+/// What the directory walkers (these readers and the write side in
+/// `dir_tx`) need to know about one directory.
 #[derive(Debug, Clone, Copy)]
-struct DirGeometry {
-    fmt: DirentFormat,
-    block_size: usize,
+pub(crate) struct DirGeometry {
+    pub(crate) fmt: DirentFormat,
+    pub(crate) block_size: usize,
     /// Blocks the directory spans (its logical blocks fit 32 bits).
-    nblocks: u32,
-    csum: bool,
-    indexed: bool,
+    pub(crate) nblocks: u32,
+    pub(crate) csum: bool,
+    pub(crate) indexed: bool,
+}
+
+impl DirGeometry {
+    /// The geometry of directory `inode` on the filesystem of `sb`.
+    pub(crate) fn of(sb: &Superblock, inode: &Inode) -> Result<DirGeometry> {
+        let block_size = sb.block_size as usize;
+        let Ok(nblocks) = u32::try_from(inode.size.div_ceil(block_size as u64)) else {
+            return Err(Error::corrupt(
+                format!("directory {}", inode.ino),
+                format!("size {} is beyond any directory", inode.size),
+            ));
+        };
+        Ok(DirGeometry {
+            fmt: DirentFormat {
+                filetype: sb.has_incompat(super::superblock::incompat::FILETYPE),
+                block_size,
+                max_ino: sb.inodes_count,
+            },
+            block_size,
+            nblocks,
+            csum: sb.metadata_csum(),
+            indexed: inode.has_flag(iflags::INDEX)
+                && sb.has_compat(super::superblock::compat::DIR_INDEX),
+        })
+    }
+
+    /// The index checks' parameters for directory `inode`.
+    pub(crate) fn dx_params(&self, sb: &Superblock, inode: &Inode) -> htree::DxParams {
+        htree::DxParams {
+            block_size: self.block_size,
+            csum: self.csum,
+            inode_seed: inode.csum_seed,
+            largedir: sb.has_incompat(super::superblock::incompat::LARGEDIR),
+            seed: sb.hash_seed,
+            unsigned_chars: sb.flags & super::superblock::FLAGS_UNSIGNED_HASH != 0,
+            nblocks: u64::from(self.nblocks),
+        }
+    }
 }
 
 impl Fs {
@@ -75,26 +115,7 @@ impl Fs {
     }
 
     fn dir_geometry(&self, inode: &Inode) -> Result<DirGeometry> {
-        let sb = self.sb();
-        let block_size = sb.block_size as usize;
-        let Ok(nblocks) = u32::try_from(inode.size.div_ceil(block_size as u64)) else {
-            return Err(Error::corrupt(
-                format!("directory {}", inode.ino),
-                format!("size {} is beyond any directory", inode.size),
-            ));
-        };
-        Ok(DirGeometry {
-            fmt: DirentFormat {
-                filetype: self.has_filetype(),
-                block_size,
-                max_ino: sb.inodes_count,
-            },
-            block_size,
-            nblocks,
-            csum: sb.metadata_csum(),
-            indexed: inode.has_flag(iflags::INDEX)
-                && sb.has_compat(super::superblock::compat::DIR_INDEX),
-        })
+        DirGeometry::of(self.sb(), inode)
     }
 
     /// Directory block `lblk` (through the metadata cache), `None` for a hole.
@@ -166,22 +187,13 @@ impl Fs {
     }
 
     fn dx_params(&self, inode: &Inode, g: &DirGeometry) -> htree::DxParams {
-        let sb = self.sb();
-        htree::DxParams {
-            block_size: g.block_size,
-            csum: g.csum,
-            inode_seed: inode.csum_seed,
-            largedir: sb.has_incompat(super::superblock::incompat::LARGEDIR),
-            seed: sb.hash_seed,
-            unsigned_chars: sb.flags & super::superblock::FLAGS_UNSIGNED_HASH != 0,
-            nblocks: u64::from(g.nblocks),
-        }
+        g.dx_params(self.sb(), inode)
     }
 
     /// The validated entries of directory block `lblk` (already read), or
     /// none for index blocks. Verifies the leaf checksum, or the dx root/node
     /// checks for index blocks of an indexed directory.
-    fn block_entries<'a>(
+    pub(crate) fn block_entries<'a>(
         &self,
         inode: &Inode,
         g: &DirGeometry,

@@ -68,6 +68,19 @@ pub fn kind_from_ft(t: u8) -> Option<FileKind> {
     })
 }
 
+/// The `file_type` byte for an inode of `kind`.
+pub fn ft_of_kind(kind: FileKind) -> u8 {
+    match kind {
+        FileKind::File => ft::REG,
+        FileKind::Dir => ft::DIR,
+        FileKind::CharDev => ft::CHRDEV,
+        FileKind::BlockDev => ft::BLKDEV,
+        FileKind::Fifo => ft::FIFO,
+        FileKind::Socket => ft::SOCK,
+        FileKind::Symlink => ft::SYMLINK,
+    }
+}
+
 /// Decodes an on-disk `rec_len` for a region of a block of `block_size`
 /// bytes: 64 KiB blocks store 65536 as 0 or 65535 and borrow the two low
 /// bits for bits 16..17.

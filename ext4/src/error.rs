@@ -94,6 +94,12 @@ pub enum Error {
     /// (E2BIG: past `XATTR_SIZE_MAX`, 64 KiB).
     #[error("extended attribute value too large")]
     ValueTooBig,
+    /// The directory is not empty (ENOTEMPTY).
+    #[error("directory not empty")]
+    NotEmpty,
+    /// The inode has as many links as the format allows (EMLINK).
+    #[error("too many links")]
+    TooManyLinks,
     /// An internal rule was broken (a lock taken in the wrong order, a
     /// transaction used after its end): a bug in fsvc, never the image's fault.
     #[error("internal error: {0}")]

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::fs::Fs;
 use crate::inode::{flags as fl, Inode, S_IFDIR, S_IFMT, S_IFREG};
 use crate::mount::ErrorAt;
-use crate::num::{InodeNo, Pblk};
+use crate::num::InodeNo;
 use crate::superblock::compat;
 use crate::tx::{Creds, Tx};
 use crate::types::Stat;
@@ -282,29 +282,14 @@ impl Fs {
     /// docs for the rules). Sets ctime and counts a change in `i_version`;
     /// returns the new attributes.
     pub fn set_flags(&self, creds: Creds, ino: InodeNo, flags: u32) -> Result<Stat> {
-        let _locks = self.inode_locks().write(ino);
-        let r = (|| {
-            let mut tx = self.begin(creds)?;
-            let mut inode = handle_inode(&tx, ino)?;
-            let journaled = self.sb().has_compat(compat::HAS_JOURNAL);
-            let new = new_flags(&inode, creds, flags, journaled)?;
-            inode.flags = new;
+        let journaled = self.sb().has_compat(compat::HAS_JOURNAL);
+        self.change(creds, &[ino], ErrorAt::inode("set_flags", ino), |tx| {
+            let mut inode = handle_inode(tx, ino)?;
+            inode.flags = new_flags(&inode, creds, flags, journaled)?;
             inode.ctime = tx.now();
             inode.bump_version();
             tx.write_inode(&inode)?;
-            let stat = tx.inode(ino)?.stat();
-            tx.commit()?;
-            Ok(stat)
-        })();
-        r.inspect_err(|e| {
-            self.fail(
-                e,
-                ErrorAt {
-                    func: "set_flags",
-                    ino,
-                    block: Pblk(0),
-                },
-            )
+            Ok(tx.inode(ino)?.stat())
         })
     }
 }

@@ -238,6 +238,30 @@ pub fn check_block(
     })
 }
 
+/// Sets the metadata_csum `dx_tail` checksum of an index block (the
+/// inverse of the check in [`check_block`]): crc32c over the used entries
+/// from the block's start, then the tail's reserved word, then a zero
+/// checksum field.
+pub fn set_dx_tail(block: &mut [u8], kind: DxKind, p: &DxParams) -> Result<()> {
+    let entries = match kind {
+        DxKind::Root => DX_ROOT_ENTRIES_OFFSET,
+        DxKind::Node => DX_NODE_ENTRIES_OFFSET,
+    };
+    let bad = || Error::Internal("index block too small for its entries".into());
+    let count = usize::from(get_le16(block, entries + 2).ok_or_else(bad)?);
+    let tail = entries + p.limit(kind) * DX_ENTRY_SIZE;
+    if count > p.limit(kind) || tail + DX_TAIL_SIZE > block.len() {
+        return Err(bad());
+    }
+    let covered = block
+        .get(..entries + count * DX_ENTRY_SIZE)
+        .ok_or_else(bad)?;
+    let reserved = block.get(tail..tail + 4).ok_or_else(bad)?;
+    let c = crc32c(crc32c(crc32c(p.inode_seed, covered), reserved), &[0; 4]);
+    block[tail + 4..tail + 8].copy_from_slice(&c.to_le_bytes());
+    Ok(())
+}
+
 /// The hash version to use for a root's on-disk version given the
 /// superblock's unsigned-char flag.
 pub fn effective_hash_version(on_disk: u8, unsigned_chars: bool) -> u8 {

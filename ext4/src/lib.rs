@@ -28,11 +28,15 @@
 //! | lookup, readdir (namei.c, dir.c) | [`dir`] | `lookup`, `read_dir` |
 //! | bitmaps (balloc.c, ialloc.c) | [`bitmap`] | `verify_bitmaps` |
 //! | xattrs (xattr.c) | [`xattr`] | `list_xattrs`, `get_xattr` |
+//! | data write, truncate (file.c, inode.c) | [`file_write`] | `write`, `truncate`, `truncate_in` |
+//! | fallocate (extents.c) | [`fallocate`] | `fallocate` |
+//! | copy_file_range (read_write.c) | [`copy_range`] | `copy_file_range` |
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
+//! | namespace changes (namei.c) | [`namei`], [`rename`] | `create`, `mknod`, `symlink`, `link`, `unlink`, `rmdir`, `evict`, `rename` |
 //! | setattr, atime (inode.c `ext4_setattr`, VFS `touch_atime`) | [`attr_write`] | `setattr`, `touch_atime` |
-//! | xattr set/remove, ACLs (xattr.c, acl.c) | [`xattr_write`] | `set_xattr`, `remove_xattr` |
+//! | xattr set/remove, ACLs (xattr.c, acl.c) | [`xattr_write`], [`acl_write`] | `set_xattr`, `remove_xattr` |
 //! | inode flags, append-only/immutable rules (ioctl.c) | [`flags`] | `get_flags`, `set_flags`, `get_version` |
 //!
 //! The write path (docs/design-notes.md, "Write path"): [`tx`] (the
@@ -44,8 +48,12 @@
 //! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
 //! the `test-util` feature). File mappings change through [`blockmap`]
 //! (map-or-allocate, free-from, for both kinds), built on
-//! [`extent_edit`] (extent tree insert, split, depth changes, truncate)
-//! and [`indirect_edit`] (indirect block maps).
+//! [`extent_edit`] (extent tree insert, split, depth growth),
+//! [`extent_remove`] (range removal, depth shrinking, shifts)
+//! and [`indirect_edit`] (indirect block maps). The namespace:
+//! [`new_inode`] (a fresh inode's set-up), [`dir_edit`] (entry insert and
+//! removal inside a dirent region), [`htree_edit`] (index changes),
+//! `dir_tx` (directories read and changed through a `Tx`).
 //!
 //! On-disk formats, pure (bytes in, values out; no `Fs`): [`superblock`]
 //! (with [`features`]), [`group`] (descriptors), [`inode`] (the `Inode`
@@ -70,6 +78,7 @@
 //! (`tests/import_graph.rs` checks it).
 
 pub mod acl;
+pub mod acl_write;
 mod alloc_state;
 pub mod attr_write;
 mod balloc;
@@ -77,19 +86,26 @@ pub mod bitmap;
 pub mod blockmap;
 pub mod bytes;
 pub mod committer;
+pub mod copy_range;
 pub mod csum;
 pub mod data;
 pub mod dir;
+pub mod dir_edit;
+mod dir_tx;
 pub mod dirent;
 pub mod error;
 pub mod extent;
 pub mod extent_edit;
+pub mod extent_remove;
+pub mod fallocate;
 pub mod features;
+pub mod file_write;
 pub mod flags;
 pub mod fs;
 pub mod group;
 pub mod hash;
 pub mod htree;
+pub mod htree_edit;
 mod ialloc;
 pub mod indirect;
 pub mod indirect_edit;
@@ -101,9 +117,12 @@ pub mod journaled;
 pub mod limits;
 pub mod locks;
 pub mod mount;
+pub mod namei;
+pub mod new_inode;
 pub mod num;
 pub mod orphan;
 pub mod ranges;
+pub mod rename;
 pub mod super_fields;
 pub mod superblock;
 pub mod symlink;

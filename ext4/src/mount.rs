@@ -88,6 +88,15 @@ impl ErrorAt {
             ..ErrorAt::default()
         }
     }
+
+    /// An error in operation `func` on inode `ino`.
+    pub fn inode(func: &'static str, ino: InodeNo) -> ErrorAt {
+        ErrorAt {
+            func,
+            ino,
+            ..ErrorAt::default()
+        }
+    }
 }
 
 impl Fs {
@@ -355,6 +364,28 @@ impl Fs {
                 return Err(e);
             }
         }
+    }
+
+    /// One change made the way the write path's contract wants it: the
+    /// inode locks of `inos` (all at once), a transaction for `creds`, `f`
+    /// on it, commit; on an error the transaction is dropped and, for
+    /// corruption, checksum and IO errors, recorded with [`Fs::fail`] at
+    /// `at`. `f` checks what can fail before its first `modify`.
+    pub fn change<T>(
+        &self,
+        creds: Creds,
+        inos: &[InodeNo],
+        at: ErrorAt,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let _locks = self.inode_locks().write_many(inos);
+        let r = (|| {
+            let mut tx = self.begin(creds)?;
+            let v = f(&mut tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        r.inspect_err(|e| self.fail(e, at))
     }
 
     fn check_writable(&self) -> Result<()> {

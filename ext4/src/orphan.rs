@@ -18,8 +18,10 @@ use std::fmt;
 
 use crate::bytes::le32;
 use crate::error::{Error, Result};
+use crate::inode::Inode;
 use crate::num::{InodeNo, Lblk};
 use crate::superblock::{compat, ro_compat};
+use crate::tx::Tx;
 use crate::Fs;
 
 /// `ob_magic` of an orphan file block tail.
@@ -111,4 +113,47 @@ fn orphan_file_entries(fs: &Fs, ino: InodeNo) -> Result<u64> {
             .count() as u64;
     }
     Ok(n)
+}
+
+impl Tx<'_> {
+    /// Puts `inode` (its last link gone, still held open) at the head of
+    /// the superblock's orphan chain, as the kernel's `ext4_orphan_add`
+    /// does without an orphan file: its `i_dtime` names the next orphan.
+    /// The caller writes the inode, which must not be on the chain yet
+    /// (it had a link until this transaction).
+    pub(crate) fn orphan_add(&mut self, inode: &mut Inode) {
+        let f = self.sb_fields_mut();
+        inode.dtime = f.last_orphan;
+        f.last_orphan = inode.ino.0;
+    }
+
+    /// Takes `inode` off the orphan chain (`ext4_orphan_del`): the head
+    /// moves on, or the previous orphan is relinked past it (and written).
+    /// The caller writes `inode`, whose `i_dtime` is cleared. The walk to
+    /// the predecessor is bounded by [`MAX_CHAIN`]; a chain that does not
+    /// reach `inode` leaves the chain as it is (the inode was not on it).
+    pub(crate) fn orphan_del(&mut self, inode: &mut Inode) -> Result<()> {
+        let next = inode.dtime;
+        let head = self.sb_fields().last_orphan;
+        if head == inode.ino.0 {
+            self.sb_fields_mut().last_orphan = next;
+            inode.dtime = 0;
+            return Ok(());
+        }
+        let mut cur = InodeNo(head);
+        for _ in 0..MAX_CHAIN {
+            if cur.0 == 0 || cur == inode.ino {
+                break;
+            }
+            let mut prev = self.inode(cur)?;
+            if prev.dtime == inode.ino.0 {
+                prev.dtime = next;
+                self.write_inode(&prev)?;
+                break;
+            }
+            cur = InodeNo(prev.dtime);
+        }
+        inode.dtime = 0;
+        Ok(())
+    }
 }

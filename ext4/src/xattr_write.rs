@@ -1,7 +1,6 @@
 //! Setting and removing extended attributes (the kernel's
-//! `ext4_xattr_set_handle`), POSIX ACLs included, and the ACL work other
-//! operations need: the ACL following a chmod ([`chmod_acl`]) and a
-//! directory's default ACL applied to a new child ([`InheritedAcl`]).
+//! `ext4_xattr_set_handle`), POSIX ACLs included; the ACL work other
+//! operations need (chmod, inheritance) is in [`crate::acl_write`].
 //!
 //! Where a value goes, as the kernel decides: the in-inode area first (an
 //! entry already there is replaced there; a new one appended); when it
@@ -53,7 +52,7 @@
 //! `set_acl` takes no XATTR_CREATE/REPLACE: they are ignored for ACLs).
 //! Symlinks take no ACLs (EOPNOTSUPP), and no `user.` attributes (EPERM).
 
-use crate::acl::{self, AclEntry};
+use crate::acl;
 use crate::bytes::{get_le32, put_bytes, put_le16, put_le32};
 use crate::error::{Error, Result, Space};
 use crate::flags::{check_may_modify, handle_inode, Change};
@@ -591,10 +590,8 @@ impl Fs {
         value: Option<&[u8]>,
         flags: XattrFlags,
     ) -> Result<Stat> {
-        let _locks = self.inode_locks().write(ino);
-        let r = (|| {
-            let mut tx = self.begin(creds)?;
-            let mut inode = handle_inode(&tx, ino)?;
+        self.change(creds, &[ino], ErrorAt::inode("xattr_set", ino), |tx| {
+            let mut inode = handle_inode(tx, ino)?;
             let before = inode.clone();
             check_target(&inode, idx)?;
             let is_acl = matches!(idx, index::POSIX_ACL_ACCESS | index::POSIX_ACL_DEFAULT);
@@ -614,7 +611,7 @@ impl Fs {
             } else {
                 value.map(<[u8]>::to_vec)
             };
-            let changed = set_entry(&mut tx, &mut inode, idx, suffix, stored.as_deref(), flags)?;
+            let changed = set_entry(tx, &mut inode, idx, suffix, stored.as_deref(), flags)?;
             if !changed && inode == before {
                 // The same value again: nothing changes, ctime included
                 // (the kernel's ext4_xattr_value_same).
@@ -623,19 +620,7 @@ impl Fs {
             inode.ctime = tx.now();
             inode.bump_version();
             tx.write_inode(&inode)?;
-            let stat = tx.inode(ino)?.stat();
-            tx.commit()?;
-            Ok(stat)
-        })();
-        r.inspect_err(|e| {
-            self.fail(
-                e,
-                ErrorAt {
-                    func: "xattr_set",
-                    ino,
-                    block: Pblk(0),
-                },
-            )
+            Ok(tx.inode(ino)?.stat())
         })
     }
 }
@@ -663,119 +648,31 @@ fn acl_value(inode: &mut Inode, idx: u8, v: &[u8], flags: XattrFlags) -> Result<
     Ok(more.then(|| acl::encode_disk(&entries)))
 }
 
-/// The access ACL of `inode` following a chmod to its current mode
-/// (`posix_acl_chmod`, which `ext4_setattr` calls): rewritten inside `tx`
-/// when there is one (symlinks have none). The caller writes the inode.
-pub fn chmod_acl(tx: &mut Tx<'_>, inode: &mut Inode) -> Result<()> {
-    if inode.mode & S_IFMT == S_IFLNK {
-        return Ok(());
-    }
-    let Some(mut entries) = read_acl(tx, inode, index::POSIX_ACL_ACCESS)? else {
-        return Ok(());
-    };
-    acl::chmod(&mut entries, inode.mode);
-    let v = acl::encode_disk(&entries);
-    set_entry(
-        tx,
-        inode,
-        index::POSIX_ACL_ACCESS,
-        b"",
-        Some(&v),
-        XattrFlags::default(),
-    )?;
-    Ok(())
-}
-
-/// The ACL of type `idx` stored on `inode`, read through `tx`.
-fn read_acl(tx: &Tx<'_>, inode: &Inode, idx: u8) -> Result<Option<Vec<AclEntry>>> {
+/// The value of attribute (`idx`, `name`) of `inode` as `tx` sees it
+/// (`None` when absent), for code inside a transaction (`Fs::get_xattr`
+/// reads the committed state). A value in an EA inode is refused.
+pub fn read_value(tx: &Tx<'_>, inode: &Inode, idx: u8, name: &[u8]) -> Result<Option<Vec<u8>>> {
     let ino = inode.ino;
     let fmt = tx.fs().xattr_format();
-    let what = || format!("ACL of inode {ino}");
+    let what = || format!("xattrs of inode {ino}");
+    let pick = |ents: Vec<Ent>| -> Result<Option<Vec<u8>>> {
+        match ents.into_iter().find(|e| e.index == idx && e.name == name) {
+            Some(e) => e.value.map(Some).ok_or_else(ea_inode_refusal),
+            None => Ok(None),
+        }
+    };
     if let Some(r) = ibody_range(inode) {
         let area = &inode.raw[r];
-        let ents = load(parse_ibody(area, fmt, &what)?, area, &what)?;
-        if let Some(e) = ents.iter().find(|e| e.index == idx) {
-            let v = e.value.as_deref().ok_or_else(ea_inode_refusal)?;
-            return acl::parse_disk(v, &what);
+        if let Some(v) = pick(load(parse_ibody(area, fmt, &what)?, area, &what)?)? {
+            return Ok(Some(v));
         }
     }
     if inode.file_acl.0 != 0 {
         let raw = tx.get(inode.file_acl)?;
-        let ents = load(
-            parse_block(&raw, inode.file_acl, csum_seed(tx), fmt, &what)?,
-            &raw,
-            &what,
-        )?;
-        if let Some(e) = ents.iter().find(|e| e.index == idx) {
-            let v = e.value.as_deref().ok_or_else(ea_inode_refusal)?;
-            return acl::parse_disk(v, &what);
-        }
+        let ents = parse_block(&raw, inode.file_acl, csum_seed(tx), fmt, &what)?;
+        return pick(load(ents, &raw, &what)?);
     }
     Ok(None)
-}
-
-/// What a new inode gets from its directory's default ACL
-/// (`posix_acl_create`). Made with [`InheritedAcl::from_dir`] before the
-/// new inode is built (its mode is [`InheritedAcl::mode`]), applied with
-/// [`InheritedAcl::apply`] once it exists in the transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InheritedAcl {
-    /// The new inode's mode (type and permission bits): masked by the
-    /// default ACL when the directory has one, else by the umask.
-    pub mode: u16,
-    /// The access ACL to store (on-disk format), if any.
-    access: Option<Vec<u8>>,
-    /// The default ACL to store (new directories), if any.
-    default: Option<Vec<u8>>,
-}
-
-impl InheritedAcl {
-    /// For a child of `dir` created with `mode` (type included) and the
-    /// caller's `umask`: with a default ACL on `dir`, the mode is masked
-    /// by it and the umask is not applied; without one, `mode & !umask`.
-    /// Symlinks get neither (their mode stays as given).
-    pub fn from_dir(tx: &Tx<'_>, dir: &Inode, mode: u16, umask: u16) -> Result<InheritedAcl> {
-        if mode & S_IFMT == S_IFLNK {
-            return Ok(InheritedAcl {
-                mode,
-                access: None,
-                default: None,
-            });
-        }
-        let Some(default) = read_acl(tx, dir, index::POSIX_ACL_DEFAULT)? else {
-            return Ok(InheritedAcl {
-                mode: mode & !(umask & 0o777),
-                access: None,
-                default: None,
-            });
-        };
-        let mut access = default.clone();
-        let (mode, more) = acl::create_masq(&mut access, mode);
-        Ok(InheritedAcl {
-            mode,
-            access: more.then(|| acl::encode_disk(&access)),
-            default: (mode & S_IFMT == S_IFDIR).then(|| acl::encode_disk(&default)),
-        })
-    }
-
-    /// Blocks [`InheritedAcl::apply`] may allocate (for `check_space`).
-    pub fn max_blocks(&self) -> u64 {
-        u64::from(self.access.is_some() || self.default.is_some())
-    }
-
-    /// Stores the ACLs on `inode` (new, in `tx`, mode already
-    /// [`InheritedAcl::mode`]); the caller writes the inode afterwards.
-    pub fn apply(&self, tx: &mut Tx<'_>, inode: &mut Inode) -> Result<()> {
-        for (idx, v) in [
-            (index::POSIX_ACL_ACCESS, &self.access),
-            (index::POSIX_ACL_DEFAULT, &self.default),
-        ] {
-            if let Some(v) = v {
-                set_entry(tx, inode, idx, b"", Some(v), XattrFlags::default())?;
-            }
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]

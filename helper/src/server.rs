@@ -16,6 +16,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -172,6 +173,51 @@ fn open_log(path: &Path) -> Result<OwnedFd, String> {
         })
 }
 
+/// Why the server's uid may not have been able to execute the server, as
+/// far as mode bits tell (ACLs may say otherwise, so this only explains a
+/// failed exec, it never refuses one). The usual case is a build in a
+/// private directory (a checkout in /root, a 0700 home).
+fn unreachable_hint() -> Option<String> {
+    let path = policy::server_path().ok()?;
+    let (uid, gid) = policy::server_ids().ok()?;
+    let stat = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.uid(), m.gid(), m.mode() & 0o7777))
+    };
+    let (blocked, mode) = first_blocked(&path, uid, gid, stat)?;
+    Some(format!(
+        "uid {uid} may not {} {} (mode {mode:04o}), so it cannot run {}; build or install fsvc where others may enter (make install puts the server in a libexec directory)",
+        if blocked == path { "execute" } else { "enter" },
+        blocked.display(),
+        path.display()
+    ))
+}
+
+/// The first of `path`'s directories (from `/` down) that `uid`/`gid`
+/// (no other groups) may not search, or `path` itself if they may not
+/// execute it, with its mode; `stat` gives owner, group and mode.
+fn first_blocked(
+    path: &Path,
+    uid: u32,
+    gid: u32,
+    stat: impl Fn(&Path) -> Option<(u32, u32, u32)>,
+) -> Option<(std::path::PathBuf, u32)> {
+    let mut steps: Vec<&Path> = path.ancestors().collect();
+    steps.reverse();
+    steps.into_iter().find_map(|p| {
+        let (owner, group, mode) = stat(p)?;
+        let shift = if owner == uid {
+            6
+        } else if group == gid {
+            3
+        } else {
+            0
+        };
+        (mode >> shift & 1 == 0).then(|| (p.to_path_buf(), mode))
+    })
+}
+
 /// Reaps a spawned server that failed: waits up to [`REAP_GRACE`] for it to
 /// exit, then kills it. Returns a description of how it ended when that
 /// adds something (it failed before exec, or died of a signal).
@@ -183,8 +229,17 @@ pub fn reap_failed(pid: Pid) -> Option<String> {
             // Only a failure before exec is worth a word: after exec the
             // server said why in its Goodbye or its log.
             Ok(WaitStatus::Exited(_, code)) => {
-                return sys::describe_child_exit(code)
-                    .map(|what| format!("the spawned server {what} (exit status {code})"))
+                let hint = if sys::child_exec_failed(code) {
+                    unreachable_hint()
+                } else {
+                    None
+                };
+                return sys::describe_child_exit(code).map(|what| {
+                    format!(
+                        "the spawned server {what} (exit status {code}){}",
+                        hint.map(|h| format!(": {h}")).unwrap_or_default()
+                    )
+                });
             }
             Ok(WaitStatus::Signaled(_, sig, _)) if !killed => {
                 return Some(format!("the server was killed by {sig}"))
@@ -205,5 +260,42 @@ pub fn reap_failed(pid: Pid) -> Option<String> {
             continue;
         }
         sleep(REAP_POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_blocked_names_the_private_directory() {
+        let tree = |p: &Path| -> Option<(u32, u32, u32)> {
+            Some(match p.to_str()? {
+                "/" => (0, 0, 0o755),
+                "/root" => (0, 0, 0o700),
+                "/home/u" => (1000, 1000, 0o750),
+                "/srv/grp" => (0, 65534, 0o750),
+                "/srv/own" => (65534, 0, 0o700),
+                p if p.ends_with("noexec") => (0, 0, 0o644),
+                _ => (0, 0, 0o755),
+            })
+        };
+        let cases: [(&str, Option<(&str, u32)>); 7] = [
+            ("/usr/libexec/fsvc/fsvc-server", None),
+            (
+                "/root/fsvc/target/debug/fsvc-server",
+                Some(("/root", 0o700)),
+            ),
+            ("/home/u/src/fsvc-server", Some(("/home/u", 0o750))),
+            ("/srv/grp/fsvc-server", None),
+            ("/srv/own/fsvc-server", None),
+            ("/opt/noexec", Some(("/opt/noexec", 0o644))),
+            ("/", None),
+        ];
+        for (path, want) in cases {
+            let got = first_blocked(Path::new(path), 65534, 65534, tree);
+            let got = got.as_ref().map(|(p, m)| (p.to_str().unwrap_or("?"), *m));
+            assert_eq!(got, want, "{path}");
+        }
     }
 }

@@ -426,6 +426,12 @@ struct CapData {
     inheritable: u32,
 }
 
+/// Whether a child exit status from [`spawn_server`] says its `execve`
+/// failed.
+pub fn child_exec_failed(code: i32) -> bool {
+    code == child_exit::EXEC
+}
+
 /// Decodes a child exit status from [`spawn_server`] into words, for the
 /// statuses only the pre-exec child uses.
 pub fn describe_child_exit(code: i32) -> Option<&'static str> {

@@ -360,7 +360,7 @@ fn non_root_caller_is_refused() {
         return;
     }
     let f = Fixture::new("nonroot");
-    let mut cmd = f.helper(&[]);
+    let mut cmd = f.helper_for_anyone();
     cmd.uid(65534).gid(65534);
     let out = wait_bounded(cmd.spawn().expect("spawn"));
     assert_eq!(out.code, Some(1), "{out:?}");

@@ -25,9 +25,13 @@ fn quick_bench_prints_every_row() {
         return;
     }
     let json = std::env::temp_dir().join(format!("fsvc-bench-smoke-{}.json", std::process::id()));
+    // The helper the other end-to-end tests run (FSVC_BIN_DIR when the
+    // build directory is out of the server uid's reach).
     let out = Command::new(env!("CARGO_BIN_EXE_fsvc-bench"))
         .args(["--quick", "--size-mib", "8", "--files", "200", "--json"])
         .arg(&json)
+        .arg("--fsvc-mount")
+        .arg(fsvc_tests::util::bin("fsvc-mount"))
         .output()
         .expect("running fsvc-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -270,8 +270,51 @@ fn umount8_unlocks_the_image_at_once() {
 /// A program calling umount2(2) itself gets no umount helper: the kernel
 /// cuts a plain FUSE connection and returns before the server is done
 /// (docs/design-notes.md, "Unmount"). What fsvc guarantees there: the
-/// device stays busy until the server has finished, so nobody can open it
-/// exclusively (mount it) while fsvc may still write.
+/// source stays busy (the device `O_EXCL`-held, the image locked) until
+/// the server has finished, so nobody can mount it while fsvc may still
+/// write. `free` says whether the source can be taken now.
+fn umount2_keeps_the_source_busy(
+    source: &Path,
+    free: &dyn Fn() -> bool,
+    expected: &[Record],
+    scratch: &TempDir,
+) {
+    let dir = scratch.subdir("mnt").expect("mnt");
+    let m = FsvcMount::mount(source, &dir, &rw(), scratch).expect("mount");
+    let payload = write_payload(&m);
+    let log = m.helper_run().log_path.clone();
+    assert!(!free(), "the source is held while mounted");
+    m.disarm();
+
+    nix::mount::umount2(&dir, nix::mount::MntFlags::empty()).expect("umount2");
+    let mut free_before_clean = false;
+    let freed = poll_until(Duration::from_secs(20), || {
+        if !free() {
+            return false;
+        }
+        // The server logs the clean line before it closes the source.
+        free_before_clean = !read_lossy(&log).contains(CLEAN_LINE);
+        true
+    });
+    assert!(freed, "the source was released\n{}", read_lossy(&log));
+    assert!(
+        !free_before_clean,
+        "the source was free before the server finished\n{}",
+        read_lossy(&log)
+    );
+    // umount2(2) leaves the utab line, as it does libmount's own. Should the
+    // same source be mounted there again by something else, umount(8)
+    // must still unmount it at the first try: fsvc's helper, which the
+    // stale line makes it run, drops the line and unmounts (for root).
+    assert_eq!(utab_at(&dir).expect("utab").len(), 1, "the stale line");
+    let k = KernelMount::ro(source, &dir).expect("kernel mount at the same place");
+    k.unmount()
+        .expect("umount of the kernel's mount, despite the stale line");
+    assert!(mounts_at(&dir).expect("mountinfo").is_empty());
+    assert_forgotten(&dir);
+    kernel_reads_back(source, expected, payload, scratch);
+}
+
 #[test]
 fn umount2_keeps_the_device_busy_until_the_server_is_done() {
     if !require_privileged("umount2_keeps_the_device_busy_until_the_server_is_done") {
@@ -281,39 +324,20 @@ fn umount2_keeps_the_device_busy_until_the_server_is_done() {
     let img = image(&scratch);
     let expected = kernel_records(&img, &scratch).expect("kernel records");
     let dev = LoopDev::attach(&img).expect("loop device");
-    let dir = scratch.subdir("mnt").expect("mnt");
-    let m = FsvcMount::mount(dev.path(), &dir, &rw(), &scratch).expect("mount");
-    let payload = write_payload(&m);
-    let log = m.helper_run().log_path.clone();
-    m.disarm();
+    let free = || open_excl(dev.path()).is_ok();
+    umount2_keeps_the_source_busy(dev.path(), &free, &expected, &scratch);
+}
 
-    nix::mount::umount2(&dir, nix::mount::MntFlags::empty()).expect("umount2");
-    let mut free_before_clean = false;
-    let freed = poll_until(Duration::from_secs(20), || match open_excl(dev.path()) {
-        Ok(_) => {
-            // The server logs the clean line before it closes the device.
-            free_before_clean = !read_lossy(&log).contains(CLEAN_LINE);
-            true
-        }
-        Err(_) => false,
-    });
-    assert!(freed, "the device was released\n{}", read_lossy(&log));
-    assert!(
-        !free_before_clean,
-        "the device was free before the server finished\n{}",
-        read_lossy(&log)
-    );
-    // umount2(2) leaves the utab line, as it does libmount's own. Should the
-    // same source be mounted there again by something else, umount(8)
-    // must still unmount it at the first try: fsvc's helper, which the
-    // stale line makes it run, drops the line and unmounts (for root).
-    assert_eq!(utab_at(&dir).expect("utab").len(), 1, "the stale line");
-    let k = KernelMount::ro(dev.path(), &dir).expect("kernel mount at the same place");
-    k.unmount()
-        .expect("umount of the kernel's mount, despite the stale line");
-    assert!(mounts_at(&dir).expect("mountinfo").is_empty());
-    assert_forgotten(&dir);
-    kernel_reads_back(dev.path(), &expected, payload, &scratch);
+#[test]
+fn umount2_keeps_the_image_locked_until_the_server_is_done() {
+    if !require_privileged("umount2_keeps_the_image_locked_until_the_server_is_done") {
+        return;
+    }
+    let scratch = TempDir::new("unmount2-img").expect("scratch");
+    let img = image(&scratch);
+    let expected = kernel_records(&img, &scratch).expect("kernel records");
+    let free = || image_lock_free(&img).expect("probe");
+    umount2_keeps_the_source_busy(&img, &free, &expected, &scratch);
 }
 
 #[test]

@@ -296,3 +296,22 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// Every extended attribute of `path` (not following a symlink) as the
+/// kernel serves it: `getfattr -h -d -m - -e hex`, values decoded.
+pub fn kernel_xattrs(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let out = run(Command::new("getfattr")
+        .args(["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names"])
+        .arg(path));
+    out.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            let hex = v.trim().trim_start_matches("0x");
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            (k.to_string(), bytes)
+        })
+        .collect()
+}

@@ -112,7 +112,27 @@ impl Fixture {
 
     /// A helper command with exactly `argv` and this fixture's environment.
     pub fn helper_argv(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new(HELPER);
+        self.command(Path::new(HELPER), argv)
+    }
+
+    /// [`Fixture::helper`] for a caller other than root: the build
+    /// directory may be out of their reach (a checkout in /root, or in a
+    /// 0700 home, as Debian makes them), so a copy of the helper in the
+    /// fixture's directory (0755) is run.
+    pub fn helper_for_anyone(&self) -> Command {
+        use std::os::unix::fs::PermissionsExt;
+        let copy = self.dir.join("fsvc-mount");
+        std::fs::copy(HELPER, &copy).expect("copy the helper");
+        for p in [&self.dir, &copy] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let mut c = self.command(&copy, &[]);
+        c.arg(&self.img).arg(&self.mnt).args(["-t", "service.ext4"]);
+        c
+    }
+
+    fn command(&self, program: &Path, argv: &[&str]) -> Command {
+        let mut c = Command::new(program);
         c.args(argv)
             .env("FSVC_SOCKET_DIR", &self.sockdir)
             .env("FSVC_TIMEOUT_SECS", HELPER_TIMEOUT_SECS.to_string())

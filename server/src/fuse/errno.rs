@@ -60,6 +60,8 @@ pub(crate) fn errno_of(e: &Error) -> Errno {
         Error::NotPermitted(_) => Errno::EPERM,
         Error::Exists => Errno::EEXIST,
         Error::ValueTooBig => Errno::E2BIG,
+        Error::NotEmpty => Errno::ENOTEMPTY,
+        Error::TooManyLinks => Errno::EMLINK,
         Error::Stopped | Error::Internal(_) => Errno::EIO,
         // The engine's error enum is non_exhaustive: anything new is an I/O
         // error until someone decides better.
@@ -153,6 +155,13 @@ mod tests {
             (Error::NoSpace(Space::Blocks), libc::ENOSPC),
             (Error::NoSpace(Space::Inodes), libc::ENOSPC),
             (Error::FileTooBig, libc::EFBIG),
+            (Error::Exists, libc::EEXIST),
+            (Error::NotEmpty, libc::ENOTEMPTY),
+            (Error::TooManyLinks, libc::EMLINK),
+            (
+                Error::NotPermitted("link to a directory".into()),
+                libc::EPERM,
+            ),
             // errors=panic stopped the filesystem; a broken internal rule.
             (Error::Stopped, libc::EIO),
             (Error::Internal("lock order".into()), libc::EIO),

@@ -52,18 +52,9 @@ pub const MAX_COMMIT_SECS: u32 = 2_147_483;
 const MAX_QUOTED: usize = 64;
 
 /// When reading a file updates its atime (FUSE leaves atime to the
-/// server: the kernel marks FUSE inodes `S_NOATIME`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AtimeMode {
-    /// `noatime`: never.
-    NoAtime,
-    /// `relatime` (the default): when atime is older than mtime or ctime,
-    /// or more than a day old.
-    #[default]
-    Relatime,
-    /// `strictatime`: on every read.
-    Strict,
-}
+/// server: the kernel marks FUSE inodes `S_NOATIME`): the engine's type,
+/// which decides and makes the update (`Fs::touch_atime`).
+pub use fsvc_ext4::attr_write::AtimeMode;
 
 /// The VFS mount flags that change what the server itself does (the
 /// helper applies them to the mount and forwards them as options).
@@ -80,6 +71,16 @@ pub struct MountFlags {
     pub atime: AtimeMode,
     /// `nodiratime`: directories' atime is never updated.
     pub nodiratime: bool,
+}
+
+impl MountFlags {
+    /// The atime rules for `Fs::touch_atime`.
+    pub fn atime_policy(&self) -> fsvc_ext4::attr_write::AtimePolicy {
+        fsvc_ext4::attr_write::AtimePolicy {
+            mode: self.atime,
+            nodiratime: self.nodiratime,
+        }
+    }
 }
 
 /// The parsed filesystem options. `Default` is what an empty string gives.
