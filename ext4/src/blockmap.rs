@@ -26,8 +26,9 @@
 //! error leaves the transaction half-changed: abort it.
 
 use crate::error::{Error, Result};
-use crate::extent::{LOGICAL_LIMIT, MAX_INIT_LEN};
+use crate::extent::LOGICAL_LIMIT;
 use crate::extent_edit::{self, Ent, Found};
+use crate::extent_remove;
 use crate::indirect;
 use crate::indirect_edit;
 use crate::inode::{flags, Inode};
@@ -100,6 +101,24 @@ pub fn lookup(tx: &Tx, inode: &Inode, lblk: Lblk) -> Result<Found> {
 /// the contract and what running out of space gives).
 /// [`Error::FileTooBig`] when the range passes what the mapping addresses.
 pub fn map_alloc(tx: &mut Tx, inode: &mut Inode, lblk: Lblk, n: u32) -> Result<Vec<Run>> {
+    map(tx, inode, lblk, n, false)
+}
+
+/// [`map_alloc`] for preallocation (fallocate): holes get uninitialized
+/// extents (they read as zeros and need no data written). Extent-mapped
+/// inodes only ([`Error::Unsupported`] otherwise, as the kernel's
+/// EOPNOTSUPP).
+pub fn preallocate(tx: &mut Tx, inode: &mut Inode, lblk: Lblk, n: u32) -> Result<Vec<Run>> {
+    if !inode.has_flag(flags::EXTENTS) {
+        return Err(Error::Unsupported(format!(
+            "preallocating blocks of block-mapped inode {}",
+            inode.ino
+        )));
+    }
+    map(tx, inode, lblk, n, true)
+}
+
+fn map(tx: &mut Tx, inode: &mut Inode, lblk: Lblk, n: u32, unwritten: bool) -> Result<Vec<Run>> {
     if !has_map(tx, inode)? {
         return Err(Error::Invalid(format!(
             "inode {} has no block map",
@@ -122,7 +141,7 @@ pub fn map_alloc(tx: &mut Tx, inode: &mut Inode, lblk: Lblk, n: u32) -> Result<V
     let mut cur = start;
     while cur < end {
         let step = if extents {
-            extent_step(tx, inode, cur, end - cur)
+            extent_step(tx, inode, cur, end - cur, unwritten)
         } else {
             indirect_step(tx, inode, cur, end - cur)
         };
@@ -159,7 +178,13 @@ fn lblk_of(v: u64) -> Result<Lblk> {
 
 /// One step of [`map_alloc`] on an extent tree: the extent at `cur`, or
 /// the hole there allocated (at most `left` blocks, one extent's worth).
-fn extent_step(tx: &mut Tx, inode: &mut Inode, cur: u64, left: u64) -> Result<Run> {
+fn extent_step(
+    tx: &mut Tx,
+    inode: &mut Inode,
+    cur: u64,
+    left: u64,
+    unwritten: bool,
+) -> Result<Run> {
     let path = extent_edit::find_path(tx, inode, cur)?;
     match extent_edit::found_in(&path, cur) {
         Found::Mapped { pblk, len, uninit } => {
@@ -181,14 +206,25 @@ fn extent_step(tx: &mut Tx, inode: &mut Inode, cur: u64, left: u64) -> Result<Ru
                 .available_blocks(AllocKind::Data)
                 .saturating_sub(reserve)
                 .max(1);
-            let want = len.min(left).min(u64::from(MAX_INIT_LEN)).min(room) as u32;
+            let longest = if unwritten {
+                extent_edit::MAX_LEN_UNINIT
+            } else {
+                extent_edit::MAX_LEN_INIT
+            };
+            let want = len.min(left).min(u64::from(longest)).min(room) as u32;
             let goal = extent_edit::goal(tx, inode, &path, cur);
             drop(path);
             let (p, got) = tx.alloc_blocks(goal, want, inode.ino, AllocKind::Data)?;
             let sectors = u64::from(got) * extent_edit::sectors(tx);
             inode.blocks = inode.blocks.saturating_add(sectors);
             let key = lblk_of(cur)?;
-            if let Err(e) = extent_edit::insert(tx, inode, Ent::extent(key.0, got, p, false)) {
+            if let Err(e) = extent_edit::insert(
+                tx,
+                inode,
+                Ent::extent(key.0, got, p, unwritten),
+                AllocKind::Meta,
+                true,
+            ) {
                 if matches!(e, Error::NoSpace(_)) {
                     tx.free_blocks(p, u64::from(got), AllocKind::Data)?;
                     inode.blocks = inode.blocks.saturating_sub(sectors);
@@ -200,7 +236,7 @@ fn extent_step(tx: &mut Tx, inode: &mut Inode, cur: u64, left: u64) -> Result<Ru
                 pblk: p,
                 len: got,
                 fresh: true,
-                uninit: false,
+                uninit: unwritten,
             })
         }
     }
@@ -242,9 +278,23 @@ pub fn free_from(tx: &mut Tx, inode: &mut Inode, first: u64) -> Result<()> {
         return Ok(());
     }
     if inode.has_flag(flags::EXTENTS) {
-        extent_edit::remove_from(tx, inode, first)
+        extent_remove::remove_from(tx, inode, first)
     } else {
         indirect_edit::remove_from(tx, inode, first)
+    }
+}
+
+/// Frees every block `inode` maps in `[start, end)` (punch hole), with
+/// the tree or indirect blocks no longer needed. An extent cut in its
+/// middle may need a tree block (taken from the reserved pool).
+pub fn free_range(tx: &mut Tx, inode: &mut Inode, start: u64, end: u64) -> Result<()> {
+    if !has_map(tx, inode)? || start >= end.min(LOGICAL_LIMIT) {
+        return Ok(());
+    }
+    if inode.has_flag(flags::EXTENTS) {
+        extent_remove::remove_range(tx, inode, start, end.min(LOGICAL_LIMIT))
+    } else {
+        indirect_edit::remove_range(tx, inode, start, end)
     }
 }
 
@@ -269,7 +319,7 @@ pub fn mapping_blocks(tx: &Tx, inode: &Inode) -> Result<u64> {
         return Ok(0);
     }
     if inode.has_flag(flags::EXTENTS) {
-        Ok(extent_edit::tree_stats(tx, inode)?.blocks)
+        Ok(extent_remove::tree_stats(tx, inode)?.blocks)
     } else {
         indirect_edit::meta_blocks(tx, inode)
     }

@@ -5,63 +5,23 @@
 //! into the system zone.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::blockmap::{self, Lookup};
 use crate::error::Error;
-use crate::extent_edit;
+use crate::extent_remove;
 use crate::inode::{flags, Inode};
 use crate::num::{InodeNo, Lblk, Pblk};
-use crate::testfs::{alloc_cases, Image, GEOMETRIES};
+use crate::testfs::{alloc_cases, Image, Rng, GEOMETRIES};
 use crate::tx::{AllocKind, Creds};
 use crate::Fs;
 
-/// A directory holding empty files `a`, `b`, `c` for `mkfs -d`.
-fn tree(tag: &str) -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "fsvc-wdata-tree-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    for f in ["a", "b", "c"] {
-        std::fs::write(d.join(f), b"").unwrap();
-    }
-    d
-}
-
-/// An image of geometry `args` with the files of [`tree`].
-fn image(tag: &str, args: &[&str], size: &str) -> Option<Image> {
-    let d = tree(tag);
-    let mut a: Vec<&str> = args.to_vec();
-    let ds = d.to_str().unwrap().to_string();
-    a.extend(["-d", &ds]);
-    let img = Image::mkfs(&a, size);
-    let _ = std::fs::remove_dir_all(&d);
-    img
+/// An image of geometry `args` with empty files `a`, `b` and `c`.
+fn image(args: &[&str], size: &str) -> Option<Image> {
+    Image::mkfs_with_files(args, size, &[("a", b""), ("b", b""), ("c", b"")])
 }
 
 fn file(fs: &Fs, name: &str) -> InodeNo {
     fs.lookup(InodeNo::ROOT, name.as_bytes()).unwrap()
-}
-
-/// A small deterministic generator (xorshift64*), so a failing sequence
-/// is reproduced by its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// Model of one file: logical → physical block.
@@ -97,7 +57,7 @@ fn check(fs: &Fs, ino: InodeNo, model: &Model, ctx: &str) {
         model.len()
     );
     if inode.has_flag(flags::EXTENTS) {
-        let st = extent_edit::tree_stats(&tx, &inode).unwrap();
+        let st = extent_remove::tree_stats(&tx, &inode).unwrap();
         let mapped: u64 = st.extents.iter().map(|e| u64::from(e.len)).sum();
         assert_eq!(mapped, model.len() as u64, "{ctx}: extents cover the model");
     }
@@ -140,7 +100,7 @@ fn pick(rng: &mut Rng, fs: &Fs, extents: bool) -> (u64, u32) {
 }
 
 fn random_sequences(name: &str, args: &[&str], size: &str) {
-    let Some(img) = image(name, args, size) else {
+    let Some(img) = image(args, size) else {
         return;
     };
     let cases = alloc_cases();
@@ -216,7 +176,7 @@ fn random_sequences(name: &str, args: &[&str], size: &str) {
         fit_size(&mut inode, &model, bs);
         tx.write_inode(&inode).unwrap();
         if extents {
-            deepest = deepest.max(extent_edit::tree_stats(&tx, &inode).unwrap().depth);
+            deepest = deepest.max(extent_remove::tree_stats(&tx, &inode).unwrap().depth);
         } else {
             highest = highest.max(model.keys().next_back().copied().unwrap_or(0));
         }
@@ -270,7 +230,7 @@ fn random_map_free_sequences_match_the_model_on_every_geometry() {
 /// checks it, then truncates in steps back to nothing.
 #[test]
 fn deep_extent_trees_grow_and_shrink_back() {
-    let Some(img) = image("deep", &["-b", "1024"], "32M") else {
+    let Some(img) = image(&["-b", "1024"], "32M") else {
         return;
     };
     let fs = img.open_rw();
@@ -291,7 +251,7 @@ fn deep_extent_trees_grow_and_shrink_back() {
         }
         fit_size(&mut inode, &model, bs);
         tx.write_inode(&inode).unwrap();
-        depth = extent_edit::tree_stats(&tx, &inode).unwrap().depth;
+        depth = extent_remove::tree_stats(&tx, &inode).unwrap().depth;
         tx.commit().unwrap();
     }
     check(&fs, ino, &model, "grown");
@@ -299,10 +259,16 @@ fn deep_extent_trees_grow_and_shrink_back() {
     {
         let mut tx = fs.begin(Creds::ROOT).unwrap();
         let mut inode = tx.inode(ino).unwrap();
-        let before = extent_edit::tree_stats(&tx, &inode).unwrap().extents.len();
+        let before = extent_remove::tree_stats(&tx, &inode)
+            .unwrap()
+            .extents
+            .len();
         let runs = blockmap::map_alloc(&mut tx, &mut inode, Lblk(1), 1).unwrap();
         model.insert(1, runs[0].pblk.0);
-        let after = extent_edit::tree_stats(&tx, &inode).unwrap().extents.len();
+        let after = extent_remove::tree_stats(&tx, &inode)
+            .unwrap()
+            .extents
+            .len();
         // Block 1 lies between extents at 0 and 2; it merges with one at
         // most (the allocator puts it wherever it finds room).
         assert!(
@@ -321,7 +287,7 @@ fn deep_extent_trees_grow_and_shrink_back() {
         model.retain(|&k, _| k < cut);
         fit_size(&mut inode, &model, bs);
         tx.write_inode(&inode).unwrap();
-        let st = extent_edit::tree_stats(&tx, &inode).unwrap();
+        let st = extent_remove::tree_stats(&tx, &inode).unwrap();
         if model.len() <= 4 {
             assert_eq!(
                 st.depth, 0,
@@ -343,7 +309,7 @@ fn deep_extent_trees_grow_and_shrink_back() {
 #[test]
 fn growing_files_stay_contiguous() {
     for &(name, args, size) in GEOMETRIES {
-        let Some(img) = image(name, args, size) else {
+        let Some(img) = image(args, size) else {
             return;
         };
         let fs = img.open_rw();
@@ -370,7 +336,7 @@ fn growing_files_stay_contiguous() {
         let jumps = pblks.windows(2).filter(|w| w[1] != w[0] + 1).count();
         if inode.has_flag(flags::EXTENTS) {
             let tx = fs.begin(Creds::ROOT).unwrap();
-            let st = extent_edit::tree_stats(&tx, &inode).unwrap();
+            let st = extent_remove::tree_stats(&tx, &inode).unwrap();
             assert_eq!(st.extents.len(), 1 + jumps, "{name}: one extent per run");
             assert!(st.extents.len() <= 2, "{name}: {:?}", st.extents);
         } else {
@@ -388,7 +354,7 @@ fn growing_files_stay_contiguous() {
 #[test]
 fn running_out_of_space_maps_what_fits_and_changes_nothing_after() {
     for &(name, args, size) in GEOMETRIES {
-        let Some(img) = image(name, args, size) else {
+        let Some(img) = image(args, size) else {
             return;
         };
         let fs = img.open_rw();
@@ -455,7 +421,7 @@ fn running_out_of_space_maps_what_fits_and_changes_nothing_after() {
 #[test]
 fn mappings_into_the_system_zone_are_refused() {
     for (name, args) in [("ext4", &["-b", "1024"][..]), ("ext2", &["-t", "ext2"][..])] {
-        let Some(img) = image(name, args, "16M") else {
+        let Some(img) = image(args, "16M") else {
             return;
         };
         let itable = img

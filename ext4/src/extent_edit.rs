@@ -27,11 +27,10 @@ use crate::csum::crc32c;
 use crate::error::{Error, Result, Space};
 use crate::extent::{
     check_entries, check_tail, entry, index_child, map_leaf, parse_extent, parse_header,
-    pick_index, Extent, ENTRY_LEN, EXTENT_MAGIC, HEADER_LEN, LOGICAL_LIMIT, MAX_DEPTH,
-    MAX_INIT_LEN,
+    pick_index, ENTRY_LEN, EXTENT_MAGIC, HEADER_LEN, LOGICAL_LIMIT, MAX_DEPTH, MAX_INIT_LEN,
 };
 use crate::inode::{Inode, I_BLOCK_LEN};
-use crate::num::{Lblk, Pblk};
+use crate::num::Pblk;
 use crate::tx::{AllocKind, Tx};
 
 /// Entries the root in `i_block` holds.
@@ -97,7 +96,7 @@ impl Ent {
         u64::from(self.key) + u64::from(self.len())
     }
 
-    fn set_len(&mut self, len: u32) {
+    pub(crate) fn set_len(&mut self, len: u32) {
         *self = Ent::extent(self.key, len, Pblk(self.ptr), self.uninit());
     }
 }
@@ -106,22 +105,27 @@ impl Ent {
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     /// Its block; `None` for the root in `i_block`.
-    blk: Option<Pblk>,
-    depth: u16,
-    max: usize,
-    ents: Vec<Ent>,
+    pub(crate) blk: Option<Pblk>,
+    /// `eh_depth`.
+    pub(crate) depth: u16,
+    /// `eh_max`.
+    pub(crate) max: usize,
+    /// The entries.
+    pub(crate) ents: Vec<Ent>,
 }
 
 /// One level of a path from the root to a leaf.
 #[derive(Debug)]
 pub(crate) struct Level {
-    node: Node,
+    /// The node.
+    pub(crate) node: Node,
     /// Index nodes: the entry followed. Leaves: how many extents start at
     /// or before the block looked for (its insertion position).
-    idx: usize,
+    pub(crate) idx: usize,
     /// Keys of this node lie in `[lo, hi)`: what its parent allows.
-    lo: u64,
-    hi: u64,
+    pub(crate) lo: u64,
+    /// See `lo`.
+    pub(crate) hi: u64,
 }
 
 /// What a logical block is.
@@ -144,7 +148,7 @@ pub enum Found {
     },
 }
 
-fn name(inode: &Inode) -> String {
+pub(crate) fn name(inode: &Inode) -> String {
     format!("extent tree of inode {}", inode.ino)
 }
 
@@ -161,7 +165,7 @@ pub(crate) fn sectors(tx: &Tx) -> u64 {
 /// Reads and validates a node: the root (`blk` `None`) or a block, of
 /// depth `expect` (any depth up to the limit for the root), its keys in
 /// `[lo, hi)`.
-fn load(
+pub(crate) fn load(
     tx: &Tx,
     inode: &Inode,
     blk: Option<Pblk>,
@@ -233,7 +237,7 @@ fn load(
 
 /// Writes `node` back (into `i_block` for the root; `fresh`: a block just
 /// allocated, never read).
-fn store(tx: &mut Tx, inode: &mut Inode, node: &Node, fresh: bool) -> Result<()> {
+pub(crate) fn store(tx: &mut Tx, inode: &mut Inode, node: &Node, fresh: bool) -> Result<()> {
     let len = match node.blk {
         None => I_BLOCK_LEN,
         Some(_) => tx.sb().block_size as usize,
@@ -375,7 +379,7 @@ pub(crate) fn goal(tx: &Tx, inode: &Inode, path: &[Level], lblk: u64) -> Pblk {
     tx.inode_goal(inode)
 }
 
-fn can_merge(a: Ent, b: Ent) -> bool {
+pub(crate) fn can_merge(a: Ent, b: Ent) -> bool {
     let max = if a.uninit() {
         MAX_LEN_UNINIT
     } else {
@@ -391,12 +395,18 @@ fn can_merge(a: Ent, b: Ent) -> bool {
 /// the tree, merging it with a neighbour where it continues one.
 /// [`Error::NoSpace`] when a tree block is needed and none is left: then
 /// nothing changed.
-pub(crate) fn insert(tx: &mut Tx, inode: &mut Inode, new: Ent) -> Result<()> {
+pub(crate) fn insert(
+    tx: &mut Tx,
+    inode: &mut Inode,
+    new: Ent,
+    kind: AllocKind,
+    merge: bool,
+) -> Result<()> {
     let mut path = find_path(tx, inode, u64::from(new.key))?;
     let last = path.len() - 1;
     let pos = path[last].idx;
     let leaf = &mut path[last].node;
-    if pos > 0 && can_merge(leaf.ents[pos - 1], new) {
+    if merge && pos > 0 && can_merge(leaf.ents[pos - 1], new) {
         let len = leaf.ents[pos - 1].len() + new.len();
         leaf.ents[pos - 1].set_len(len);
         if pos < leaf.ents.len() && can_merge(leaf.ents[pos - 1], leaf.ents[pos]) {
@@ -406,7 +416,7 @@ pub(crate) fn insert(tx: &mut Tx, inode: &mut Inode, new: Ent) -> Result<()> {
         }
         return store(tx, inode, &path[last].node, false);
     }
-    if pos < leaf.ents.len() && can_merge(new, leaf.ents[pos]) {
+    if merge && pos < leaf.ents.len() && can_merge(new, leaf.ents[pos]) {
         let len = new.len() + leaf.ents[pos].len();
         leaf.ents[pos] = Ent::extent(new.key, len, Pblk(new.ptr), new.uninit());
         store(tx, inode, &path[last].node, false)?;
@@ -432,7 +442,7 @@ pub(crate) fn insert(tx: &mut Tx, inode: &mut Inode, new: Ent) -> Result<()> {
         .node
         .blk
         .map_or(Pblk(new.ptr.saturating_sub(1)), |b| b.saturating_add(1));
-    let mut spare = alloc_tree_blocks(tx, inode, goal_blk, need)?;
+    let mut spare = alloc_tree_blocks(tx, inode, goal_blk, need, kind)?;
     insert_at(tx, inode, &mut path, last, pos, new, &mut spare)?;
     if spare.is_empty() {
         Ok(())
@@ -446,18 +456,24 @@ pub(crate) fn insert(tx: &mut Tx, inode: &mut Inode, new: Ent) -> Result<()> {
 }
 
 /// Allocates `n` tree blocks near `goal` (all or none), counted in `i_blocks`.
-fn alloc_tree_blocks(tx: &mut Tx, inode: &mut Inode, goal: Pblk, n: u32) -> Result<Vec<Pblk>> {
-    if u64::from(n) > tx.available_blocks(AllocKind::Meta) {
+fn alloc_tree_blocks(
+    tx: &mut Tx,
+    inode: &mut Inode,
+    goal: Pblk,
+    n: u32,
+    kind: AllocKind,
+) -> Result<Vec<Pblk>> {
+    if u64::from(n) > tx.available_blocks(kind) {
         return Err(Error::NoSpace(Space::Blocks));
     }
     let mut got: Vec<Pblk> = Vec::new();
     for _ in 0..n {
         let g = got.last().map_or(goal, |b| b.saturating_add(1));
-        match tx.alloc_blocks(g, 1, inode.ino, AllocKind::Meta) {
+        match tx.alloc_blocks(g, 1, inode.ino, kind) {
             Ok((b, _)) => got.push(b),
             Err(e) => {
                 for b in got {
-                    tx.free_blocks(b, 1, AllocKind::Meta)?;
+                    tx.free_blocks(b, 1, kind)?;
                 }
                 return Err(e);
             }
@@ -550,9 +566,89 @@ fn insert_at(
     insert_at(tx, inode, path, lvl - 1, pidx, Ent::index(key, b), spare)
 }
 
+/// Marks `[lblk, lblk + len)`, which lies inside one extent of the other
+/// state, written (initialized, `written`) or unwritten: the extent splits
+/// into up to three, the changed part merging with a left neighbour of
+/// its new state where it continues it. Marking written: the caller
+/// writes every byte of those blocks (zeros where it has no data) before
+/// the commit. [`Error::NoSpace`] before any change when the tree blocks
+/// the splits may need are not free.
+pub fn set_written(
+    tx: &mut Tx,
+    inode: &mut Inode,
+    lblk: u64,
+    len: u32,
+    written: bool,
+) -> Result<()> {
+    let mut path = find_path(tx, inode, lblk)?;
+    let last = path.len() - 1;
+    let i = path[last].idx.checked_sub(1);
+    let Some(e) = i.and_then(|i| path[last].node.ents.get(i).copied()) else {
+        return Err(Error::Internal(format!(
+            "{}: no extent at {lblk}",
+            name(inode)
+        )));
+    };
+    let end = lblk + u64::from(len);
+    if e.uninit() != written || u64::from(e.key) > lblk || e.end() < end || len == 0 {
+        return Err(Error::Internal(format!(
+            "{}: {lblk}+{len} is not inside an extent to mark written={written}",
+            name(inode)
+        )));
+    }
+    if !written && len > MAX_LEN_UNINIT {
+        return Err(Error::Internal(format!(
+            "{}: {len} blocks are too many for one unwritten extent",
+            name(inode)
+        )));
+    }
+    let i = i.unwrap_or(0);
+    // Two inserts at most, each a split per level and a new level.
+    let need = 2 * (path.len() as u64 + 1);
+    if need > tx.available_blocks(AllocKind::Meta) {
+        return Err(Error::NoSpace(Space::Blocks));
+    }
+    let before = (lblk - u64::from(e.key)) as u32;
+    let after = (e.end() - end) as u32;
+    let at = |l: u64| Pblk(e.ptr + (l - u64::from(e.key)));
+    let changed = Ent::extent(lblk as u32, len, at(lblk), !written);
+    let rest = Ent::extent(end as u32, after, at(end), written);
+    let leaf = &mut path[last].node;
+    if before > 0 {
+        leaf.ents[i].set_len(before);
+        store(tx, inode, &path[last].node, false)?;
+    } else if after > 0 {
+        leaf.ents[i] = rest;
+        store(tx, inode, &path[last].node, false)?;
+        if i == 0 {
+            fix_keys(tx, inode, &mut path, last)?;
+        }
+    } else {
+        // The whole extent: changed in place, merged with its left
+        // neighbour when that continues it.
+        leaf.ents[i] = changed;
+        if i > 0 && can_merge(leaf.ents[i - 1], changed) {
+            let l = leaf.ents[i - 1].len() + len;
+            leaf.ents[i - 1].set_len(l);
+            leaf.ents.remove(i);
+        }
+        return store(tx, inode, &path[last].node, false);
+    }
+    insert(tx, inode, changed, AllocKind::Meta, true)?;
+    if before > 0 && after > 0 {
+        insert(tx, inode, rest, AllocKind::Meta, false)?;
+    }
+    Ok(())
+}
+
 /// After the first key of the node at `lvl` changed: the index entries
 /// above it take the new key, as far up as the node is its parent's first.
-fn fix_keys(tx: &mut Tx, inode: &mut Inode, path: &mut [Level], lvl: usize) -> Result<()> {
+pub(crate) fn fix_keys(
+    tx: &mut Tx,
+    inode: &mut Inode,
+    path: &mut [Level],
+    lvl: usize,
+) -> Result<()> {
     let mut l = lvl;
     while l > 0 {
         let Some(first) = path[l].node.ents.first().map(|e| e.key) else {
@@ -571,230 +667,6 @@ fn fix_keys(tx: &mut Tx, inode: &mut Inode, path: &mut [Level], lvl: usize) -> R
             return Ok(());
         }
         l -= 1;
-    }
-    Ok(())
-}
-
-/// Frees `len` blocks from `start` of this inode (data or tree blocks),
-/// uncounting them from `i_blocks`. A block the transaction already freed
-/// is mapped twice: corruption.
-pub(crate) fn release(
-    tx: &mut Tx,
-    inode: &mut Inode,
-    start: Pblk,
-    len: u64,
-    kind: AllocKind,
-    what: &str,
-) -> Result<()> {
-    if len == 0 {
-        return Ok(());
-    }
-    if tx.freed().first_overlap(start.0, len).is_some() {
-        return Err(Error::corrupt(
-            what.to_string(),
-            format!("blocks {start}+{len} are mapped twice"),
-        ));
-    }
-    tx.free_blocks(start, len, kind)?;
-    inode.blocks = inode.blocks.saturating_sub(len.saturating_mul(sectors(tx)));
-    Ok(())
-}
-
-/// Removes every mapping at or after logical block `from`, freeing the
-/// blocks; the tree's depth shrinks while the root can hold its only
-/// child's entries.
-pub fn remove_from(tx: &mut Tx, inode: &mut Inode, from: u64) -> Result<()> {
-    let mut root = load(tx, inode, None, None, 0, LOGICAL_LIMIT)?;
-    let changed = trunc_node(tx, inode, &mut root, 0, LOGICAL_LIMIT, from)?;
-    let mut shrunk = false;
-    while root.depth > 0 {
-        if root.ents.is_empty() {
-            root.depth = 0;
-            root.max = ROOT_CAPACITY;
-            shrunk = true;
-            break;
-        }
-        if root.ents.len() != 1 {
-            break;
-        }
-        let e = root.ents[0];
-        let child = load(
-            tx,
-            inode,
-            Some(Pblk(e.ptr)),
-            Some(root.depth - 1),
-            u64::from(e.key),
-            LOGICAL_LIMIT,
-        )?;
-        if child.ents.len() > root.max {
-            break;
-        }
-        let what = name(inode);
-        release(tx, inode, Pblk(e.ptr), 1, AllocKind::Meta, &what)?;
-        root.depth = child.depth;
-        root.ents = child.ents;
-        shrunk = true;
-    }
-    if changed || shrunk {
-        store(tx, inode, &root, false)?;
-    }
-    Ok(())
-}
-
-/// Cuts `node` (keys in `[lo, hi)`) at `from`; whether it changed.
-fn trunc_node(
-    tx: &mut Tx,
-    inode: &mut Inode,
-    node: &mut Node,
-    lo: u64,
-    hi: u64,
-    from: u64,
-) -> Result<bool> {
-    let what = name(inode);
-    let mut changed = false;
-    if node.depth == 0 {
-        while let Some(last) = node.ents.last().copied() {
-            if u64::from(last.key) >= from {
-                release(
-                    tx,
-                    inode,
-                    Pblk(last.ptr),
-                    u64::from(last.len()),
-                    AllocKind::Data,
-                    &what,
-                )?;
-                node.ents.pop();
-            } else if last.end() > from {
-                let keep = (from - u64::from(last.key)) as u32;
-                let cut = Pblk(last.ptr.saturating_add(u64::from(keep)));
-                release(
-                    tx,
-                    inode,
-                    cut,
-                    u64::from(last.len() - keep),
-                    AllocKind::Data,
-                    &what,
-                )?;
-                if let Some(l) = node.ents.last_mut() {
-                    l.set_len(keep);
-                }
-            } else {
-                break;
-            }
-            changed = true;
-        }
-        return Ok(changed);
-    }
-    let keys: Vec<u64> = node.ents.iter().map(|e| u64::from(e.key)).collect();
-    for i in (0..node.ents.len()).rev() {
-        let e = node.ents[i];
-        let child_hi = keys.get(i + 1).copied().unwrap_or(hi);
-        let mut child = load(
-            tx,
-            inode,
-            Some(Pblk(e.ptr)),
-            Some(node.depth - 1),
-            keys[i].max(lo),
-            child_hi,
-        )?;
-        if keys[i] >= from {
-            free_subtree(tx, inode, &child, keys[i], child_hi)?;
-        } else if trunc_node(tx, inode, &mut child, keys[i], child_hi, from)? {
-            if !child.ents.is_empty() {
-                store(tx, inode, &child, false)?;
-                break;
-            }
-            // A subtree whose extents all started past `from` (its key
-            // was below its first extent): its node goes too.
-        } else {
-            break;
-        }
-        release(tx, inode, Pblk(e.ptr), 1, AllocKind::Meta, &what)?;
-        node.ents.remove(i);
-        changed = true;
-    }
-    Ok(changed)
-}
-
-/// Frees everything `node` maps and every node below it (not `node`'s own block).
-fn free_subtree(tx: &mut Tx, inode: &mut Inode, node: &Node, lo: u64, hi: u64) -> Result<()> {
-    let what = name(inode);
-    if node.depth == 0 {
-        for e in &node.ents {
-            release(
-                tx,
-                inode,
-                Pblk(e.ptr),
-                u64::from(e.len()),
-                AllocKind::Data,
-                &what,
-            )?;
-        }
-        return Ok(());
-    }
-    for (i, e) in node.ents.iter().enumerate() {
-        let child_hi = node.ents.get(i + 1).map_or(hi, |n| u64::from(n.key));
-        let key = u64::from(e.key).max(lo);
-        let child = load(
-            tx,
-            inode,
-            Some(Pblk(e.ptr)),
-            Some(node.depth - 1),
-            key,
-            child_hi,
-        )?;
-        free_subtree(tx, inode, &child, key, child_hi)?;
-        release(tx, inode, Pblk(e.ptr), 1, AllocKind::Meta, &what)?;
-    }
-    Ok(())
-}
-
-/// What a walk over the whole tree found ([`tree_stats`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeStats {
-    /// The root's depth.
-    pub depth: u16,
-    /// Index and leaf blocks (the root in `i_block` not counted).
-    pub blocks: u64,
-    /// Every extent, in logical order.
-    pub extents: Vec<Extent>,
-}
-
-/// Walks every node of the tree (for tests and checks).
-pub fn tree_stats(tx: &Tx, inode: &Inode) -> Result<TreeStats> {
-    let root = load(tx, inode, None, None, 0, LOGICAL_LIMIT)?;
-    let mut st = TreeStats {
-        depth: root.depth,
-        blocks: 0,
-        extents: Vec::new(),
-    };
-    walk(tx, inode, &root, 0, LOGICAL_LIMIT, &mut st)?;
-    Ok(st)
-}
-
-fn walk(tx: &Tx, inode: &Inode, node: &Node, lo: u64, hi: u64, st: &mut TreeStats) -> Result<()> {
-    if node.depth == 0 {
-        st.extents.extend(node.ents.iter().map(|e| Extent {
-            lblk: Lblk(e.key),
-            len: e.len(),
-            pblk: Pblk(e.ptr),
-            uninit: e.uninit(),
-        }));
-        return Ok(());
-    }
-    for (i, e) in node.ents.iter().enumerate() {
-        let child_hi = node.ents.get(i + 1).map_or(hi, |n| u64::from(n.key));
-        let key = u64::from(e.key).max(lo);
-        let child = load(
-            tx,
-            inode,
-            Some(Pblk(e.ptr)),
-            Some(node.depth - 1),
-            key,
-            child_hi,
-        )?;
-        st.blocks += 1;
-        walk(tx, inode, &child, key, child_hi, st)?;
     }
     Ok(())
 }

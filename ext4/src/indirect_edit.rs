@@ -17,7 +17,8 @@
 
 use crate::bytes::{le32, put_le32};
 use crate::error::{Error, Result, Space};
-use crate::extent_edit::{release, sectors};
+use crate::extent_edit::sectors;
+use crate::extent_remove::release;
 use crate::indirect::{self, offsets, DIRECT_BLOCKS};
 use crate::inode::Inode;
 use crate::num::{Lblk, Pblk};
@@ -229,9 +230,15 @@ impl Pending {
 /// Frees every block mapped at or after logical block `from`, and the
 /// indirect blocks left without pointers.
 pub fn remove_from(tx: &mut Tx, inode: &mut Inode, from: u64) -> Result<()> {
+    remove_range(tx, inode, from, u64::MAX)
+}
+
+/// Frees every block mapped in `[start, end)`, and the indirect blocks
+/// left without pointers.
+pub fn remove_range(tx: &mut Tx, inode: &mut Inode, start: u64, end: u64) -> Result<()> {
     let per = per_block(tx);
     let mut pending = Pending::default();
-    for slot in from.min(DIRECT_BLOCKS)..DIRECT_BLOCKS {
+    for slot in start.min(DIRECT_BLOCKS)..end.min(DIRECT_BLOCKS) {
         let p = le32(inode.i_block(), slot as usize * 4);
         if p != 0 {
             let b = checked(tx, inode, p)?;
@@ -247,10 +254,10 @@ pub fn remove_from(tx: &mut Tx, inode: &mut Inode, from: u64) -> Result<()> {
         let level = k as u32 + 1;
         let span = per.pow(level);
         let p = le32(inode.i_block(), slot * 4);
-        if p != 0 && base + span > from {
+        if p != 0 && base + span > start && base < end {
             let b = checked(tx, inode, p)?;
-            let empty = trunc_tree(tx, inode, b, level, base, from, &mut pending)?;
-            if empty {
+            let range = Cut { start, end };
+            if trunc_tree(tx, inode, b, level, base, range, &mut pending)? {
                 pending.flush(tx, inode)?;
                 let what = name(inode);
                 release(tx, inode, b, 1, AllocKind::Meta, &what)?;
@@ -262,25 +269,33 @@ pub fn remove_from(tx: &mut Tx, inode: &mut Inode, from: u64) -> Result<()> {
     pending.flush(tx, inode)
 }
 
-/// Frees what the indirect block `blk` (`level` 1 = single) maps from
-/// `from` on; its first pointer maps logical block `base`. Returns whether
-/// no pointer is left in it (the caller frees it).
+/// The logical range a removal frees.
+#[derive(Debug, Clone, Copy)]
+struct Cut {
+    start: u64,
+    end: u64,
+}
+
+/// Frees what the indirect block `blk` (`level` 1 = single) maps in the
+/// cut; its first pointer maps logical block `base`. Returns whether no
+/// pointer is left in it (the caller frees it).
 fn trunc_tree(
     tx: &mut Tx,
     inode: &mut Inode,
     blk: Pblk,
     level: u32,
     base: u64,
-    from: u64,
+    cut: Cut,
     pending: &mut Pending,
 ) -> Result<bool> {
     let per = per_block(tx);
     let child_span = per.pow(level - 1);
-    let first = from.saturating_sub(base) / child_span;
+    let first = cut.start.saturating_sub(base) / child_span;
+    let last = cut.end.saturating_sub(base).div_ceil(child_span).min(per);
     let arr = tx.get(blk)?;
     let mut cleared: Vec<u64> = Vec::new();
     let mut gone = vec![false; per as usize];
-    for i in first..per {
+    for i in first..last {
         let p = ptr_at(&arr, i);
         if p == 0 {
             continue;
@@ -291,7 +306,7 @@ fn trunc_tree(
             pending.add(tx, inode, b)?;
             cleared.push(i);
             gone[i as usize] = true;
-        } else if trunc_tree(tx, inode, b, level - 1, child_base, from, pending)? {
+        } else if trunc_tree(tx, inode, b, level - 1, child_base, cut, pending)? {
             pending.flush(tx, inode)?;
             let what = name(inode);
             release(tx, inode, b, 1, AllocKind::Meta, &what)?;
@@ -299,8 +314,7 @@ fn trunc_tree(
             gone[i as usize] = true;
         }
     }
-    let left = (0..first).any(|i| ptr_at(&arr, i) != 0)
-        || (first..per).any(|i| ptr_at(&arr, i) != 0 && !gone[i as usize]);
+    let left = (0..per).any(|i| ptr_at(&arr, i) != 0 && !gone[i as usize]);
     if left && !cleared.is_empty() {
         for &i in &cleared {
             set_ptr(tx, inode, Some(blk), i, 0)?;

@@ -28,6 +28,9 @@
 //! | lookup, readdir (namei.c, dir.c) | [`dir`] | `lookup`, `read_dir` |
 //! | bitmaps (balloc.c, ialloc.c) | [`bitmap`] | `verify_bitmaps` |
 //! | xattrs (xattr.c) | [`xattr`] | `list_xattrs`, `get_xattr` |
+//! | data write, truncate (file.c, inode.c) | [`file_write`] | `write`, `truncate`, `truncate_in` |
+//! | fallocate (extents.c) | [`fallocate`] | `fallocate` |
+//! | copy_file_range (read_write.c) | [`copy_range`] | `copy_file_range` |
 //! | inline data (inline.c) | [`inline`] | (crate-internal readers) |
 //! | symlinks (symlink.c) | [`symlink`] | `read_link` |
 //! | read-write open, sync, unmount, errors (super.c) | [`mount`] | `begin`, `sync`, `unmount`, `fail`, `write_data`, `is_read_only` |
@@ -45,7 +48,8 @@
 //! [`ranges`] (block range sets), `testfs` (mkfs-made test images, with
 //! the `test-util` feature). File mappings change through [`blockmap`]
 //! (map-or-allocate, free-from, for both kinds), built on
-//! [`extent_edit`] (extent tree insert, split, depth changes, truncate)
+//! [`extent_edit`] (extent tree insert, split, depth growth),
+//! [`extent_remove`] (range removal, depth shrinking, shifts)
 //! and [`indirect_edit`] (indirect block maps). The namespace:
 //! [`new_inode`] (a fresh inode's set-up), [`dir_edit`] (entry insert and
 //! removal inside a dirent region), [`htree_edit`] (index changes),
@@ -82,6 +86,7 @@ pub mod bitmap;
 pub mod blockmap;
 pub mod bytes;
 pub mod committer;
+pub mod copy_range;
 pub mod csum;
 pub mod data;
 pub mod dir;
@@ -91,7 +96,10 @@ pub mod dirent;
 pub mod error;
 pub mod extent;
 pub mod extent_edit;
+pub mod extent_remove;
+pub mod fallocate;
 pub mod features;
+pub mod file_write;
 pub mod flags;
 pub mod fs;
 pub mod group;

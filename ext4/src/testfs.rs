@@ -265,3 +265,41 @@ pub fn alloc_cases() -> u32 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(24)
 }
+
+impl Image {
+    /// [`Image::mkfs`] of a filesystem whose root holds `files` (name,
+    /// contents), copied in by `mkfs -d` from a scratch directory.
+    pub fn mkfs_with_files(args: &[&str], size: &str, files: &[(&str, &[u8])]) -> Option<Image> {
+        let dir = scratch("tree");
+        std::fs::create_dir_all(&dir).expect("make the scratch tree");
+        for (name, data) in files {
+            std::fs::write(dir.join(name), data).expect("write a scratch file");
+        }
+        let d = dir.to_string_lossy().into_owned();
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend(["-d", &d]);
+        let img = Image::mkfs(&a, size);
+        let _ = std::fs::remove_dir_all(&dir);
+        img
+    }
+}
+
+/// A small deterministic generator (xorshift64*) for randomized tests, so
+/// that a failing sequence is reproduced by its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value below `n` (0 for `n` 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+}

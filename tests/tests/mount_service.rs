@@ -315,20 +315,24 @@ fn idmapped_into_the_callers_user_namespace_only() {
     let scratch = TempDir::new("mountd-idmap").expect("scratch");
     let img = owned_image(&scratch);
     let svc = Service::start(&scratch);
+    // The probe, as root, asking for `img` idmapped into `userns`.
+    let idmapped = |how: &str, opts: &str, name: &str, userns: &str| {
+        let dir = scratch.subdir(name).expect("dir");
+        Probe::ask_service(
+            &svc.socket,
+            how,
+            &img,
+            opts,
+            "attach-idmap",
+            &dir,
+            None,
+            Some(userns),
+            &svc.log,
+        )
+    };
 
     // Root's own user namespace with maps 0 -> 100000 (65536 ids).
-    let dir = scratch.subdir("mnt-idmap").expect("dir");
-    let mut p = Probe::ask_service(
-        &svc.socket,
-        "path",
-        &img,
-        "ro",
-        "attach-idmap",
-        &dir,
-        None,
-        Some("own"),
-        &svc.log,
-    );
+    let mut p = idmapped("path", "ro", "mnt-idmap", "own");
     assert_eq!(p.line(), "attached", "{}", svc.diagnostics());
     let m = p.mount_entry();
     assert!(m.has_option("idmapped"), "an idmapped mount: {m:?}");
@@ -367,18 +371,7 @@ fn idmapped_into_the_callers_user_namespace_only() {
             .is_ok_and(|n| n != ours)),
         "the holder entered its namespace"
     );
-    let dir = scratch.subdir("mnt-theirs").expect("dir");
-    let mut p = Probe::ask_service(
-        &svc.socket,
-        "path",
-        &img,
-        "ro",
-        "attach-idmap",
-        &dir,
-        None,
-        Some(&ns),
-        &svc.log,
-    );
+    let mut p = idmapped("path", "ro", "mnt-theirs", &ns);
     let said = p.line();
     assert!(
         said.starts_with(&format!("refused {} ", libc::EPERM))
@@ -393,18 +386,7 @@ fn idmapped_into_the_callers_user_namespace_only() {
     assert!(image_lock_free(&img).expect("flock"), "nothing was mounted");
 
     // Read-write: a file made as the namespace's uid 0 is uid 0 on disk.
-    let dir = scratch.subdir("mnt-idmap-rw").expect("dir");
-    let mut p = Probe::ask_service(
-        &svc.socket,
-        "fd",
-        &img,
-        "-",
-        "attach-idmap",
-        &dir,
-        None,
-        Some("own"),
-        &svc.log,
-    );
+    let mut p = idmapped("fd", "-", "mnt-idmap-rw", "own");
     assert_eq!(p.line(), "attached", "{}", svc.diagnostics());
     let servers = servers_of(&canon);
     if writable(&p, &svc, "creating a file through the idmapped mount") {

@@ -10,44 +10,17 @@
 //! change lock), so no write, truncate or mapping change of that file runs
 //! under it. The adapter itself never holds an engine lock across calls.
 
+use fsvc_ext4::attr_write::{AtimePolicy, SetAttr};
+use fsvc_ext4::flags::FL_USER_VISIBLE;
 use fsvc_ext4::inode::flags;
 use fsvc_ext4::tx::Creds;
-use fsvc_ext4::{DirEntry, Error, FileKind, Fs, InodeNo, Lblk, Result, Stat, StatFs, Timestamp};
+use fsvc_ext4::xattr_write::XattrFlags;
+use fsvc_ext4::{DirEntry, Error, FileKind, Fs, InodeNo, Lblk, Result, Stat, StatFs};
 
 /// Most extent runs one `SEEK_DATA`/`SEEK_HOLE` walks before it gives the
 /// always-correct conservative answer (data here, the hole at the end of
 /// file): a hostile or pathological mapping cannot make one request long.
 const MAX_SEEK_RUNS: u32 = 1 << 16;
-
-/// A time a SETATTR sets: the request's, or the engine's "now" (the time
-/// of the transaction, as `utimensat(UTIME_NOW)` means).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SetTime {
-    /// The time given.
-    At(Timestamp),
-    /// The operation's own time.
-    Now,
-}
-
-/// What one SETATTR changes (`None`: left alone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct SetAttr {
-    /// Permission bits (`mode & 0o7777`).
-    pub(crate) mode: Option<u16>,
-    /// Owner.
-    pub(crate) uid: Option<u32>,
-    /// Group.
-    pub(crate) gid: Option<u32>,
-    /// Size (truncate or extend).
-    pub(crate) size: Option<u64>,
-    /// Access time.
-    pub(crate) atime: Option<SetTime>,
-    /// Modification time.
-    pub(crate) mtime: Option<SetTime>,
-    /// Change time (the kernel sends it only with `FUSE_HANDLE_KILLPRIV`
-    /// style requests; the engine sets ctime itself on every change).
-    pub(crate) ctime: Option<Timestamp>,
-}
 
 /// What the FUSE adapter asks of a filesystem. Mirrors `ext4::Fs`'s public API.
 pub(crate) trait Backend: Send + Sync + 'static {
@@ -84,6 +57,23 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// error since the last sync. Default: nothing to make durable.
     fn sync(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// `FS_IOC_GETFLAGS`: the inode flags a caller sees.
+    fn get_flags(&self, ino: InodeNo) -> Result<u32> {
+        Ok(self.stat(ino)?.flags & FL_USER_VISIBLE)
+    }
+
+    /// `FS_IOC_GETVERSION`: the inode's generation.
+    fn get_version(&self, ino: InodeNo) -> Result<u32> {
+        Ok(self.stat(ino)?.generation)
+    }
+
+    /// The atime update a read or a listing of `ino` makes under `policy`;
+    /// returns whether atime changed (the kernel's cached attributes are
+    /// then stale). Default: atime never changes.
+    fn touch_atime(&self, _ino: InodeNo, _policy: AtimePolicy) -> Result<bool> {
+        Ok(false)
     }
 
     /// Frees the orphan `ino` (its last link went and now nothing holds
@@ -285,6 +275,40 @@ impl Backend for Fs {
     }
     fn sync(&self) -> Result<()> {
         Fs::sync(self)
+    }
+    fn get_flags(&self, ino: InodeNo) -> Result<u32> {
+        let _g = self.read_guard()?;
+        Fs::get_flags(self, ino)
+    }
+    fn get_version(&self, ino: InodeNo) -> Result<u32> {
+        let _g = self.read_guard()?;
+        Fs::get_version(self, ino)
+    }
+    fn touch_atime(&self, ino: InodeNo, policy: AtimePolicy) -> Result<bool> {
+        // Takes its own guard and locks: called holding none.
+        Fs::touch_atime(self, ino, policy)
+    }
+    fn setattr(&self, creds: Creds, ino: InodeNo, set: &SetAttr) -> Result<Stat> {
+        Fs::setattr(self, creds, ino, set)
+    }
+    fn set_flags(&self, creds: Creds, ino: InodeNo, flags: u32) -> Result<()> {
+        Fs::set_flags(self, creds, ino, flags).map(|_| ())
+    }
+    fn set_xattr(
+        &self,
+        creds: Creds,
+        ino: InodeNo,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> Result<()> {
+        // setxattr(2)'s XATTR_CREATE/XATTR_REPLACE (FUSE_SETXATTR_EXT is
+        // not negotiated, so no ACL kill-sgid bit comes with them).
+        let flags = XattrFlags::from_bits(flags as u32)?;
+        Fs::set_xattr(self, creds, ino, name, value, flags).map(|_| ())
+    }
+    fn remove_xattr(&self, creds: Creds, ino: InodeNo, name: &[u8]) -> Result<()> {
+        Fs::remove_xattr(self, creds, ino, name).map(|_| ())
     }
     fn seek(&self, ino: InodeNo, offset: u64, hole: bool) -> Result<Option<u64>> {
         let _file = self.inode_locks().read(ino);

@@ -147,6 +147,7 @@ impl Adapter {
                 );
             }
         }
+        self.accessed(node, ino);
     }
 
     /// READ of `size` bytes at `offset` through handle `fh`: from a

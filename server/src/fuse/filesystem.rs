@@ -23,9 +23,9 @@ use fuser::{
 };
 
 use super::attr::{file_type, placeholder_attr, timestamp};
-use super::backend::{SetAttr, SetTime};
 use super::ops::{creds, Adapter, NO_TTL, TTL};
 use super::writes::Entry;
+use fsvc_ext4::attr_write::{SetAttr, TimeSet};
 use fsvc_ext4::FileKind;
 
 /// Background requests (readahead, async reads) the kernel may queue. More
@@ -82,10 +82,10 @@ fn written(reply: ReplyWrite, res: Result<u32, Errno>) {
     }
 }
 
-fn set_time(t: TimeOrNow) -> SetTime {
+fn set_time(t: TimeOrNow) -> TimeSet {
     match t {
-        TimeOrNow::SpecificTime(t) => SetTime::At(timestamp(t)),
-        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(timestamp(t)),
+        TimeOrNow::Now => TimeSet::Now,
     }
 }
 
@@ -183,6 +183,9 @@ impl fuser::Filesystem for Adapter {
     ) {
         match self.do_read(ino, fh, offset, size) {
             Ok(answer) => {
+                // Before the reply, as the kernel's ext4 updates atime
+                // before read(2) returns: a stat right after sees it.
+                self.accessed_node(ino);
                 reply.data(&answer);
                 self.read_done(ino, fh, offset, size, answer);
             }
@@ -430,6 +433,9 @@ impl fuser::Filesystem for Adapter {
             atime: atime.map(set_time),
             mtime: mtime.map(set_time),
             ctime: ctime.map(timestamp),
+            // FUSE sends no supplementary groups; under
+            // default_permissions the kernel applied the group rules.
+            caller_groups: None,
         };
         match self.do_setattr(creds(req), ino, fh, &set) {
             Ok(attr) => reply.attr(&TTL, &attr),

@@ -143,7 +143,10 @@ impl FuseServer {
             changes: adapter.changes.clone(),
             every: opts.commit.unwrap_or(DEFAULT_COMMIT),
         });
+        let notifier = adapter.notifier.clone();
         let session = Session::from_fd(adapter, fuse_fd, SessionACL::All, config)?;
+        // The INIT handshake is done: notifications may be sent from now on.
+        let _ = notifier.set(session.notifier());
         Ok(FuseServer { session, commit })
     }
 

@@ -16,7 +16,7 @@
 //! them. The TTL is still finite ([`TTL`]) so that a mistake can never pin a
 //! stale view forever.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fuser::{AccessFlags, Errno, FileAttr, Generation, INodeNo, ReplyXattr};
@@ -33,6 +33,7 @@ use super::writes::{FS_IOC_GETVERSION, FS_IOC_SETFLAGS};
 use super::ServeOptions;
 use crate::mode::MountMode;
 use crate::service::MountFlags;
+use fsvc_ext4::attr_write::{AtimeMode as EngineAtime, AtimePolicy};
 use fsvc_ext4::tx::Creds;
 use fsvc_ext4::{DirEntry, Error, FileKind, InodeNo};
 
@@ -104,6 +105,9 @@ pub(crate) struct Adapter {
     pub(crate) flags: MountFlags,
     /// What changed since the last sync (shared with the periodic commit).
     pub(crate) changes: Arc<Changes>,
+    /// Tells the kernel what the server changed on its own (set once the
+    /// session exists; unset in tests that call the adapter directly).
+    pub(crate) notifier: Arc<OnceLock<fuser::Notifier>>,
     /// The filesystem block size, reported as `st_blksize`.
     pub(crate) blksize: u32,
     /// Ask the kernel for `FUSE_ALLOW_IDMAP` at INIT (the helper will
@@ -143,6 +147,7 @@ impl Adapter {
             mode: opts.mode,
             flags: opts.flags,
             changes: Arc::default(),
+            notifier: Arc::default(),
             blksize,
             allow_idmap: opts.allow_idmap,
             errors: ErrorLog::default(),
@@ -339,9 +344,51 @@ impl Adapter {
 /// `FS_IOC_GETFLAGS` (`_IOR('f', 1, long)`): the inode flags `lsattr`
 /// shows. The kernel's FUSE asks it with a 4-byte (`int`) result.
 const FS_IOC_GETFLAGS: u32 = 0x8008_6601;
-/// The inode flags ext4 shows to users (the kernel's
-/// `EXT4_FL_USER_VISIBLE`); the rest are internal.
-const EXT4_FL_USER_VISIBLE: u32 = 0x705B_DFFF;
+/// `FS_IOC_FSGETXATTR` (`_IOR('X', 31, struct fsxattr)`): the kernel's
+/// FUSE asks it to learn the old flags before every flag change
+/// (`vfs_fileattr_set`), and `xfs_io -c lsattr` asks it.
+const FS_IOC_FSGETXATTR: u32 = 0x801C_581F;
+/// `FS_IOC_FSSETXATTR` (`_IOW('X', 32, struct fsxattr)`).
+const FS_IOC_FSSETXATTR: u32 = 0x401C_5820;
+/// `sizeof(struct fsxattr)`: xflags, extsize, nextents, projid,
+/// cowextsize (u32 each), 8 bytes of padding.
+const FSXATTR_SIZE: usize = 28;
+/// Offset of `fsx_projid` in `struct fsxattr`.
+const FSXATTR_PROJID: usize = 12;
+
+/// The inode flags that have an `FS_XFLAG_*` twin, and the twin, as the
+/// kernel's `ext4_iflags_to_xflags` pairs them.
+const XFLAGS: [(u32, u32); 7] = [
+    (fsvc_ext4::flags::FL_SYNC, 0x20),         // FS_XFLAG_SYNC
+    (fsvc_ext4::inode::flags::IMMUTABLE, 0x8), // FS_XFLAG_IMMUTABLE
+    (fsvc_ext4::inode::flags::APPEND, 0x10),   // FS_XFLAG_APPEND
+    (fsvc_ext4::flags::FL_NODUMP, 0x80),       // FS_XFLAG_NODUMP
+    (fsvc_ext4::flags::FL_NOATIME, 0x40),      // FS_XFLAG_NOATIME
+    (fsvc_ext4::flags::FL_PROJINHERIT, 0x200), // FS_XFLAG_PROJINHERIT
+    (fsvc_ext4::flags::FL_DAX, 0x8000),        // FS_XFLAG_DAX
+];
+
+/// The `fsx_xflags` of inode flags `flags`.
+fn xflags_of(flags: u32) -> u32 {
+    XFLAGS
+        .iter()
+        .filter(|(f, _)| flags & f != 0)
+        .fold(0, |x, (_, xf)| x | xf)
+}
+
+/// Inode flags `flags` with their xflag twins replaced by `xflags`'s.
+fn flags_with_xflags(flags: u32, xflags: u32) -> u32 {
+    XFLAGS.iter().fold(
+        flags,
+        |f, &(fl, xf)| {
+            if xflags & xf != 0 {
+                f | fl
+            } else {
+                f & !fl
+            }
+        },
+    )
+}
 
 impl Adapter {
     /// `access(2)` when the kernel does not check permissions itself (no
@@ -396,19 +443,25 @@ impl Adapter {
                 self.do_setflags(creds, ino, in_data)?;
                 return Ok(Vec::new());
             }
-            FS_IOC_GETFLAGS | FS_IOC_GETVERSION => {
-                let st = self
+            FS_IOC_FSGETXATTR => {
+                let flags = self
                     .fs
-                    .stat(ino)
-                    .map_err(|e| self.err(&e, || format!("ioctl {cmd:#x} inode {ino}")))?;
-                if cmd == FS_IOC_GETFLAGS {
-                    st.flags & EXT4_FL_USER_VISIBLE
-                } else {
-                    st.generation
-                }
+                    .get_flags(ino)
+                    .map_err(|e| self.err(&e, || format!("fsgetxattr inode {ino}")))?;
+                let mut out = vec![0u8; FSXATTR_SIZE];
+                out[..4].copy_from_slice(&xflags_of(flags).to_ne_bytes());
+                out.truncate(out_size as usize);
+                return Ok(out);
             }
+            FS_IOC_FSSETXATTR => {
+                self.do_fssetxattr(creds, ino, in_data)?;
+                return Ok(Vec::new());
+            }
+            FS_IOC_GETFLAGS => self.fs.get_flags(ino),
+            FS_IOC_GETVERSION => self.fs.get_version(ino),
             _ => return Err(Errno::ENOTTY),
         };
+        let value = value.map_err(|e| self.err(&e, || format!("ioctl {cmd:#x} inode {ino}")))?;
         let bytes = value.to_ne_bytes();
         let n = bytes.len().min(out_size as usize);
         Ok(bytes.get(..n).unwrap_or(&[]).to_vec())
@@ -416,6 +469,30 @@ impl Adapter {
 }
 
 impl Adapter {
+    /// `FS_IOC_FSSETXATTR`: the xflags replace their inode-flag twins (the
+    /// other flags stay); a project id is refused (EOPNOTSUPP: fsvc
+    /// refuses the project feature read-write), other fields are ignored,
+    /// as ext4 ignores them.
+    fn do_fssetxattr(&self, creds: Creds, ino: InodeNo, arg: &[u8]) -> Result<(), Errno> {
+        self.check_writable()?;
+        let word = |at: usize| -> Result<u32, Errno> {
+            let b: [u8; 4] = arg
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(Errno::EINVAL)?;
+            Ok(u32::from_ne_bytes(b))
+        };
+        let (xflags, projid) = (word(0)?, word(FSXATTR_PROJID)?);
+        if projid != 0 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let old = self
+            .fs
+            .get_flags(ino)
+            .map_err(|e| self.err(&e, || format!("fssetxattr inode {ino}")))?;
+        self.do_setflags(creds, ino, &flags_with_xflags(old, xflags).to_ne_bytes())
+    }
+
     /// FSYNC/FSYNCDIR on `node` (handle already checked): the engine's
     /// sync, whose errors go through the one errno table (a write error
     /// kept since a writeback is EIO), or the error a background commit
@@ -465,6 +542,69 @@ impl Adapter {
     }
 }
 
+impl Adapter {
+    /// The mount's atime policy, in the engine's terms.
+    fn atime_policy(&self) -> AtimePolicy {
+        AtimePolicy {
+            mode: match self.flags.atime {
+                crate::service::AtimeMode::NoAtime => EngineAtime::NoAtime,
+                crate::service::AtimeMode::Relatime => EngineAtime::Relatime,
+                crate::service::AtimeMode::Strict => EngineAtime::Strict,
+            },
+            nodiratime: self.flags.nodiratime,
+        }
+    }
+
+    /// [`Adapter::accessed`] for a node id from the kernel.
+    pub(crate) fn accessed_node(&self, node: INodeNo) {
+        if let Ok(ino) = self.ino(node) {
+            self.accessed(node, ino);
+        }
+    }
+
+    /// A read or a listing of `node` reached the server (called before the
+    /// reply): the atime update the mount's policy asks for. The FUSE
+    /// kernel marks its inodes `S_NOATIME` and leaves atime to the server;
+    /// reads served from the kernel's page cache never get here, so atime
+    /// moves only for reads that reach the server. The kernel drops its
+    /// cached atime after every READ and READDIR (`fuse_invalidate_atime`);
+    /// when atime changed the attributes are invalidated here as well, so
+    /// no cached copy outlives the change whatever the kernel does.
+    pub(crate) fn accessed(&self, node: INodeNo, ino: InodeNo) {
+        if !self.writable() || self.flags.atime == crate::service::AtimeMode::NoAtime {
+            return;
+        }
+        match self.fs.touch_atime(ino, self.atime_policy()) {
+            Ok(false) => {}
+            Ok(true) => {
+                self.changes.mark();
+                self.invalidate_attrs(node);
+            }
+            Err(e) => {
+                // The read itself succeeded: an atime that could not be
+                // written is logged (and recorded by the engine if it is
+                // the filesystem's fault), not the reader's error.
+                self.err(&e, || format!("atime update of inode {ino}"));
+            }
+        }
+    }
+
+    /// Tells the kernel that `node`'s attributes changed behind its back
+    /// (its cache would keep them for the TTL otherwise). Only attributes:
+    /// a negative offset leaves the page cache alone, and this never waits
+    /// for a lock the request being answered could hold.
+    pub(crate) fn invalidate_attrs(&self, node: INodeNo) {
+        if let Some(n) = self.notifier.get() {
+            if let Err(e) = n.inval_inode(node, -1, 0) {
+                // ENOENT: the kernel no longer has the inode; nothing to do.
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    log::debug!("invalidating node {node}: {e}");
+                }
+            }
+        }
+    }
+}
+
 /// What kind of change a request made (for `dirsync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Change {
@@ -483,5 +623,33 @@ pub(crate) fn creds(req: &fuser::Request) -> Creds {
     Creds {
         uid: req.uid(),
         gid: req.gid(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xflags_pair_with_their_inode_flags() {
+        // (inode flags, xflags): every twin, none, and flags without twins.
+        let table = [
+            (0u32, 0u32),
+            (0x8, 0x20),
+            (0x10, 0x8),
+            (0x20, 0x10),
+            (0x40, 0x80),
+            (0x80, 0x40),
+            (0x2000_0000, 0x200),
+            (0x200_0000, 0x8000),
+            (0x8_0000 | 0x10, 0x8), // EXTENTS has no twin
+        ];
+        for (flags, xflags) in table {
+            assert_eq!(xflags_of(flags), xflags, "{flags:#x}");
+            // Setting the xflags back changes nothing; clearing them keeps
+            // only the flags without a twin.
+            assert_eq!(flags_with_xflags(flags, xflags), flags, "{flags:#x}");
+            assert_eq!(flags_with_xflags(flags, 0), flags & 0x8_0000, "{flags:#x}");
+        }
     }
 }

@@ -151,3 +151,190 @@ fn a_read_write_mount_serves_reads_syncs_and_ends_clean() {
         vec![7u8; 50_000]
     );
 }
+
+/// `lsattr -d` of `path`: the flags column.
+fn lsattr(path: &Path) -> String {
+    let out = Command::new("lsattr").arg("-d").arg(path).output().unwrap();
+    assert!(out.status.success(), "lsattr {}: {out:?}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn attribute_changes_through_the_kernel_read_back_in_the_kernels_ext4() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(t) = tree() else { return };
+    let d = d_arg(&t.0);
+    let geometries: [&[&str]; 3] = [
+        &["-t", "ext4", "-d", &d],
+        &["-t", "ext4", "-b", "1024", "-O", "^metadata_csum", "-d", &d],
+        &["-t", "ext2", "-I", "128", "-d", &d],
+    ];
+    for args in geometries {
+        let Some(m) = RwMount::new(args, "32M", MountFlags::default(), None) else {
+            return;
+        };
+        let hello = m.path("hello");
+        std::fs::set_permissions(&hello, std::fs::Permissions::from_mode(0o4751)).unwrap();
+        std::os::unix::fs::chown(&hello, Some(1234), Some(5678)).unwrap();
+        // chown cleared setuid, as the kernel's ext4 does.
+        let md = std::fs::metadata(&hello).unwrap();
+        assert_eq!(
+            (md.mode() & 0o7777, md.uid(), md.gid()),
+            (0o751, 1234, 5678),
+            "{args:?}"
+        );
+        // utimensat with explicit times (nanoseconds where the inode keeps them).
+        let times = [
+            nix::sys::time::TimeSpec::new(1_000_000_000, 111),
+            nix::sys::time::TimeSpec::new(1_500_000_000, 222_333_444),
+        ];
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &m.path("dir"),
+            &times[0],
+            &times[1],
+            nix::sys::stat::UtimensatFlags::FollowSymlink,
+        )
+        .unwrap();
+        let dmd = std::fs::metadata(m.path("dir")).unwrap();
+        assert_eq!(dmd.mtime(), 1_500_000_000, "{args:?}");
+        // chattr +d (nodump) and lsattr through the ioctls.
+        let out = Command::new("chattr")
+            .arg("+d")
+            .arg(&hello)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "chattr {args:?}: {out:?}");
+        assert!(lsattr(&hello).contains('d'), "{args:?}: {}", lsattr(&hello));
+        let want_mtime_ns = dmd.mtime_nsec();
+        let image = m.finish();
+        let k = KernelView::new(&image);
+        let kmd = std::fs::metadata(k.path("hello")).unwrap();
+        assert_eq!(
+            (kmd.mode() & 0o7777, kmd.uid(), kmd.gid()),
+            (0o751, 1234, 5678),
+            "{args:?}"
+        );
+        assert!(lsattr(&k.path("hello")).contains('d'), "{args:?}");
+        let kd = std::fs::metadata(k.path("dir")).unwrap();
+        assert_eq!(
+            (kd.mtime(), kd.mtime_nsec(), kd.atime()),
+            (1_500_000_000, want_mtime_ns, 1_000_000_000),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn a_read_that_reaches_the_server_updates_atime_before_it_returns() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(t) = tree() else { return };
+    let d = d_arg(&t.0);
+    let flags = MountFlags {
+        atime: crate::service::AtimeMode::Strict,
+        ..MountFlags::default()
+    };
+    let Some(m) = RwMount::new(&["-t", "ext4", "-d", &d], "32M", flags, None) else {
+        return;
+    };
+    let before = std::fs::metadata(m.path("dir/inner")).unwrap().atime();
+    // Make the atime old first, so that any atime mode must update it.
+    let old = nix::sys::time::TimeSpec::new(1_000_000_000, 0);
+    let omit = nix::sys::time::TimeSpec::UTIME_OMIT;
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &m.path("dir/inner"),
+        &old,
+        &omit,
+        nix::sys::stat::UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(m.path("dir/inner")).unwrap().atime(),
+        1_000_000_000
+    );
+    // A first read reaches the server (nothing is in the page cache).
+    assert_eq!(std::fs::read(m.path("dir/inner")).unwrap().len(), 50_000);
+    // The kernel was told: a fresh stat shows the new atime.
+    let after = std::fs::metadata(m.path("dir/inner")).unwrap().atime();
+    assert!(
+        after >= before,
+        "atime {after} after the read, {before} before"
+    );
+    let image = m.finish();
+    let k = KernelView::new(&image);
+    assert_eq!(
+        std::fs::metadata(k.path("dir/inner")).unwrap().atime(),
+        after
+    );
+}
+
+/// `getfattr -d -m - -e hex` of `path` (every attribute, ACLs included).
+fn getfattr(path: &Path) -> String {
+    let out = Command::new("getfattr")
+        .args(["-h", "-d", "-m", "-", "-e", "hex"])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "getfattr {}: {out:?}", path.display());
+    // The first line names the file, which differs between the mounts.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn xattrs_and_acls_set_through_the_kernel_read_back_in_the_kernels_ext4() {
+    let Some(t) = tree() else { return };
+    let d = d_arg(&t.0);
+    let geometries: [&[&str]; 2] = [
+        &["-t", "ext4", "-d", &d],
+        &["-t", "ext4", "-b", "1024", "-I", "128", "-d", &d],
+    ];
+    for args in geometries {
+        let Some(m) = RwMount::new(args, "32M", MountFlags::default(), None) else {
+            return;
+        };
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?} {args:?}: {out:?}");
+        };
+        let hello = m.path("hello");
+        run(Command::new("setfattr")
+            .args(["-n", "user.small", "-v", "1"])
+            .arg(&hello));
+        // Past the in-inode area: the xattr block (these small images
+        // have 1 KiB blocks, as mke2fs makes filesystems under 512 MiB).
+        let big = "v".repeat(700);
+        run(Command::new("setfattr")
+            .args(["-n", "user.big", "-v", &big])
+            .arg(&hello));
+        run(Command::new("setfattr")
+            .args(["-n", "user.gone", "-v", "x"])
+            .arg(&hello));
+        run(Command::new("setfattr")
+            .args(["-x", "user.gone"])
+            .arg(&hello));
+        run(Command::new("setfacl")
+            .args(["-m", "u:1234:rw-"])
+            .arg(&hello));
+        run(Command::new("setfacl")
+            .args(["-d", "-m", "g:77:r-x"])
+            .arg(m.path("dir")));
+        let served = (getfattr(&hello), getfattr(&m.path("dir")));
+        assert!(
+            served.0.contains("user.big") && !served.0.contains("user.gone"),
+            "{served:?}"
+        );
+        let image = m.finish();
+        let k = KernelView::new(&image);
+        assert_eq!(getfattr(&k.path("hello")), served.0, "{args:?}");
+        assert_eq!(getfattr(&k.path("dir")), served.1, "{args:?}");
+    }
+}

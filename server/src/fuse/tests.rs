@@ -551,13 +551,15 @@ fn access_checks_existence_and_refuses_writes() {
 }
 
 #[test]
-fn ioctl_serves_getflags_only() {
+fn ioctl_answers_the_flag_and_version_commands_only() {
     const GETFLAGS: u32 = 0x8008_6601;
     let (_, a) = adapter();
     // Visible flags pass, internal ones (EXT4_EXTENTS_FL is visible,
     // EXT4_EA_INODE_FL 0x200000 is not) are masked.
     type Case = (InodeNo, u32, u32, std::result::Result<Vec<u8>, i32>);
-    let table: [Case; 7] = [
+    let mut fsx = vec![0u8; 28];
+    fsx[0] = 0x8; // FS_XFLAG_IMMUTABLE, the twin of EXT4_IMMUTABLE_FL
+    let table: [Case; 9] = [
         (
             HELLO,
             GETFLAGS,
@@ -581,6 +583,9 @@ fn ioctl_serves_getflags_only() {
         // FS_IOC_SETFLAGS: a change, refused on this read-only mount.
         (HELLO, 0x4008_6602, 8, Err(libc::EROFS)),
         (HELLO, 0x4008_6603, 8, Err(libc::ENOTTY)),
+        // FS_IOC_FSGETXATTR: the xflags twins of the inode flags.
+        (HELLO, 0x801C_581F, 28, Ok(fsx)),
+        (HELLO, 0x401C_5820, 28, Err(libc::EROFS)),
         (BROKEN, GETFLAGS, 4, Err(EUCLEAN)),
     ];
     for (ino, cmd, out, want) in table {

@@ -23,8 +23,8 @@
 use fuser::{Errno, FileAttr, FileHandle, Generation, INodeNo, OpenFlags};
 
 use super::attr::{file_attr, fuse_ino};
-use super::backend::SetAttr;
 use super::ops::{lossy, Adapter, Change, NAME_MAX};
+use fsvc_ext4::attr_write::SetAttr;
 use fsvc_ext4::tx::Creds;
 use fsvc_ext4::{InodeNo, Stat};
 

@@ -181,35 +181,41 @@ fn own_user_namespace() -> Result<()> {
     Ok(())
 }
 
-/// Serves commands from stdin until it closes.
-fn commands(dir: &Path, mut child: Option<&mut UsernsChild>, out: &mut impl Write) -> Result<()> {
+/// Calls `f` with each line of stdin (without its newline) until it closes.
+fn each_line(mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
     let mut line = String::new();
     while std::io::stdin().lock().read_line(&mut line)? > 0 {
+        f(line.trim_end())?;
+        line.clear();
+    }
+    Ok(())
+}
+
+/// Prints one answer line: the reply, or `error ERRNO`.
+fn answer(out: &mut impl Write, reply: std::io::Result<String>) -> Result<()> {
+    let text = reply.unwrap_or_else(|e| format!("error {}", e.raw_os_error().unwrap_or(0)));
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Serves commands from stdin until it closes.
+fn commands(dir: &Path, mut child: Option<&mut UsernsChild>, out: &mut impl Write) -> Result<()> {
+    each_line(|line| {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let (["ns-stat" | "ns-create", rel], Some(c)) = (words.as_slice(), child.as_mut()) {
             let verb = words[0].trim_start_matches("ns-");
             c.say(&format!("{verb} {}", dir.join(rel).display()))?;
-            writeln!(out, "{}", c.line()?)?;
-            out.flush()?;
-            line.clear();
-            continue;
+            return answer(out, Ok(c.line()?));
         }
         let reply = match words.as_slice() {
             ["cat", rel] => std::fs::read_to_string(dir.join(rel))
                 .map(|t| format!("data {}", t.lines().next().unwrap_or_default())),
-            ["stat", rel] => std::fs::symlink_metadata(dir.join(rel))
-                .map(|m| format!("owner {} {}", m.uid(), m.gid())),
+            ["stat", rel] => owner_of(&dir.join(rel)),
             _ => Ok(format!("error unknown command {line:?}")),
         };
-        writeln!(
-            out,
-            "{}",
-            reply.unwrap_or_else(|e| format!("error {}", e.raw_os_error().unwrap_or(0)))
-        )?;
-        out.flush()?;
-        line.clear();
-    }
-    Ok(())
+        answer(out, reply)
+    })
 }
 
 /// The `own` user namespace: a child that unshares one, maps 0 -> 100000
@@ -283,24 +289,15 @@ fn userns_child() -> Result<()> {
     nix::unistd::setresuid(root_uid, root_uid, root_uid).context("setresuid")?;
     writeln!(out, "set")?;
     out.flush()?;
-    line.clear();
-    while std::io::stdin().lock().read_line(&mut line)? > 0 {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let reply = match words.as_slice() {
+    each_line(|line| {
+        let reply = match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["stat", path] => owner_of(Path::new(path)),
             ["create", path] => std::fs::write(path, b"made in the namespace\n")
                 .and_then(|()| owner_of(Path::new(path))),
             _ => Ok(format!("error unknown command {line:?}")),
         };
-        writeln!(
-            out,
-            "{}",
-            reply.unwrap_or_else(|e| format!("error {}", e.raw_os_error().unwrap_or(0)))
-        )?;
-        out.flush()?;
-        line.clear();
-    }
-    Ok(())
+        answer(&mut out, reply)
+    })
 }
 
 fn owner_of(path: &Path) -> std::io::Result<String> {
